@@ -1,0 +1,63 @@
+"""The ``desktop-tl`` command: GUI, train, predict, plugins, models, weights.
+
+Each subcommand lives in its own module with ``add_parser(subparsers)`` and
+``run(args) -> int``. A :class:`~desktop_tl.errors.UserError` becomes one line on stderr
+and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from ..errors import UserError
+
+SUBCOMMANDS = ("gui", "train", "predict", "plugins", "models", "weights")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, not the usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(
+        prog="desktop-tl",
+        description="Transfer learning with pretrained image models. "
+        "Without a subcommand, opens the desktop window.",
+    )
+    parser.add_argument("--version", action="version", version=f"desktop-tl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
+    for name in SUBCOMMANDS:
+        try:  # TEMPORARY while subcommands are written
+            module = importlib.import_module(f"{__name__}.{name}_command")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}_command":
+                raise
+            continue
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *argv])
+    try:
+        return int(args.run(args) or 0)
+    except UserError as exc:
+        print(f"desktop-tl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"desktop-tl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""What the training engine reports and the commands it accepts between batches.
+
+Events are plain immutable objects delivered to a callback on the training thread; the GUI
+turns them into Qt signals, the CLI into a progress bar. Commands are put on the engine's
+queue from any thread and applied at the next batch boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class StageChanged:
+    """A long step before or between epochs (loading data, building the model,
+    extracting features...). ``total`` is 0 when unknown; ``done`` counts up to it."""
+
+    stage: str
+    message: str
+    done: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: str
+    epochs: int
+    batches_per_epoch: int
+    class_names: tuple[str, ...]
+    num_train: int
+    num_val: int
+    device: str
+    precision: str
+    start_epoch: int = 0  # > 0 when resuming
+
+
+@dataclass(frozen=True)
+class BatchEnded:
+    epoch: int  # 0-based
+    batch: int  # 0-based, within the epoch
+    batches_per_epoch: int
+    step: int  # global optimiser step, 0-based
+    loss: float
+    lr: float
+    elapsed_s: float  # since the run started training
+    eta_s: float | None  # estimated seconds left in the run
+
+
+@dataclass(frozen=True)
+class EpochEnded:
+    epoch: int  # 0-based
+    metrics: dict[str, Any]  # train_loss, val_loss, val_acc, lr, epoch_seconds, ...
+    is_best: bool
+    step: int  # global step at the end of the epoch
+
+
+@dataclass(frozen=True)
+class FreezeApplied:
+    """A freeze change reached the model at this step (for plot markers and the log)."""
+
+    step: int
+    epoch: int
+    changes: dict[str, bool]  # qualified name -> trainable
+    trainable_params: int
+    total_params: int
+    feature_cache: str  # "on", "off" or a short reason it was left
+
+
+@dataclass(frozen=True)
+class LogMessage:
+    level: str  # "info" | "warning" | "error"
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    """The last event of every run. ``status`` is ``"completed"``, ``"early-stopped"``,
+    ``"cancelled"`` or ``"failed"``; ``reason`` says why for the last two (and for a
+    non-finite loss)."""
+
+    status: str
+    reason: str
+    run_dir: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Cancel:
+    pass
+
+
+@dataclass(frozen=True)
+class Pause:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    pass
+
+
+@dataclass(frozen=True)
+class SetFreeze:
+    """Set modules (qualified names) trainable (True) or frozen (False)."""
+
+    changes: dict[str, bool]
