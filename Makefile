@@ -1,0 +1,32 @@
+# make run  - create .venv, install the app and every plugin under plugins/, open the demo
+# make test - the same set-up, then the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test demo-train bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]" $(addprefix -e ,$(PLUGIN_DIRS))
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/desktop-tl gui --demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+demo-train: setup
+	$(BIN)/desktop-tl train --demo
+
+bench: setup
+	$(BIN)/python tests/benchmarks/bench_recipe.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

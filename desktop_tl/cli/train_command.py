@@ -1,0 +1,133 @@
+"""``desktop-tl train``: a headless run from a run file and/or flags."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..core.config import ConfigError, RunConfig, parse_freeze_preset
+from ..errors import UserError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model without the window",
+        description="Train a model. Flags override the values in RUN.toml.",
+    )
+    parser.add_argument("run_file", nargs="?", metavar="RUN.toml", help="a run or project file")
+    parser.add_argument("--data", metavar="DIR", help="dataset folder or manifest file")
+    parser.add_argument("--loader", metavar="ID", help="dataset loader id (default: auto)")
+    parser.add_argument("--backbone", metavar="NAME", help="model name or provider:model")
+    parser.add_argument("--weights", metavar="auto|none|FILE", help="pretrained weights")
+    parser.add_argument("--head", metavar="ID", help="classifier head type (linear, mlp, ...)")
+    parser.add_argument("--freeze", metavar="PRESET", help="head-only, none or last:N")
+    parser.add_argument("--epochs", type=int, metavar="N")
+    parser.add_argument("--batch-size", type=int, metavar="N")
+    parser.add_argument("--lr", type=float, metavar="X", help="head learning rate")
+    parser.add_argument("--backbone-lr-mult", type=float, metavar="X")
+    parser.add_argument("--optimizer", choices=("adam", "adamw", "sgd"))
+    parser.add_argument("--schedule", choices=("none", "cosine", "step"))
+    parser.add_argument("--augment", choices=("none", "light", "strong"))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--feature-cache", choices=("auto", "off"))
+    parser.add_argument("--seed", type=int, metavar="N")
+    parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    parser.add_argument("--demo", action="store_true", help="the bundled sample dataset with EfficientNet-Lite0")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+_FLAGS = {
+    "data": ("data", "path"),
+    "loader": ("data", "loader"),
+    "augment": ("data", "augment"),
+    "backbone": ("model", "backbone"),
+    "weights": ("model", "weights"),
+    "head": ("model", "head"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "lr"),
+    "backbone_lr_mult": ("train", "backbone_lr_mult"),
+    "optimizer": ("train", "optimizer"),
+    "schedule": ("train", "schedule"),
+    "device": ("train", "device"),
+    "precision": ("train", "precision"),
+    "feature_cache": ("train", "feature_cache"),
+    "seed": ("train", "seed"),
+}
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
+    """The run configuration the flags describe, and whether it resumes a run."""
+    if args.resume:
+        if args.run_file or args.demo:
+            raise ConfigError("--resume continues a run folder; give no RUN.toml or --demo with it")
+        run_dir = Path(args.resume)
+        if not (run_dir / "run.toml").exists():
+            raise ConfigError(f"{run_dir} is not a run folder (no run.toml); nothing to resume")
+        config = RunConfig.load(run_dir / "run.toml")
+        if args.epochs is not None:
+            config.train.epochs = args.epochs
+        config.out = str(run_dir)
+        config.validate()
+        return config, True
+    config = RunConfig.load(args.run_file) if args.run_file else RunConfig()
+    if args.demo:
+        from ..resources import DEMO_BACKBONE, sample_dataset_dir
+
+        config.data.path = str(sample_dataset_dir())
+        config.model.backbone = DEMO_BACKBONE
+        if args.epochs is None and not args.run_file:
+            config.train.epochs = 5
+    for flag, (section, key) in _FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    if args.freeze is not None:
+        parse_freeze_preset(args.freeze)
+        config.freeze.preset = args.freeze
+        config.freeze.overrides = {}
+    if args.out:
+        config.out = args.out
+    if args.weights not in (None, "auto", "none"):
+        weights = Path(args.weights)
+        if not weights.is_file():
+            raise ConfigError(f"weights file {weights} does not exist")
+        config.model.weights = str(weights.resolve())
+    if not config.data.path:
+        raise ConfigError("no data given: pass --data DIR (a folder with one subfolder per class), "
+                          "a RUN.toml with [data] path, or --demo")
+    config.validate()
+    return config, False
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.training import Trainer
+    from .progress import ProgressPrinter
+
+    config, resume = config_from_args(args)
+    printer = ProgressPrinter(enabled=not args.quiet)
+    trainer = Trainer(config, on_event=printer, resume=resume)
+    try:
+        finished = trainer.run()
+    except KeyboardInterrupt:
+        printer.close()
+        raise
+    printer.close()
+    summary = finished.summary
+    if finished.status in ("completed", "early-stopped"):
+        acc = summary.get("val_acc")
+        best = summary.get("best_val_acc")
+        print(
+            f"{finished.status}: {summary.get('epochs_completed')} epochs, "
+            f"val_acc {acc:.3f} (best {best:.3f}) in {summary.get('train_seconds', 0):.1f}s; "
+            f"run folder: {finished.run_dir}"
+        )
+        return 0
+    where = f" (run folder: {finished.run_dir})" if finished.run_dir else ""
+    print(f"desktop-tl train: {finished.status}: {finished.reason}{where}", file=sys.stderr)
+    return 1 if finished.status == "failed" else 130

@@ -1,0 +1,122 @@
+"""Checkpoints: model weights as safetensors, JSON metadata, optimiser state.
+
+A checkpoint is a folder (``checkpoints/last``, ``checkpoints/best``) holding
+``model.safetensors``, ``meta.json`` and ``training_state.pt``. It is written into a
+temporary folder first and swapped into place by renames, so a crash never leaves a
+half-written checkpoint: at worst the previous one survives as ``<name>.old``.
+``training_state.pt`` holds only tensors and plain containers and loads with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+
+MODEL_FILE = "model.safetensors"
+META_FILE = "meta.json"
+STATE_FILE = "training_state.pt"
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing or unreadable."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    meta: dict[str, Any]
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        return load_file(str(self.path / MODEL_FILE))
+
+    def training_state(self) -> dict[str, Any]:
+        state_path = self.path / STATE_FILE
+        if not state_path.exists():
+            raise CheckpointError(f"{self.path} has no training state; it cannot be resumed")
+        return torch.load(state_path, map_location="cpu", weights_only=True)
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    from .. import __version__
+
+    return {
+        "desktop_tl": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_checkpoint(
+    folder: Path,
+    model_state: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    training_state: dict[str, Any] | None = None,
+) -> None:
+    """Write a checkpoint folder atomically (temp folder, then renames)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
+        save_file(tensors, str(tmp / MODEL_FILE))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+        if training_state is not None:
+            torch.save(training_state, tmp / STATE_FILE)
+        old = folder.with_name(folder.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        if old.exists():
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_checkpoint(folder: Path) -> Checkpoint:
+    """Open a checkpoint folder, falling back to ``<name>.old`` after an interrupted save."""
+    folder = Path(folder)
+    for candidate in (folder, folder.with_name(folder.name + ".old")):
+        meta_path = candidate / META_FILE
+        if meta_path.exists() and (candidate / MODEL_FILE).exists():
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint metadata {meta_path} is unreadable: {exc}") from None
+            return Checkpoint(candidate, meta)
+    raise CheckpointError(f"no checkpoint at {folder}")
+
+
+def find_run_checkpoint(run_dir: Path, which: str = "best") -> Checkpoint:
+    """The ``best`` (or ``last``) checkpoint of a run folder, with a clear error if absent."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CheckpointError(f"run folder {run_dir} does not exist")
+    if (run_dir / META_FILE).exists():  # a checkpoint folder given directly
+        return load_checkpoint(run_dir)
+    order = [which, "last" if which == "best" else "best"]
+    for name in order:
+        try:
+            return load_checkpoint(run_dir / "checkpoints" / name)
+        except CheckpointError:
+            continue
+    raise CheckpointError(
+        f"{run_dir} holds no checkpoint (checkpoints/best or checkpoints/last); "
+        "is it a desktop-tl run folder, and did the run finish an epoch?"
+    )

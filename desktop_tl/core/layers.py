@@ -1,0 +1,182 @@
+"""The layer tree and freezing.
+
+Freezing a module sets ``requires_grad=False`` on its parameters. A module whose
+parameters are all frozen also runs in eval mode during training: frozen BatchNorm keeps
+its running statistics, and a frozen stage computes a fixed function (no dropout or
+drop-connect noise), which is what makes caching its output exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..errors import UserError
+from .config import parse_freeze_preset
+
+
+class FreezeError(UserError):
+    """A freeze change names a module that does not exist."""
+
+
+@dataclass
+class LayerNode:
+    name: str  # qualified name from the model root; "" for the root
+    type_name: str
+    total_params: int
+    trainable_params: int
+    children: list["LayerNode"] = field(default_factory=list)
+
+    @property
+    def short_name(self) -> str:
+        return self.name.rsplit(".", 1)[-1] if self.name else "model"
+
+    @property
+    def state(self) -> str:
+        """``trainable``, ``frozen``, ``partial`` or ``none`` (no parameters)."""
+        if self.total_params == 0:
+            return "none"
+        if self.trainable_params == self.total_params:
+            return "trainable"
+        if self.trainable_params == 0:
+            return "frozen"
+        return "partial"
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+def layer_tree(model: nn.Module) -> LayerNode:
+    """Every module by qualified name with type, parameter count and trainable count."""
+
+    def build(name: str, module: nn.Module) -> LayerNode:
+        total = trainable = 0
+        for param in module.parameters():
+            total += param.numel()
+            if param.requires_grad:
+                trainable += param.numel()
+        node = LayerNode(name, type(module).__name__, total, trainable)
+        for child_name, child in module.named_children():
+            node.children.append(build(f"{name}.{child_name}" if name else child_name, child))
+        return node
+
+    return build("", model)
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = trainable = 0
+    for param in model.parameters():
+        total += param.numel()
+        if param.requires_grad:
+            trainable += param.numel()
+    return trainable, total
+
+
+def _is_chain(module: nn.Module) -> bool:
+    return type(module) is nn.Sequential
+
+
+def backbone_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The backbone's stages in execution order, as (qualified name, module).
+
+    Top-level stages of the backbone, with a plain ``nn.Sequential`` stage expanded one
+    level (ResNet's ``layer4`` becomes ``layer4.0``, ``layer4.1``) so that presets and the
+    feature cache can work at block granularity. Running the chain in order equals
+    running the backbone.
+    """
+    backbone = model.get_submodule("backbone")
+    chain: list[tuple[str, nn.Module]] = []
+    for name, stage in backbone.named_children():
+        if _is_chain(stage) and len(stage) > 1:
+            for sub_name, sub in stage.named_children():
+                chain.append((f"backbone.{name}.{sub_name}", sub))
+        else:
+            chain.append((f"backbone.{name}", stage))
+    return chain
+
+
+def backbone_stage_names(model: nn.Module) -> list[str]:
+    """Names of the chain's stages that have parameters (what "last N blocks" counts)."""
+    return [name for name, module in backbone_chain(model) if _has_params(module)]
+
+
+def _has_params(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters())
+
+
+def freeze_map(model: nn.Module, preset: str, overrides: dict[str, bool] | None = None) -> dict[str, bool]:
+    """The preset as a {qualified name: trainable} map, followed by the overrides."""
+    kind, n = parse_freeze_preset(preset)
+    if kind == "none":
+        result = {"backbone": True, "head": True}
+    else:  # head-only, custom (overrides say the rest) and last:N start from head-only
+        result = {"backbone": False, "head": True}
+        if kind == "last":
+            for name in backbone_stage_names(model)[-n:]:
+                result[name] = True
+    result.update(overrides or {})
+    return result
+
+
+def apply_freeze_map(model: nn.Module, mapping: dict[str, bool]) -> None:
+    """Set ``requires_grad`` by subtree, shallowest names first so deeper ones win."""
+    modules = dict(model.named_modules())
+    missing = [name for name in mapping if name not in modules]
+    if missing:
+        raise FreezeError(
+            f"no layer named {', '.join(repr(m) for m in missing[:3])} in this model; "
+            "pick layers from the layer tree (desktop-tl prints names with --list-layers)"
+        )
+    for name in sorted(mapping, key=lambda n: (n.count(".") if n else -1, n)):
+        for param in modules[name].parameters():
+            param.requires_grad_(bool(mapping[name]))
+
+
+def apply_freeze(model: nn.Module, preset: str, overrides: dict[str, bool] | None = None) -> dict[str, bool]:
+    """Apply a preset plus overrides; returns the map that was applied."""
+    mapping = freeze_map(model, preset, overrides)
+    apply_freeze_map(model, mapping)
+    return mapping
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """Train mode for modules that learn; eval mode for every fully frozen subtree.
+
+    Frozen BatchNorm layers thus keep their running statistics untouched, and dropout
+    inside a frozen block stays off.
+    """
+    model.train()
+    for module in model.modules():
+        flags = [p.requires_grad for p in module.parameters()]
+        if flags and not any(flags):
+            module.eval()
+
+
+def trainable_state(model: nn.Module) -> dict[str, bool]:
+    """A compact map that reproduces the model's current trainable state.
+
+    Lists the shallowest modules whose parameters are uniformly trainable or frozen; a
+    mixed module is listed by the state of its own parameters and its children follow
+    (deeper names win when the map is applied).
+    """
+    result: dict[str, bool] = {}
+
+    def visit(name: str, module: nn.Module) -> None:
+        flags = {p.requires_grad for p in module.parameters()}
+        if not flags:
+            return
+        if len(flags) == 1:
+            result[name] = flags.pop()
+            return
+        own = {p.requires_grad for p in module.parameters(recurse=False)}
+        if len(own) == 1:
+            result[name] = own.pop()
+        for child_name, child in module.named_children():
+            visit(f"{name}.{child_name}" if name else child_name, child)
+
+    visit("", model)
+    return result
