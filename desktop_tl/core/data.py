@@ -1,0 +1,657 @@
+"""From a dataset path to checked, split data and the loaders that feed training.
+
+:func:`prepare_data` runs before any model is built: it asks a loader plugin for the
+labelled samples, decodes every image once to find the unreadable ones, refuses data a
+classifier cannot learn from with a message that says what to fix, and splits it. The
+split is saved with the run (:meth:`PreparedData.save_manifest`) so that a resumed run
+sees exactly the same images.
+
+:class:`ImageDataset` and :func:`make_loader` turn a split into batches. An image that
+becomes unreadable after the check (deleted, overwritten, a network share gone) is not
+allowed to crash a DataLoader worker: it is dropped from its batch and recorded on the
+loader (:attr:`ImageLoader.unreadable`). Everything handed to worker processes is a
+top-level class or function, so the loaders work under the ``spawn`` start method used
+on Windows, macOS and in frozen apps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
+
+from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset, Preprocessing
+from .atomic import atomic_write_text
+from .images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, probe_image
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .config import DataConfig
+
+SUBSETS = ("train", "val", "test")
+MANIFEST_FORMAT = "desktop_tl-split"
+MANIFEST_VERSION = 1
+
+#: Below this many images, worker processes cost more to start (each imports torch)
+#: than decoding in the training process costs over a whole run.
+SMALL_DATASET_IMAGES = 1000
+
+#: Interpolation names a backbone's preprocessing may ask for.
+INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class DataPreparationCancelled(Exception):
+    """``should_stop`` asked :func:`prepare_data` to stop; nothing was prepared."""
+
+
+# --------------------------------------------------------------------------- prepared data
+
+
+@dataclass
+class PreparedData:
+    """Checked, split data: ``(path, class index)`` per subset, and what was left out.
+
+    ``split_source`` is ``"predefined"`` when the dataset gave the split (train/ val/
+    folders, a manifest's split column), ``"stratified"`` when it was drawn here.
+    """
+
+    root: str
+    loader_id: str
+    class_names: list[str]
+    train: list[tuple[str, int]]
+    val: list[tuple[str, int]]
+    test: list[tuple[str, int]] = field(default_factory=list)
+    bad_files: list[tuple[str, str]] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    split_source: str = "stratified"
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Images per subset and class, every class listed (zero included)."""
+        result = {}
+        for subset in SUBSETS:
+            per_class = Counter(label for _, label in getattr(self, subset))
+            result[subset] = {name: per_class.get(i, 0) for i, name in enumerate(self.class_names)}
+        return result
+
+    def save_manifest(self, path: str | Path) -> None:
+        """Write the split as JSON; paths inside ``root`` are stored relative to it."""
+        root = Path(self.root)
+
+        def rel(item_path: str) -> str:
+            try:
+                return Path(item_path).relative_to(root).as_posix()
+            except ValueError:
+                return item_path
+
+        data = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "root": self.root,
+            "loader_id": self.loader_id,
+            "split_source": self.split_source,
+            "class_names": list(self.class_names),
+            **{subset: [[rel(p), label] for p, label in getattr(self, subset)]
+               for subset in SUBSETS},
+            "bad_files": [list(item) for item in self.bad_files],
+            "ignored": [list(item) for item in self.ignored],
+        }
+        atomic_write_text(Path(path), _json_one_item_per_line(data))
+
+    @classmethod
+    def load_manifest(cls, path: str | Path, root: str | Path | None = None) -> "PreparedData":
+        """Read a split written by :meth:`save_manifest`.
+
+        ``root`` replaces the stored dataset folder, for a dataset that has moved.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DatasetError(f"split file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"split file {path} cannot be read ({exc}); start a new "
+                               "run instead of resuming this one") from None
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+            raise DatasetError(f"{path} is not a desktop_tl split file")
+        if data.get("version") != MANIFEST_VERSION:
+            raise DatasetError(f"split file {path} has version {data.get('version')}, this "
+                               f"version of desktop_tl reads version {MANIFEST_VERSION}")
+        try:
+            base = Path(root) if root is not None else Path(data["root"])
+            class_names = [str(name) for name in data["class_names"]]
+            subsets = {}
+            for subset in SUBSETS:
+                items = []
+                for item_path, label in data.get(subset, []):
+                    label = int(label)
+                    if not 0 <= label < len(class_names):
+                        raise ValueError(f"class index {label} out of range")
+                    full = Path(item_path)
+                    items.append((str(full if full.is_absolute() else base / full), label))
+                subsets[subset] = items
+            return cls(
+                root=str(base),
+                loader_id=str(data["loader_id"]),
+                class_names=class_names,
+                bad_files=[(str(p), str(r)) for p, r in data.get("bad_files", [])],
+                ignored=[(str(p), str(r)) for p, r in data.get("ignored", [])],
+                split_source=str(data.get("split_source", "stratified")),
+                **subsets,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"split file {path} is damaged ({exc}); start a new run "
+                               "instead of resuming this one") from None
+
+
+def _json_one_item_per_line(data: dict[str, Any]) -> str:
+    """JSON with one list item per line: readable and diff-friendly for long splits."""
+    parts = []
+    for key, value in data.items():
+        if isinstance(value, list) and value:
+            items = ",\n".join("  " + json.dumps(item, ensure_ascii=False) for item in value)
+            parts.append(f" {json.dumps(key)}: [\n{items}\n ]")
+        else:
+            parts.append(f" {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def prepare_data(
+    cfg: "DataConfig",
+    host: Any,
+    *,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PreparedData:
+    """Load, check and split the dataset that ``cfg`` names.
+
+    ``host`` provides ``dataset_loaders() -> dict[id, DatasetLoader]`` (the plugin host).
+    ``progress(done, total)`` is called while images are decoded, a few times a second at
+    most; ``should_stop()`` returning true raises :class:`DataPreparationCancelled`.
+    Raises :class:`DatasetError` when the data cannot be trained on.
+    """
+    raw = (cfg.path or "").strip()
+    if not raw:
+        raise DatasetError("no dataset chosen: choose a folder of images with one subfolder "
+                           "per class, or a .csv/.tsv manifest")
+    path = Path(os.path.abspath(Path(raw).expanduser()))
+    if not path.exists():
+        raise DatasetError(f"dataset path {path} does not exist; check the spelling or "
+                           "choose another folder")
+    loader = choose_loader(str(path), host, cfg.loader)
+    loaded = loader.load(str(path), {})
+    if not loaded.samples and path.is_file():
+        raise DatasetError(f"{path} lists no images; add one row per image (path,label)")
+    return check_and_split(
+        loaded,
+        loader.id,
+        val_fraction=cfg.val_fraction,
+        test_fraction=cfg.test_fraction,
+        split_seed=cfg.split_seed,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def choose_loader(path: str, host: Any, loader_id: str = "auto") -> DatasetLoader:
+    """The loader named ``loader_id``, or for ``"auto"`` the first that accepts ``path``
+    (the image-folder loader first for folders)."""
+    loaders: dict[str, DatasetLoader] = dict(host.dataset_loaders())
+    if not loaders:
+        raise DatasetError("no dataset loaders are installed; install the dtl-loaders plugin "
+                           "(pip install plugins/dtl_loaders) or see `desktop-tl plugins` "
+                           "for one that failed to load")
+    if loader_id and loader_id != "auto":
+        loader = loaders.get(loader_id)
+        if loader is None:
+            raise DatasetError(f"dataset loader {loader_id!r} is not installed; installed: "
+                               f"{', '.join(sorted(loaders))} (or use auto)")
+        if not _accepts(loader, path):
+            raise DatasetError(f"the {loader.display_name} loader cannot read {path} (it "
+                               f"expects a {loader.path_kind}); choose another path or "
+                               "set the loader to auto")
+        return loader
+    candidates = list(loaders.values())
+    if Path(path).is_dir() and "image-folder" in loaders:
+        candidates.sort(key=lambda candidate: candidate.id != "image-folder")
+    for loader in candidates:
+        if _accepts(loader, path):
+            return loader
+    raise DatasetError(f"no installed dataset loader can read {path}; use a folder with one "
+                       "subfolder of images per class, or a .csv/.tsv manifest with the "
+                       "columns path,label")
+
+
+def check_and_split(
+    loaded: LoadedDataset,
+    loader_id: str,
+    *,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    split_seed: int = 0,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PreparedData:
+    """Decode every image of ``loaded``, refuse unusable data, and split it."""
+    root = loaded.root
+    class_names = list(loaded.class_names)
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({s.label for s in loaded.samples if s.label not in index})
+    if unknown:
+        raise DatasetError(f"dataset loader {loader_id!r} returned labels that are not among "
+                           f"its class names: {', '.join(unknown[:5])}")
+    ignored = list(loaded.ignored)
+
+    samples, first_seen = [], {}
+    for sample in loaded.samples:
+        if not os.path.isabs(sample.path):  # a loader may give paths relative to its root
+            sample = replace(sample, path=os.path.join(root, sample.path))
+        key = os.path.normcase(os.path.abspath(sample.path))
+        first = first_seen.setdefault(key, sample)
+        if first is sample:
+            samples.append(sample)
+        elif first.label == sample.label:
+            ignored.append((sample.path, "listed more than once"))
+        else:
+            ignored.append((sample.path, f"listed again with label {sample.label!r}; the "
+                                         f"first label {first.label!r} is used"))
+    if not samples:
+        raise DatasetError(_no_images_message(root, class_names, ignored))
+
+    reasons = _probe_all([s.path for s in samples], progress, should_stop)
+    bad_files = [(s.path, r) for s, r in zip(samples, reasons) if r is not None]
+    good = [s for s, r in zip(samples, reasons) if r is None]
+    _refuse_unusable_classes(root, class_names, good, bad_files, samples)
+
+    if loaded.has_predefined_split:
+        subsets: dict[str, list[tuple[str, int]]] = {name: [] for name in SUBSETS}
+        for sample in good:  # a sample without a subset beside predefined ones trains
+            subset = sample.subset or "train"
+            if subset not in subsets:
+                raise DatasetError(f"dataset loader {loader_id!r} put {sample.path} in subset "
+                                   f"{subset!r}; subsets are train, val and test")
+            subsets[subset].append((sample.path, index[sample.label]))
+        train, val, test = (sorted(subsets[name], key=_item_order) for name in SUBSETS)
+        split_source = "predefined"
+        in_train = {label for _, label in train}
+        missing = [name for i, name in enumerate(class_names) if i not in in_train]
+        if missing:
+            noun = "class" if len(missing) == 1 else "classes"
+            raise DatasetError(f"{noun} {_names(missing)} without training images; add images to "
+                               f"train/{missing[0]}/ (or rows with split=train)")
+        if not val:
+            raise DatasetError(
+                f"the dataset's own split in {root} has no validation images; add a val/ "
+                "folder with one subfolder per class (for a manifest: rows with split=val), "
+                "or remove the split so that one is drawn at random"
+            )
+    else:
+        items = [(s.path, index[s.label]) for s in good]
+        train, val, test = stratified_split(
+            items, class_names, val_fraction=val_fraction, test_fraction=test_fraction,
+            seed=split_seed,
+        )
+        split_source = "stratified"
+        if not val:
+            if val_fraction <= 0:
+                raise DatasetError("no validation images: data.val_fraction is 0; set it "
+                                   "above 0 (e.g. 0.2) so that training can be checked")
+            raise DatasetError("too few images to set any aside for validation; every class "
+                               "needs at least 2 readable images")
+    return PreparedData(
+        root=root, loader_id=loader_id, class_names=class_names, train=train, val=val,
+        test=test, bad_files=bad_files, ignored=ignored, split_source=split_source,
+    )
+
+
+def stratified_split(
+    items: Sequence[tuple[str, int]],
+    class_names: Sequence[str],
+    *,
+    val_fraction: float,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
+    """Split ``items`` per class, reproducibly for a seed.
+
+    Each class is shuffled with its own generator seeded by (seed, class name), so adding
+    a class or an image elsewhere does not reshuffle the others. A class with at least 2
+    images gives at least 1 to validation (when ``val_fraction`` > 0), one with at least
+    3 gives at least 1 to test (when ``test_fraction`` > 0); every class keeps at least
+    one training image.
+    """
+    by_class: dict[int, list[str]] = {}
+    for path, label in items:
+        by_class.setdefault(int(label), []).append(path)
+    train, val, test = [], [], []
+    for label in sorted(by_class):
+        paths = sorted(by_class[label])
+        random.Random(f"{seed}:{class_names[label]}").shuffle(paths)
+        n = len(paths)
+        n_val = int(n * val_fraction + 0.5)
+        n_test = int(n * test_fraction + 0.5)
+        if val_fraction > 0 and n >= 2:
+            n_val = max(n_val, 1)
+        if test_fraction > 0 and n >= 3:
+            n_test = max(n_test, 1)
+        while n_val + n_test > n - 1 and n_test > 0:
+            n_test -= 1
+        while n_val + n_test > n - 1 and n_val > 0:
+            n_val -= 1
+        val += [(p, label) for p in paths[:n_val]]
+        test += [(p, label) for p in paths[n_val:n_val + n_test]]
+        train += [(p, label) for p in paths[n_val + n_test:]]
+    return (sorted(train, key=_item_order), sorted(val, key=_item_order),
+            sorted(test, key=_item_order))
+
+
+def _item_order(item: tuple[str, int]) -> tuple[int, str]:
+    return item[1], item[0]
+
+
+def _accepts(loader: DatasetLoader, path: str) -> bool:
+    try:
+        return bool(loader.can_load(path))
+    except Exception:  # a broken plugin must not stop the others from being asked
+        return False
+
+
+def _probe_all(paths: list[str], progress: ProgressCallback | None,
+               should_stop: Callable[[], bool] | None) -> list[str | None]:
+    """Decode every image on a thread pool (decoding releases the GIL); reasons in order."""
+    total = len(paths)
+    reasons: list[str | None] = [None] * total
+    threads = min(16, (os.cpu_count() or 1) + 4)  # bounded: each holds a decoded image
+    last_report = 0.0
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="probe-image")
+    try:
+        for done, reason in enumerate(executor.map(probe_image, paths), start=1):
+            reasons[done - 1] = reason
+            if should_stop is not None and should_stop():
+                raise DataPreparationCancelled("data preparation was cancelled")
+            now = time.monotonic()
+            if progress is not None and (done == total or now - last_report >= 0.1):
+                last_report = now
+                progress(done, total)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+    return reasons
+
+
+def _refuse_unusable_classes(root, class_names, good, bad_files, samples) -> None:
+    good_per_class = Counter(s.label for s in good)
+    if not good:
+        example_path, example_reason = bad_files[0]
+        raise DatasetError(f"none of the {len(samples)} images in {root} could be read (e.g. "
+                           f"{example_path}: {example_reason}); see the bad-file report")
+    label_of = {s.path: s.label for s in samples}
+    bad_per_class = Counter(label_of[p] for p, _ in bad_files)
+    empty = [name for name in class_names if good_per_class[name] == 0]
+    if empty:
+        described = [f"{name!r} ({bad_per_class[name]} unreadable)" if bad_per_class[name]
+                     else repr(name) for name in empty]
+        noun = "class" if len(empty) == 1 else "classes"
+        raise DatasetError(f"{noun} {', '.join(described)} in {root} "
+                           f"{'has' if len(empty) == 1 else 'have'} no readable images; add "
+                           "images to its folder or remove the folder")
+    if len(class_names) < 2:
+        raise DatasetError(f"only one class ({class_names[0]!r}) found in {root}; a classifier "
+                           "needs at least two: put each class's images in its own subfolder")
+
+
+def _no_images_message(root: str, class_names: list[str], ignored: list) -> str:
+    message = (f"no images found in {root}; supported extensions: "
+               f"{', '.join(IMAGE_EXTENSIONS)}. Expected one subfolder per class, e.g. "
+               f"{Path(root) / 'cats' / 'img001.jpg'}")
+    if class_names:
+        message += f" (class folders found but empty: {_names(class_names)})"
+    if ignored:
+        path, reason = ignored[0]
+        message += f"; {len(ignored)} file(s) skipped, e.g. {Path(path).name}: {reason}"
+    return message
+
+
+def _names(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def build_transform(preprocessing: Preprocessing, augment: str, train: bool):
+    """The transform from an RGB PIL image to a normalised float tensor.
+
+    Evaluation (and training with ``augment="none"``): resize the short side to
+    ``preprocessing.resize``, centre-crop ``preprocessing.crop``, scale to [0, 1],
+    normalise. ``"light"`` trains on random resized crops (60-100 % of the area) with
+    horizontal flips; ``"strong"`` adds colour jitter and TrivialAugmentWide. The result is
+    a picklable ``torchvision.transforms.v2.Compose``.
+    """
+    from torchvision.transforms import InterpolationMode, v2
+
+    if augment not in ("none", "light", "strong"):
+        raise DatasetError(f"augmentation {augment!r} is not one of none, light, strong")
+    if preprocessing.interpolation not in INTERPOLATIONS:
+        raise DatasetError(f"interpolation {preprocessing.interpolation!r} is not one of "
+                           f"{', '.join(INTERPOLATIONS)}")
+    interpolation = InterpolationMode(preprocessing.interpolation)
+    finish = [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
+        v2.ToPureTensor(),  # a plain Tensor, not a tv_tensors.Image
+    ]
+    if not train or augment == "none":
+        return v2.Compose([
+            v2.ToImage(),
+            v2.Resize(preprocessing.resize, interpolation=interpolation, antialias=True),
+            v2.CenterCrop(preprocessing.crop),
+            *finish,
+        ])
+    steps = [
+        v2.ToImage(),
+        v2.RandomResizedCrop(preprocessing.crop, scale=(0.6, 1.0), interpolation=interpolation,
+                             antialias=True),
+        v2.RandomHorizontalFlip(),
+    ]
+    if augment == "strong":
+        steps += [
+            v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05),
+            v2.TrivialAugmentWide(interpolation=interpolation),
+        ]
+    return v2.Compose(steps + finish)
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+@dataclass(frozen=True)
+class UnreadableImage:
+    """Returned by :class:`ImageDataset` instead of a sample whose file no longer decodes;
+    :func:`collate_skip_unreadable` drops it from the batch."""
+
+    index: int
+    path: str
+    reason: str
+
+
+class ImageDataset(Dataset):
+    """``(path, class index)`` items as ``(image tensor, class index)`` samples.
+
+    With ``with_index=True`` a sample is ``(image tensor, class index, item index)``, for
+    callers that must know which image each row of a batch is (feature caches, lists of
+    misclassified images). An image that fails to decode yields an
+    :class:`UnreadableImage` marker rather than an exception, so a worker process survives
+    it; :func:`make_loader`'s batches leave it out.
+    """
+
+    def __init__(self, items: Sequence[tuple[str, int]], transform: Callable | None = None,
+                 *, with_index: bool = False) -> None:
+        self.items = [(str(path), int(label)) for path, label in items]
+        self.transform = transform
+        self.with_index = with_index
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        path, label = self.items[index]
+        try:
+            image = open_rgb(path)
+        except ImageReadError as exc:
+            return UnreadableImage(index=int(index), path=path, reason=exc.reason)
+        sample = self.transform(image) if self.transform is not None else image
+        return (sample, label, int(index)) if self.with_index else (sample, label)
+
+
+@dataclass
+class ImageBatch:
+    """A collated batch: ``images`` and ``labels`` are ``None`` when every sample in it was
+    unreadable. ``indices`` is set when the dataset returns item indices. ``skipped``
+    lists ``(path, reason)`` of the samples left out."""
+
+    images: torch.Tensor | None
+    labels: torch.Tensor | None
+    indices: torch.Tensor | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def pin_memory(self) -> "ImageBatch":  # called by DataLoader(pin_memory=True)
+        def pin(tensor):
+            return tensor.pin_memory() if tensor is not None else None
+
+        return ImageBatch(pin(self.images), pin(self.labels), pin(self.indices), self.skipped)
+
+
+def collate_skip_unreadable(samples: list) -> ImageBatch:
+    """Collate ``(tensor, label[, index])`` samples, leaving out :class:`UnreadableImage`
+    markers (listed in ``ImageBatch.skipped``). Runs inside worker processes."""
+    skipped = [(s.path, s.reason) for s in samples if isinstance(s, UnreadableImage)]
+    kept = [s for s in samples if not isinstance(s, UnreadableImage)]
+    if not kept:
+        return ImageBatch(None, None, None, skipped)
+    columns = list(zip(*kept))
+    images = default_collate(list(columns[0]))
+    labels = default_collate(list(columns[1]))
+    indices = default_collate(list(columns[2])) if len(columns) > 2 else None
+    return ImageBatch(images, labels, indices, skipped)
+
+
+class ImageLoader(DataLoader):
+    """A DataLoader that yields ``(images, labels)`` and never an unreadable image.
+
+    Iterating gives ``(images, labels)`` tuples; :meth:`batches` gives the
+    :class:`ImageBatch` objects (with item indices). Batches whose every image was
+    unreadable are skipped, and each unreadable file is recorded once in
+    :attr:`unreadable` as ``(path, reason)``.
+    """
+
+    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seed = seed
+        self.unreadable: list[tuple[str, str]] = []
+        self._unreadable_paths: set[str] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the shuffle order (and workers' random seeds) a function of (seed, epoch),
+        so a resumed run draws the same batches as an uninterrupted one. With persistent
+        workers the workers' seeds are drawn once, on the first epoch iterated."""
+        if self.generator is not None:
+            self.generator.manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
+
+    def batches(self) -> Iterator[Any]:
+        for batch in super().__iter__():
+            if isinstance(batch, ImageBatch):
+                for path, reason in batch.skipped:
+                    if path not in self._unreadable_paths:
+                        self._unreadable_paths.add(path)
+                        self.unreadable.append((path, reason))
+                if batch.images is None:
+                    continue
+            yield batch
+
+    def __iter__(self) -> Iterator[Any]:
+        for batch in self.batches():
+            if isinstance(batch, ImageBatch):
+                yield batch.images, batch.labels
+            else:
+                yield batch
+
+
+def default_num_workers(num_items: int | None = None) -> int:
+    """Worker processes for loading ``num_items`` images on this machine.
+
+    0 (decode in the training process) on machines with 2 or fewer CPUs, where a worker
+    would take a core from the model's own threads, and for datasets under
+    :data:`SMALL_DATASET_IMAGES` images, where starting workers (each imports torch, a few
+    seconds under ``spawn``) costs more than it saves. Otherwise one core is left for the
+    training process and at most 4 workers are used, past which JPEG decoding of typical
+    batches is no longer the bottleneck.
+    """
+    cpus = _usable_cpus()
+    if cpus <= 2:
+        return 0
+    if num_items is not None and num_items < SMALL_DATASET_IMAGES:
+        return 0
+    return min(4, cpus - 1)
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = -1,
+    seed: int = 0,
+    drop_last: bool = False,
+    device: str | torch.device | None = None,
+    multiprocessing_context: str | None = "spawn",
+    collate_fn: Callable[[list], Any] = collate_skip_unreadable,
+) -> ImageLoader:
+    """A loader over ``dataset`` (usually an :class:`ImageDataset`).
+
+    ``num_workers=-1`` sizes the workers with :func:`default_num_workers`. Workers are
+    persistent (started once per loader, not per epoch) and started with ``spawn`` on
+    every system: forking a process that runs threads (the GUI, torch's own pools) can
+    deadlock, and using one start method everywhere means a Linux test run catches what
+    would break on Windows and macOS. Memory is pinned only when ``device`` is CUDA.
+    ``seed`` fixes the shuffle order and the workers' random seeds.
+    """
+    if num_workers < 0:
+        num_workers = default_num_workers(len(dataset))  # type: ignore[arg-type]
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    options: dict[str, Any] = {}
+    if num_workers > 0:
+        options.update(persistent_workers=True, multiprocessing_context=multiprocessing_context)
+    return ImageLoader(
+        dataset,
+        seed=seed,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_fn,
+        pin_memory=torch.device(device).type == "cuda" if device is not None else False,
+        generator=generator,
+        **options,
+    )
+
+
+def _usable_cpus() -> int:
+    if hasattr(os, "process_cpu_count"):  # Python 3.13+
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1

@@ -1,0 +1,132 @@
+"""The CSV/TSV manifest loader: one row per image, ``path,label[,split]``.
+
+Example (``labels.csv``)::
+
+    path,label,split
+    images/cat_01.jpg,cat,train
+    images/dog_07.jpg,dog,val
+
+Relative paths are read from the manifest's folder, so a dataset folder can be moved
+whole; backslashes written on Windows work on every system. The file's header row names
+the columns (any order, any case). A row whose image is missing is kept: the core reports
+it as a bad file with its path, beside every other unreadable image. Columns are separated
+by tabs in a ``.tsv`` file; in a ``.csv`` file by commas, or by tabs or semicolons when
+the header row uses those (as some spreadsheet programs write).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+from desktop_tl.plugin.descriptors import DatasetError, LoadedDataset, Sample
+
+MANIFEST_SUFFIXES = (".csv", ".tsv")
+
+#: Values of the optional split column (compared in lower case) -> subset.
+SPLIT_VALUES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def can_load_manifest(path: str) -> bool:
+    candidate = Path(path)
+    return candidate.suffix.lower() in MANIFEST_SUFFIXES and candidate.is_file()
+
+
+def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
+    manifest = Path(path)
+    text = _read_text(manifest)
+    lines = text.splitlines()
+    header_line = next((line for line in lines if line.strip()), None)
+    if header_line is None:
+        raise DatasetError(f"manifest {manifest} is empty; it needs a header row "
+                           "'path,label' and one row per image")
+    delimiter = _delimiter(manifest, header_line)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = next((row for row in reader if any(cell.strip() for cell in row)))
+    columns = [cell.strip().lower() for cell in header]
+    if "path" not in columns or "label" not in columns:
+        shown = delimiter.join(cell.strip() for cell in header)
+        raise DatasetError(
+            f"manifest {manifest} must start with a header row naming the columns path "
+            f"and label (optionally split), e.g. 'path,label,split'; its first row is "
+            f"{shown!r}"
+        )
+    path_col, label_col = columns.index("path"), columns.index("label")
+    split_col = columns.index("split") if "split" in columns else None
+    needed = max(c for c in (path_col, label_col, split_col) if c is not None) + 1
+
+    base = manifest.parent
+    samples: list[Sample] = []
+    ignored: list[tuple[str, str]] = []
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue  # blank lines are allowed anywhere
+        where = f"{manifest}:{reader.line_num}"
+        if len(row) < needed:
+            ignored.append((where, f"row has {len(row)} column(s), the header names "
+                                   f"{len(columns)}"))
+            continue
+        raw_path, label = row[path_col].strip(), row[label_col].strip()
+        if not raw_path:
+            ignored.append((where, "row has no path"))
+            continue
+        if not label:
+            ignored.append((where, f"row for {raw_path} has no label"))
+            continue
+        subset = None
+        if split_col is not None and row[split_col].strip():
+            value = row[split_col].strip()
+            subset = SPLIT_VALUES.get(value.lower())
+            if subset is None:
+                raise DatasetError(
+                    f"{where}: split {value!r} is not train, val or test; fix the value "
+                    "or leave the split cell empty"
+                )
+        samples.append(Sample(path=str(_resolve(base, raw_path)), label=label,
+                              subset=subset))
+    class_names = sorted({sample.label for sample in samples})
+    return LoadedDataset(samples=samples, class_names=class_names, root=str(base),
+                         ignored=ignored)
+
+
+def _read_text(manifest: Path) -> str:
+    try:
+        return manifest.read_text(encoding="utf-8-sig")  # tolerate a spreadsheet's BOM
+    except FileNotFoundError:
+        raise DatasetError(f"manifest {manifest} does not exist; check the path") from None
+    except UnicodeDecodeError:
+        raise DatasetError(
+            f"manifest {manifest} is not UTF-8 text; save it as CSV (UTF-8)"
+        ) from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
+
+
+def _delimiter(manifest: Path, header_line: str) -> str:
+    if manifest.suffix.lower() == ".tsv" or "\t" in header_line:
+        return "\t"
+    if ";" in header_line and "," not in header_line:
+        return ";"
+    return ","
+
+
+def _resolve(base: Path, raw_path: str) -> Path:
+    if os.sep == "/" and "\\" in raw_path:
+        windows = PureWindowsPath(raw_path)
+        if not windows.drive:  # a relative Windows path: same folders, other separator
+            raw_path = windows.as_posix()
+    candidate = Path(raw_path).expanduser()
+    if not candidate.is_absolute():
+        candidate = base / candidate
+    return Path(os.path.normpath(candidate))
