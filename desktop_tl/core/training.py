@@ -132,7 +132,7 @@ class Trainer:
 
     def _run(self) -> ev.RunFinished:
         from ..plugin.manager import get_host
-        from .data import PreparedData, prepare_data
+        from .data import DataPreparationCancelled, PreparedData, prepare_data
 
         self.host = self.host or get_host()
         cfg = self.config
@@ -155,13 +155,15 @@ class Trainer:
         if self.resume and (self.run_dir / SPLIT_FILE).exists():
             prepared = PreparedData.load_manifest(self.run_dir / SPLIT_FILE)
         else:
-            prepared = prepare_data(
-                cfg.data,
-                self.host,
-                progress=lambda done, total: self._stage("data", "Checking images…", done, total),
-                should_stop=self._cancel.is_set,
-            )
-        self._check_cancel()
+            try:
+                prepared = prepare_data(
+                    cfg.data,
+                    self.host,
+                    progress=lambda done, total: self._stage("data", "Checking images…", done, total),
+                    should_stop=self._cancel.is_set,
+                )
+            except DataPreparationCancelled:
+                raise _Cancelled() from None
         self.prepared = prepared
         for path, reason in prepared.bad_files:
             self._emit_log("warning", f"skipped unreadable image {path}: {reason}")
@@ -375,7 +377,10 @@ class Trainer:
             "freeze_changes": loop.freeze_changes,
             "num_train": len(self.prepared.train),
             "num_val": len(self.prepared.val),
-            "skipped_files": [{"path": p, "reason": r} for p, r in self.prepared.bad_files],
+            "skipped_files": [
+                {"path": p, "reason": r}
+                for p, r in [*self.prepared.bad_files, *loop.unreadable.items()]
+            ],
             "run_dir": str(self.run_dir),
             "versions": versions(),
         }
@@ -434,7 +439,7 @@ class _EpochLoop:
     """Runs epochs over images or cached features, applying commands between batches."""
 
     def __init__(self, trainer: Trainer, cfg, model, device, precision, optimizer, scaler, criterion, prepared):
-        from .data import ImageDataset, build_transform, default_num_workers
+        from .data import build_transform, default_num_workers
 
         self.trainer = trainer
         self.cfg = cfg
@@ -450,11 +455,9 @@ class _EpochLoop:
         pre = trainer.built.backbone.preprocessing
         self.eval_transform = build_transform(pre, "none", train=False)
         self.train_transform = build_transform(pre, cfg.data.augment, train=True)
-        self.train_images = ImageDataset(prepared.train, self.train_transform)
-        self.train_eval_images = ImageDataset(prepared.train, self.eval_transform)
-        self.val_images = ImageDataset(prepared.val, self.eval_transform)
+        self.unreadable: dict[str, str] = {}
         workers = cfg.data.num_workers
-        self.num_workers = default_num_workers() if workers < 0 else workers
+        self.num_workers = default_num_workers(len(prepared.train)) if workers < 0 else workers
         self.batch_size = cfg.train.batch_size
         self.batches_per_epoch = max(1, math.ceil(len(prepared.train) / self.batch_size))
         self.step = 0
@@ -572,18 +575,28 @@ class _EpochLoop:
             x = x.float()
         return x
 
-    def image_batches(self, dataset, items_order: torch.Tensor | None, shuffle_seed: int | None):
-        from .data import make_loader
+    def image_batches(self, items, transform, order: torch.Tensor | None, seed: int):
+        """(images, labels, item indices) batches over ``items`` in ``order``; images that
+        became unreadable since they were checked are skipped and reported once."""
+        from .data import ImageDataset, make_loader
 
-        subset = _IndexedSubset(dataset, items_order)
+        selected = items if order is None else [items[i] for i in order.tolist()]
+        dataset = ImageDataset(selected, transform, with_index=True)
         loader = make_loader(
-            subset,
+            dataset,
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            seed=shuffle_seed or 0,
+            seed=seed,
+            device=self.device,
         )
-        return loader
+        for batch in loader.batches():
+            indices = batch.indices if order is None else order[batch.indices]
+            yield batch.images, batch.labels, indices
+        for path, reason in loader.unreadable:
+            if path not in self.unreadable:
+                self.unreadable[path] = reason
+                self.trainer._emit_log("warning", f"skipped unreadable image {path}: {reason}")
 
     # ---- the cache
 
@@ -600,14 +613,14 @@ class _EpochLoop:
             return
         where = self.chain_names[k - 1]
         self.trainer._emit_log("info", f"extracting features once at {where} (frozen layers before it)")
-        self.train_cache = self.extract(self.train_eval_images, k, "training")
-        self.val_cache = self.extract(self.val_images, k, "validation")
+        self.train_cache = self.extract(self.prepared.train, k, "training")
+        self.val_cache = self.extract(self.prepared.val, k, "validation")
         self.cache_log.append({"step": self.step, "event": "built", "at": where,
                                "bytes": self.train_cache.nbytes + self.val_cache.nbytes})
 
-    def extract(self, dataset, k: int, label: str) -> FeatureStore:
+    def extract(self, items, k: int, label: str) -> FeatureStore:
         trainer = self.trainer
-        total = len(dataset)
+        total = len(items)
         self.model.eval()
 
         def run_prefix(images):
@@ -619,7 +632,7 @@ class _EpochLoop:
 
         store = extract_features(
             run_prefix,
-            self.image_batches(dataset, None, None),
+            self.image_batches(items, self.eval_transform, None, 0),
             k,
             progress=progress,
             should_stop=trainer._cancel.is_set,
@@ -660,7 +673,7 @@ class _EpochLoop:
             remaining = order[position:]
             if cache is not None:
                 remaining = cache.keep[remaining]
-            for images, labels, _indices in self.image_batches(self.train_images, remaining, seed):
+            for images, labels, _indices in self.image_batches(self.prepared.train, self.train_transform, remaining, seed):
                 loss, hits = self.train_step(self.to_device(images), labels, 0)
                 total_loss += loss * len(labels)
                 correct += hits
@@ -725,7 +738,7 @@ class _EpochLoop:
                 self._collect(logits, labels, losses, preds, targets, probs)
                 item_indices.append(cache.keep[rows])
         else:
-            for images, labels, indices in self.image_batches(self.val_images, None, None):
+            for images, labels, indices in self.image_batches(self.prepared.val, self.eval_transform, None, 0):
                 logits = self.forward(self.to_device(images), 0).float()
                 self._collect(logits, labels, losses, preds, targets, probs)
                 item_indices.append(indices)
@@ -757,16 +770,3 @@ class _EpochLoop:
         targets.append(labels.cpu())
 
 
-class _IndexedSubset(torch.utils.data.Dataset):
-    """Items of a dataset in a given order, each returned with its dataset index."""
-
-    def __init__(self, dataset, order: torch.Tensor | None) -> None:
-        self.dataset = dataset
-        self.order = order.tolist() if order is not None else None
-
-    def __len__(self) -> int:
-        return len(self.order) if self.order is not None else len(self.dataset)
-
-    def __getitem__(self, i: int):
-        index = self.order[i] if self.order is not None else i
-        return self.dataset.get_indexed(index)
