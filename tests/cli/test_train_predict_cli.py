@@ -1,0 +1,86 @@
+"""`desktop-tl train` and `desktop-tl predict` end to end, and their bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from desktop_tl.cli import main
+
+from helpers_training import sample_subset
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return sample_subset(tmp_path_factory.mktemp("photos"), n_train=10, n_val=5)
+
+
+def test_train_then_predict(photos, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main([
+        "train", "--data", str(photos), "--backbone", "efficientnet_lite0", "--weights", "auto",
+        "--head", "linear", "--freeze", "head-only", "--epochs", "3", "--batch-size", "8",
+        "--lr", "1e-3", "--augment", "none", "--device", "cpu", "--seed", "1", "--out", str(out),
+        "--quiet",
+    ])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "completed: 3 epochs" in captured.out and str(out) in captured.out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs_completed"] == 3
+
+    # the run file re-runs the same configuration, flags override it
+    code = main(["train", str(out / "run.toml"), "--epochs", "1", "--out", str(tmp_path / "again"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    again = json.loads((tmp_path / "again" / "summary.json").read_text())
+    assert again["epochs_completed"] == 1 and again["classes"] == summary["classes"]
+    capsys.readouterr()
+
+    image = next((photos / "val" / "brick").iterdir())
+    assert main(["predict", str(out), str(image), "--top-k", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result[0]["path"] == str(image) and len(result[0]["top"]) == 2
+    assert result[0]["top"][0]["class"] == "brick"
+
+    assert main(["predict", str(out), str(photos / "val")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 10 and all(": " in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["train", "--data", "/no/such/folder", "--quiet"], ["/no/such/folder"]),
+        (["train", "--quiet"], ["no data given", "--demo"]),
+        (["train", "--demo", "--backbone", "resnet1800", "--quiet"], ["resnet1800"]),
+        (["train", "--demo", "--freeze", "last:zero"], ["freeze preset", "last:N"]),
+        (["train", "--demo", "--epochs", "0"], ["train.epochs"]),
+        (["train", "--demo", "--weights", "/no/weights.pth"], ["weights file", "does not exist"]),
+        (["train", "--demo", "--head", "transformer", "--quiet"], ["transformer", "linear"]),
+        (["train", "--resume", "/tmp"], ["not a run folder"]),
+        (["train", "no-such-run.toml"], ["does not exist"]),
+        (["predict", "/no/run", "x.jpg"], ["/no/run", "does not exist"]),
+        (["train", "--epochs", "many"], ["invalid int value"]),
+    ],
+)
+def test_bad_arguments_give_one_clear_line_and_a_nonzero_exit(args, words, tmp_path):
+    if "--demo" in args and "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "run")]
+    result = subprocess.run(
+        [sys.executable, "-m", "desktop_tl", *args], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    for word in words:
+        assert word in result.stderr, result.stderr
+    assert message.startswith("desktop-tl")
+
+
+def test_predict_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "img.jpg").write_bytes(b"not really")
+    assert main(["predict", str(tmp_path), str(tmp_path / "img.jpg")]) == 2
+    assert "holds no checkpoint" in capsys.readouterr().err
