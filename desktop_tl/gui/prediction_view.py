@@ -1,0 +1,783 @@
+"""Predict new images with the current model or a saved run.
+
+Images are dropped on the view or chosen with a file dialog; each gets a row with its
+thumbnail and the model's top classes as bars. Prediction and model loading run on a
+worker thread (see :mod:`desktop_tl.gui.job_pool`); rows update as results arrive.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from PySide6.QtCore import QEvent, QModelIndex, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDropEvent,
+    QFont,
+    QFontMetrics,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPixmap,
+    QShortcut,
+    QStandardItem,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .icons import mix, placeholder_pixmap, semantic_colour
+from .job_pool import JobFailure, JobPool
+from .thumbnails import ThumbnailLoader
+
+#: Images predicted per worker job: small enough that results appear steadily and a
+#: change of model or a Clear takes effect quickly.
+CHUNK_SIZE = 8
+#: Most classes the view can show per image.
+MAX_TOP_K = 10
+#: Most images taken from one dropped or chosen folder.
+MAX_IMAGES_PER_FOLDER = 2000
+THUMBNAIL_SIDE = 96
+
+_ROW_ROLE = Qt.ItemDataRole.UserRole + 1
+
+NO_MODEL_TEXT = "No model yet: train one, or use Load saved run… to open a run folder."
+
+
+@dataclass
+class PredictionRow:
+    """One image in the list and what the model said about it."""
+
+    path: str
+    status: str = "waiting"  # "waiting" | "done" | "error" | "no-model"
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def _image_extensions() -> tuple[str, ...]:
+    from ..core.images import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], int]:
+    """Files as given; folders replaced by the image files inside them (recursively,
+    sorted). Returns the paths and how many were left out over the per-folder limit."""
+    extensions = _image_extensions()
+    result: list[str] = []
+    left_out = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions
+            )
+            left_out += max(0, len(found) - MAX_IMAGES_PER_FOLDER)
+            result.extend(found[:MAX_IMAGES_PER_FOLDER])
+        else:
+            result.append(str(path))
+    return result, left_out
+
+
+def _predict_chunk(predictor: Any, paths: Sequence[str], top_k: int) -> list[Any]:
+    """Worker thread: the predictor is used by one job at a time (the pool has one thread)."""
+    return list(predictor.predict(list(paths), top_k=top_k))
+
+
+def _load_predictor(path: str) -> Any:
+    """Worker thread: read a run folder's best checkpoint into a predictor."""
+    from ..core.predict import Predictor
+
+    return Predictor.from_run_dir(path)
+
+
+# =========================================================================== row painting
+
+
+class _PredictionDelegate(QStyledItemDelegate):
+    """Thumbnail, file name and the top classes as bars; or the reason the image failed."""
+
+    def __init__(self, view: "PredictionView", loader: ThumbnailLoader) -> None:
+        super().__init__(view)
+        self._view = view
+        self._loader = loader
+        self._pixmaps: dict[str, QPixmap] = {}
+        self._name_width = 60
+        self._name_width_key: tuple[int, str] | None = None
+
+    def forget(self) -> None:
+        self._pixmaps.clear()
+
+    def bar_height(self, option: QStyleOptionViewItem) -> int:
+        return option.fontMetrics.height() + 8
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        bars = self._view.top_k * self.bar_height(option) + 16
+        return QSize(400, max(THUMBNAIL_SIDE + 16, bars))
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        row: PredictionRow | None = index.data(_ROW_ROLE)
+        if row is None:
+            return
+        palette = option.palette
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        muted = mix(base, text, 0.55)
+        rect = option.rect
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(rect, mix(base, palette.color(QPalette.ColorRole.Highlight), 0.18))
+        elif index.row() % 2:
+            painter.fillRect(rect, mix(base, text, 0.025))
+        painter.setPen(QPen(mix(base, text, 0.12), 1))
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+
+        # Thumbnail.
+        box = QRect(rect.x() + 8, rect.y() + (rect.height() - THUMBNAIL_SIDE) // 2, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+        pixmap = self._pixmaps.get(row.path)
+        if pixmap is None:
+            image = self._loader.image(row.path)
+            if image is not None:
+                pixmap = QPixmap.fromImage(image)
+                self._pixmaps[row.path] = pixmap
+        if pixmap is None:
+            broken = self._loader.error(row.path) is not None or row.status == "error"
+            if not broken:
+                self._loader.request(row.path)
+            pixmap = placeholder_pixmap(THUMBNAIL_SIDE, palette, broken=broken)
+        size = pixmap.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        if pixmap.width() <= box.width() and pixmap.height() <= box.height():
+            factor = max(1, min(box.width() // max(1, pixmap.width()), box.height() // max(1, pixmap.height())))
+            size = pixmap.size() * factor
+        target = QRect(
+            box.x() + (box.width() - size.width()) // 2,
+            box.y() + (box.height() - size.height()) // 2,
+            size.width(),
+            size.height(),
+        )
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, size.width() < pixmap.width())
+        painter.drawPixmap(target, pixmap)
+
+        # Name and folder.
+        metrics = option.fontMetrics
+        line = metrics.height()
+        info_x = box.right() + 14
+        info_w = max(120, min(260, int(rect.width() * 0.3)))
+        bold = QFont(option.font)
+        bold.setBold(True)
+        painter.setFont(bold)
+        painter.setPen(text)
+        name = Path(row.path).name
+        painter.drawText(
+            QRect(info_x, rect.y() + 10, info_w, line),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            painter.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, info_w),
+        )
+        painter.setFont(option.font)
+        painter.setPen(muted)
+        folder = os.path.normpath(str(Path(row.path).parent))
+        painter.drawText(
+            QRect(info_x, rect.y() + 10 + line + 2, info_w, line),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            metrics.elidedText(folder, Qt.TextElideMode.ElideLeft, info_w),
+        )
+        if row.status == "done" and row.top:
+            best, probability = row.top[0]
+            painter.setPen(text)
+            painter.drawText(
+                QRect(info_x, rect.y() + 10 + 2 * (line + 2) + 6, info_w, line),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                metrics.elidedText(f"→ {best}  ({probability:.0%})", Qt.TextElideMode.ElideRight, info_w),
+            )
+
+        # Bars, or the state of the row.
+        area = QRect(info_x + info_w + 16, rect.y() + 8, rect.right() - (info_x + info_w + 16) - 10, rect.height() - 16)
+        if row.status == "done":
+            self._paint_bars(painter, option, area, row.top[: self._view.top_k])
+        else:
+            if row.status == "error":
+                colour = semantic_colour("bad", palette)
+                message = row.error or "This image could not be predicted."
+            elif row.status == "no-model":
+                colour = muted
+                message = "Waiting for a model: train one, or use Load saved run…"
+            else:
+                colour = muted
+                message = "Predicting…"
+            painter.setPen(colour)
+            painter.drawText(
+                area,
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
+                message,
+            )
+        painter.restore()
+
+    def _name_column_width(self, option: QStyleOptionViewItem, top: list[tuple[str, float]]) -> int:
+        key = (id(self._view.predictor), option.font.key())
+        if self._name_width_key != key:
+            bold = QFont(option.font)
+            bold.setBold(True)
+            metrics = QFontMetrics(bold)
+            names = self._view.class_names() or [name for name, _ in top]
+            widest = max((metrics.horizontalAdvance(n) for n in names), default=60)
+            self._name_width = min(180, max(60, widest + 4))
+            self._name_width_key = key
+        return self._name_width
+
+    def _paint_bars(
+        self, painter: QPainter, option: QStyleOptionViewItem, area: QRect, top: list[tuple[str, float]]
+    ) -> None:
+        palette = option.palette
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        accent = semantic_colour("accent", palette)
+        metrics = option.fontMetrics
+        height = self.bar_height(option)
+        # One name column width for every row (from all class names), so bars line up.
+        name_w = self._name_column_width(option, top)
+        value_w = metrics.horizontalAdvance("100.0%") + 8
+        track_x = area.x() + name_w + 10
+        track_w = max(40, area.width() - name_w - 10 - value_w)
+        total_h = len(top) * height
+        y = area.y() + max(0, (area.height() - total_h) // 2)
+        for rank, (name, probability) in enumerate(top):
+            row_rect = QRect(area.x(), y, area.width(), height)
+            painter.setPen(text if rank == 0 else mix(base, text, 0.75))
+            font = QFont(option.font)
+            font.setBold(rank == 0)
+            painter.setFont(font)
+            painter.drawText(
+                QRect(area.x(), y, name_w, height),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                painter.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, name_w),
+            )
+            track = QRectF(track_x, y + 4, track_w, height - 8)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(mix(base, text, 0.07))
+            painter.drawRoundedRect(track, 3, 3)
+            filled = QRectF(track)
+            filled.setWidth(max(2.0, track.width() * max(0.0, min(1.0, probability))))
+            painter.setBrush(accent if rank == 0 else mix(base, accent, 0.45))
+            painter.drawRoundedRect(filled, 3, 3)
+            painter.setPen(text if rank == 0 else mix(base, text, 0.75))
+            painter.drawText(
+                QRect(track_x + track_w + 4, y, value_w, height),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                f"{probability:.1%}",
+            )
+            y += row_rect.height()
+
+
+class _ResultList(QListView):
+    """The rows; says what to do while empty and lights up while files are dragged over."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.placeholder = ""
+        self.drop_active = False
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        model = self.model()
+        empty = model is None or model.rowCount() == 0
+        if not (empty or self.drop_active):
+            return
+        painter = QPainter(self.viewport())
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        highlight = palette.color(QPalette.ColorRole.Highlight)
+        area = QRectF(self.viewport().rect()).adjusted(14, 14, -14, -14)
+        if self.drop_active:
+            painter.setBrush(mix(base, highlight, 0.10))
+            painter.setPen(QPen(highlight, 2, Qt.PenStyle.DashLine))
+        else:
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(mix(base, text, 0.25), 1.5, Qt.PenStyle.DashLine))
+        painter.drawRoundedRect(area, 10, 10)
+        if empty or self.drop_active:
+            font = QFont(self.font())
+            font.setPointSizeF(font.pointSizeF() * 1.25)
+            painter.setFont(font)
+            painter.setPen(highlight if self.drop_active else mix(base, text, 0.6))
+            message = "Drop to predict" if self.drop_active else self.placeholder
+            painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, message)
+        painter.end()
+
+
+# =========================================================================== the view
+
+
+class PredictionView(QWidget):
+    """Drop or choose images and see the model's top classes for each.
+
+    ``set_predictor(predictor, source_label)`` selects the model (``None`` for none yet);
+    every image in the list is (re)predicted with it. The view can also load a saved run
+    itself (Load saved run…). Pass ``settings`` (an :class:`~desktop_tl.gui.settings.AppSettings`)
+    to start file dialogs in the folders used last.
+    """
+
+    #: A saved run was loaded through the view (its folder).
+    run_loaded = Signal(str)
+    #: The model changed (its source label; "" when there is none).
+    predictor_changed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, *, settings: Any = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._predictor: Any = None
+        self._source_label = ""
+        self._rows: list[PredictionRow] = []
+        self._items: dict[str, QStandardItem] = {}
+        self._top_k = 5
+        self._loading_run: str | None = None
+
+        self._jobs = JobPool(self, max_threads=1)
+        self._loads = JobPool(self, max_threads=1)
+        self._thumbnails = ThumbnailLoader(THUMBNAIL_SIDE, self)
+        self._thumbnails.ready.connect(lambda _path: self._list.viewport().update())
+        self._thumbnails.failed.connect(lambda _path, _reason: self._list.viewport().update())
+
+        # Model line and actions.
+        self.model_label = QLabel(self)
+        self.model_label.setObjectName("predictionModelLabel")
+        self.model_label.setTextFormat(Qt.TextFormat.RichText)
+        self.choose_button = QPushButton("Choose images…", self)
+        self.choose_button.setToolTip("Pick image files to predict (or drop files and folders on the list)")
+        self.load_run_button = QPushButton("Load saved run…", self)
+        self.load_run_button.setToolTip("Predict with the best checkpoint of a run folder")
+        self.clear_button = QPushButton("Clear", self)
+        self.clear_button.setToolTip("Remove every image from the list")
+        self.top_k_spin = QSpinBox(self)
+        self.top_k_spin.setRange(1, MAX_TOP_K)
+        self.top_k_spin.setValue(self._top_k)
+        self.top_k_spin.setPrefix("Top ")
+        self.top_k_spin.setSuffix(" classes")
+        self.top_k_spin.setToolTip("How many of the most likely classes to show per image")
+        self.choose_button.clicked.connect(self._choose_images)
+        self.load_run_button.clicked.connect(self._choose_run)
+        self.clear_button.clicked.connect(self.clear)
+        self.top_k_spin.valueChanged.connect(self._set_top_k)
+        remove = QShortcut(QKeySequence.StandardKey.Delete, self, activated=self._remove_selected)
+        remove.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+
+        # Progress, and a status line that explains problems (e.g. why a run did not load).
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("predictionStatus")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QProgressBar(self)
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(12)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.model_label, 1)
+        bar.addWidget(self.progress)
+        bar.addSpacing(8)
+        bar.addWidget(self.top_k_spin)
+        bar.addSpacing(8)
+        bar.addWidget(self.choose_button)
+        bar.addWidget(self.load_run_button)
+        bar.addWidget(self.clear_button)
+
+        # Rows.
+        self._model = QStandardItemModel(self)
+        self._list = _ResultList(self)
+        self._list.setObjectName("predictionList")
+        self._list.setModel(self._model)
+        self._delegate = _PredictionDelegate(self, self._thumbnails)
+        self._list.setItemDelegate(self._delegate)
+        self._list.setUniformItemSizes(True)
+        self._list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self._list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self._list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.addLayout(bar)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self._list, 1)
+
+        self.setAcceptDrops(True)
+        self._show_status("")
+        self.set_predictor(None, "")
+
+    # ------------------------------------------------------------------ public API
+
+    def set_predictor(self, predictor: Any, source_label: str = "") -> None:
+        """Use ``predictor`` (``desktop_tl.core.predict.Predictor`` or None) from now on;
+        ``source_label`` says where it came from ("current model", "saved run …")."""
+        if predictor is not None and not source_label:
+            source_label = "latest trained model"
+        self._jobs.cancel_pending()
+        self._predictor = predictor
+        self._source_label = source_label if predictor is not None else ""
+        muted = semantic_colour("muted", self.palette()).name()
+        if predictor is None:
+            self.model_label.setText(f'<span style="color:{muted}">Model:</span> none yet')
+            self.model_label.setToolTip(NO_MODEL_TEXT)
+            self._list.placeholder = NO_MODEL_TEXT + "\n\nYou can already drop images here."
+        else:
+            count = len(predictor.class_names)
+            label = _escape(source_label or "model")
+            self.model_label.setText(
+                f'<span style="color:{muted}">Model:</span> <b>{label}</b>'
+                f' <span style="color:{muted}">· {count} classes</span>'
+            )
+            self.model_label.setToolTip(getattr(predictor, "source", "") or source_label)
+            self._list.placeholder = "Drop images or folders here, or use Choose images…"
+            self.top_k_spin.setMaximum(max(1, min(MAX_TOP_K, count)))
+        self.top_k_spin.setEnabled(predictor is not None)
+        self._list.viewport().update()
+        for row in self._rows:
+            row.status = "waiting" if predictor is not None else "no-model"
+            row.top = []
+            row.error = None
+        self._refresh_rows()
+        if predictor is not None and self._rows:
+            self._predict([row.path for row in self._rows])
+        else:
+            self._update_progress()
+        self.predictor_changed.emit(self._source_label)
+
+    @property
+    def predictor(self) -> Any:
+        return self._predictor
+
+    @property
+    def source_label(self) -> str:
+        return self._source_label
+
+    def class_names(self) -> list[str]:
+        """The current model's classes ([] without a model)."""
+        return list(self._predictor.class_names) if self._predictor is not None else []
+
+    @property
+    def top_k(self) -> int:
+        return self._top_k
+
+    def add_images(self, paths: Iterable[str | os.PathLike[str]]) -> int:
+        """Add image files (folders are searched for images) and predict them; returns how
+        many were added (files already listed are skipped)."""
+        expanded, left_out = expand_image_paths(paths)
+        new: list[str] = []
+        for path in expanded:
+            key = os.path.abspath(path)
+            if key in self._items:
+                continue
+            row = PredictionRow(key, status="waiting" if self._predictor is not None else "no-model")
+            item = QStandardItem()
+            item.setData(row, _ROW_ROLE)
+            item.setData(key, Qt.ItemDataRole.DisplayRole)
+            item.setToolTip(key)
+            item.setEditable(False)
+            self._rows.append(row)
+            self._items[key] = item
+            self._model.appendRow(item)
+            new.append(key)
+        if new:
+            self._list.scrollTo(self._model.indexFromItem(self._items[new[0]]))
+            if self._predictor is not None:
+                self._predict(new)
+        if left_out:
+            self._show_status(
+                f"{left_out} images were left out: a folder adds at most {MAX_IMAGES_PER_FOLDER}.",
+                "warning",
+            )
+        elif not expanded:
+            self._show_status("No image files were found there.", "warning")
+        self._update_progress()
+        return len(new)
+
+    def rows(self) -> list[PredictionRow]:
+        """The listed images and their results, in order (copies)."""
+        return [PredictionRow(r.path, r.status, list(r.top), r.error) for r in self._rows]
+
+    def clear(self) -> None:
+        """Remove every image (predictions in progress are dropped)."""
+        self._jobs.cancel_pending()
+        self._thumbnails.clear()
+        self._delegate.forget()
+        self._rows.clear()
+        self._items.clear()
+        self._model.clear()
+        self._show_status("")
+        self._update_progress()
+
+    def load_run(self, path: str | os.PathLike[str]) -> None:
+        """Load the best checkpoint of the run folder ``path`` on a worker thread and
+        predict with it; a failure is explained in the status line."""
+        folder = os.path.abspath(os.fspath(path))
+        self._loads.cancel_pending()
+        self._loading_run = folder
+        self.load_run_button.setEnabled(False)
+        self._show_status(f"Loading the model of {folder}…")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self._loads.submit(
+            _load_predictor,
+            folder,
+            on_result=lambda predictor, f=folder: self._on_run_loaded(f, predictor),
+            on_error=lambda failure, f=folder: self._on_run_failed(f, failure),
+        )
+
+    @property
+    def busy(self) -> bool:
+        """True while a model loads or images are being predicted."""
+        return self._jobs.busy or self._loads.busy
+
+    def status_text(self) -> str:
+        return self.status_label.text()
+
+    # ------------------------------------------------------------------ prediction
+
+    def _predict(self, paths: list[str]) -> None:
+        predictor = self._predictor
+        want = max(1, min(MAX_TOP_K, len(predictor.class_names)))
+        for start in range(0, len(paths), CHUNK_SIZE):
+            chunk = paths[start : start + CHUNK_SIZE]
+            self._jobs.submit(
+                _predict_chunk,
+                predictor,
+                chunk,
+                want,
+                on_result=lambda results, p=predictor: self._on_predicted(p, results),
+                on_error=lambda failure, p=predictor, c=chunk: self._on_predict_failed(p, c, failure),
+            )
+        self._update_progress()
+
+    def _on_predicted(self, predictor: Any, results: list[Any]) -> None:
+        if predictor is not self._predictor:
+            return
+        for prediction in results:
+            item = self._items.get(os.path.abspath(prediction.path))
+            if item is None:
+                continue
+            row: PredictionRow = item.data(_ROW_ROLE)
+            if prediction.error:
+                row.status, row.error, row.top = "error", _readable_error(prediction.path, prediction.error), []
+            else:
+                row.status, row.error, row.top = "done", None, [(str(n), float(p)) for n, p in prediction.top]
+            self._refresh_item(item, row)
+        self._update_progress()
+
+    def _on_predict_failed(self, predictor: Any, chunk: list[str], failure: JobFailure) -> None:
+        if predictor is not self._predictor:
+            return
+        for path in chunk:
+            item = self._items.get(path)
+            if item is None:
+                continue
+            row: PredictionRow = item.data(_ROW_ROLE)
+            row.status, row.error, row.top = "error", f"Prediction failed: {failure}", []
+            self._refresh_item(item, row)
+        self._show_status(f"Prediction failed: {failure}", "error", details=failure.traceback)
+        self._update_progress()
+
+    # ------------------------------------------------------------------ run loading
+
+    def _on_run_loaded(self, folder: str, predictor: Any) -> None:
+        if folder != self._loading_run:
+            return
+        self._loading_run = None
+        self.load_run_button.setEnabled(True)
+        self._show_status("")
+        if self._settings is not None:
+            self._settings.last_run_folder = folder
+        self.set_predictor(predictor, f"saved run: {Path(folder).name}")
+        self.run_loaded.emit(folder)
+
+    def _on_run_failed(self, folder: str, failure: JobFailure) -> None:
+        if folder != self._loading_run:
+            return
+        self._loading_run = None
+        self.load_run_button.setEnabled(True)
+        reason = str(failure).strip()
+        if not reason.endswith((".", "?", "!")):
+            reason += "."
+        # The engine's message usually names the folder already; say it once.
+        where = "" if folder in reason else f" from {folder}"
+        self._show_status(
+            f"Could not load a model{where}: {reason} "
+            "Choose a run folder written by training (it holds run.toml and checkpoints/).",
+            "error",
+            details=failure.traceback,
+        )
+        self._update_progress()
+
+    # ------------------------------------------------------------------ UI helpers
+
+    def _refresh_rows(self) -> None:
+        for row in self._rows:
+            item = self._items.get(row.path)
+            if item is not None:
+                self._refresh_item(item, row)
+
+    def _refresh_item(self, item: QStandardItem, row: PredictionRow) -> None:
+        if row.status == "done" and row.top:
+            lines = "\n".join(f"{name}: {p:.1%}" for name, p in row.top[: self._top_k])
+            item.setToolTip(f"{row.path}\n{lines}")
+        elif row.status == "error":
+            item.setToolTip(f"{row.path}\n{row.error}")
+        else:
+            item.setToolTip(row.path)
+        item.setData(row, _ROW_ROLE)  # tells the view to repaint the row
+
+    def _set_top_k(self, value: int) -> None:
+        self._top_k = int(value)
+        self._list.doItemsLayout()
+        self._refresh_rows()
+
+    def _update_progress(self) -> None:
+        self.clear_button.setEnabled(bool(self._rows))
+        if self._loading_run is not None:
+            return
+        total = len(self._rows)
+        done = sum(1 for r in self._rows if r.status in ("done", "error"))
+        waiting = self._predictor is not None and done < total
+        if waiting:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
+            self.progress.show()
+            self._show_status(f"Predicting… {done} of {total} images")
+        else:
+            self.progress.hide()
+            if self.status_label.property("kind") in ("", "info"):
+                failed = sum(1 for r in self._rows if r.status == "error")
+                predicted = total - failed
+                if total and self._predictor is not None:
+                    text = f"{predicted} image{'s' if predicted != 1 else ''} predicted"
+                    if failed:
+                        text += f" · {failed} could not be read"
+                    self._show_status(text)
+                else:
+                    self._show_status("")
+
+    def _show_status(self, text: str, kind: str = "info", details: str = "") -> None:
+        self.status_label.setProperty("kind", kind if text else "")
+        colour_name = {"warning": "warning", "error": "bad"}.get(kind)
+        if colour_name:
+            colour = semantic_colour(colour_name, self.palette())
+            base = self.palette().color(QPalette.ColorRole.Base)
+            self.status_label.setStyleSheet(
+                f"QLabel {{ color: {colour.name()}; background: {mix(base, colour, 0.10).name()};"
+                f" border: 1px solid {mix(base, colour, 0.45).name()}; border-radius: 4px; padding: 4px 6px; }}"
+            )
+        else:
+            self.status_label.setStyleSheet("")
+        self.status_label.setText(text)
+        self.status_label.setToolTip(details)
+        self.status_label.setVisible(bool(text))
+
+    def _remove_selected(self) -> None:
+        rows = sorted({index.row() for index in self._list.selectionModel().selectedIndexes()}, reverse=True)
+        for r in rows:
+            row = self._rows.pop(r)
+            self._items.pop(row.path, None)
+            self._model.removeRow(r)
+        self._update_progress()
+
+    def _start_folder(self, kind: str) -> str:
+        if self._settings is None:
+            return ""
+        return getattr(self._settings, kind, "") or ""
+
+    def _choose_images(self) -> None:
+        extensions = " ".join(f"*{ext}" for ext in _image_extensions())
+        paths, _ = QFileDialog.getOpenFileNames(
+            self,
+            "Choose images to predict",
+            self._start_folder("last_image_folder"),
+            f"Images ({extensions});;All files (*)",
+        )
+        if paths:
+            if self._settings is not None:
+                self._settings.last_image_folder = str(Path(paths[0]).parent)
+            self._show_status("")
+            self.add_images(paths)
+
+    def _choose_run(self) -> None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose a run folder", self._start_folder("last_run_folder")
+        )
+        if folder:
+            self.load_run(folder)
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if _local_paths(event.mimeData()):
+            event.acceptProposedAction()
+            self._list.drop_active = True
+            self._list.viewport().update()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if _local_paths(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802 - Qt override
+        self._list.drop_active = False
+        self._list.viewport().update()
+        super().dragLeaveEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        self._list.drop_active = False
+        self._list.viewport().update()
+        paths = _local_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self._show_status("")
+        self.add_images(paths)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "_list"):
+            self._list.viewport().update()
+
+
+def _local_paths(mime) -> list[str]:
+    if mime is None or not mime.hasUrls():
+        return []
+    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+
+
+def _readable_error(path: str, error: str) -> str:
+    """The reason alone when the message repeats the path the row already shows."""
+    for prefix in (f"cannot read image {path}: ", f"cannot read {path}: "):
+        if error.startswith(prefix):
+            reason = error[len(prefix) :]
+            return f"Cannot read this image: {reason}"
+    return error
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text)

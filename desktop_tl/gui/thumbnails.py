@@ -1,0 +1,102 @@
+"""Image thumbnails read on worker threads and cached for the views that list images."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from .job_pool import JobFailure, JobPool
+
+#: Thumbnails kept in memory per loader (the oldest are dropped first).
+CACHE_SIZE = 600
+
+
+def read_thumbnail(path: str, max_side: int) -> QImage:
+    """Decode ``path`` as the engine does (upright RGB) and shrink it to fit ``max_side``.
+
+    Safe on a worker thread (QImage, unlike QPixmap, may be made off the GUI thread).
+    Raises :class:`desktop_tl.core.images.ImageReadError` with a readable reason.
+    """
+    from PIL import Image
+
+    from ..core.images import open_rgb
+
+    image = open_rgb(path)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    width, height = image.size
+    data = image.tobytes("raw", "RGB")
+    # copy(): the QImage must own its pixels once ``data`` goes away
+    return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+
+
+class ThumbnailLoader(QObject):
+    """Reads thumbnails on demand, off the GUI thread, one request per path.
+
+    Call :meth:`request` from a paint or layout routine (it returns at once); ``ready`` or
+    ``failed`` follows on the GUI thread. :meth:`image` and :meth:`error` answer from the
+    cache, so a delegate can ask for what is visible and draw a placeholder meanwhile.
+    """
+
+    ready = Signal(str)  # path
+    failed = Signal(str, str)  # path, reason
+
+    def __init__(self, max_side: int, parent: QObject | None = None, *, max_threads: int = 1):
+        super().__init__(parent)
+        self.max_side = max_side
+        self._jobs = JobPool(self, max_threads=max_threads)
+        self._images: OrderedDict[str, QImage] = OrderedDict()
+        self._errors: dict[str, str] = {}
+        self._requested: set[str] = set()
+
+    def image(self, path: str) -> QImage | None:
+        image = self._images.get(path)
+        if image is not None:
+            self._images.move_to_end(path)
+        return image
+
+    def error(self, path: str) -> str | None:
+        return self._errors.get(path)
+
+    def request(self, path: str) -> None:
+        if path in self._images or path in self._errors or path in self._requested:
+            return
+        self._requested.add(path)
+        self._jobs.submit(
+            read_thumbnail,
+            path,
+            self.max_side,
+            on_result=lambda image, p=path: self._store(p, image),
+            on_error=lambda failure, p=path: self._fail(p, failure),
+        )
+
+    def cancel_pending(self) -> None:
+        """Drop requests not yet read (e.g. when the list they were for is replaced)."""
+        self._jobs.cancel_pending()
+        self._requested.clear()
+
+    def clear(self) -> None:
+        self.cancel_pending()
+        self._images.clear()
+        self._errors.clear()
+
+    def wait(self, msecs: int = -1) -> bool:
+        return self._jobs.wait(msecs)
+
+    @property
+    def busy(self) -> bool:
+        return self._jobs.busy
+
+    def _store(self, path: str, image: QImage) -> None:
+        self._requested.discard(path)
+        self._images[path] = image
+        while len(self._images) > CACHE_SIZE:
+            self._images.popitem(last=False)
+        self.ready.emit(path)
+
+    def _fail(self, path: str, failure: JobFailure) -> None:
+        self._requested.discard(path)
+        reason = getattr(failure.exception, "reason", None) or str(failure)
+        self._errors[path] = reason
+        self.failed.emit(path, reason)

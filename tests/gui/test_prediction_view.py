@@ -1,0 +1,232 @@
+"""The prediction view with a real predictor loaded from a run folder that the engine
+trained on small texture images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+from desktop_tl.gui.prediction_view import NO_MODEL_TEXT, PredictionView
+from desktop_tl.gui.settings import AppSettings
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+TEXTURES = ("brick", "grass", "gravel")
+
+
+def save_screenshot(widget, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    assert widget.grab().save(str(path)), f"could not write {path}"
+    return path
+
+
+def texture_tiles(name: str, count: int, offset: int = 0) -> list[Image.Image]:
+    from skimage import data
+
+    pixels = getattr(data, name)()
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)
+    tiles = []
+    for i in range(offset, offset + count):
+        y, x = (i // 6) * 64, (i % 6) * 64
+        tiles.append(Image.fromarray(pixels[y : y + 64, x : x + 64]).convert("RGB"))
+    return tiles
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A run folder written by the engine: 3 texture classes, a small torchvision
+    backbone from random initialisation, head only, two epochs on CPU."""
+    import torch
+
+    from desktop_tl.core.config import RunConfig
+    from desktop_tl.core.training import Trainer
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("prediction")
+    for name in TEXTURES:
+        folder = root / "data" / name
+        folder.mkdir(parents=True)
+        for i, tile in enumerate(texture_tiles(name, 8)):
+            tile.save(folder / f"{name}_{i}.png")
+    config = RunConfig()
+    config.data.path = str(root / "data")
+    config.data.val_fraction = 0.25
+    config.data.num_workers = 0
+    config.model.backbone = "torchvision:mobilenet_v3_small"
+    config.model.weights = "none"
+    config.train.epochs = 2
+    config.train.batch_size = 8
+    config.train.device = "cpu"
+    config.out = str(root / "run")
+    finished = Trainer(config).run()
+    assert finished.status == "completed", finished.reason
+
+    # Images the model has not seen: new tiles of each texture, and a broken file.
+    new = root / "new"
+    new.mkdir()
+    for name in TEXTURES:
+        texture_tiles(name, 1, offset=12)[0].save(new / f"new_{name}.png")
+    (new / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    return {"run": root / "run", "new": new}
+
+
+def wait_idle(qtbot, view: PredictionView) -> None:
+    qtbot.waitUntil(lambda: not view.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not view._thumbnails.busy, timeout=10_000)
+    view._list.viewport().update()
+    qtbot.wait(30)
+
+
+def test_without_a_model_says_what_to_do(qtbot, tmp_path):
+    view = PredictionView(settings=AppSettings(tmp_path / "s.ini"))
+    qtbot.addWidget(view)
+    view.resize(900, 520)
+    view.show()
+    assert view.predictor is None
+    assert "none yet" in view.model_label.text()
+    assert NO_MODEL_TEXT in view._list.placeholder
+    assert not view.top_k_spin.isEnabled()
+    save_screenshot(view, "prediction_view_no_model")
+
+    image = tmp_path / "waiting.png"
+    texture_tiles("brick", 1)[0].save(image)
+    assert view.add_images([image]) == 1
+    assert [r.status for r in view.rows()] == ["no-model"]
+    assert not view.busy
+
+
+def test_load_saved_run_then_predict_dropped_images(qtbot, tmp_path, trained_run):
+    from desktop_tl.core.predict import Predictor
+
+    settings = AppSettings(tmp_path / "s.ini")
+    view = PredictionView(settings=settings)
+    qtbot.addWidget(view)
+    view.resize(980, 620)
+    view.show()
+    loaded = []
+    view.run_loaded.connect(loaded.append)
+
+    view.load_run(trained_run["run"])
+    assert view.busy  # loading happens on a worker thread
+    qtbot.waitUntil(lambda: view.predictor is not None, timeout=60_000)
+    assert loaded == [os.path.abspath(trained_run["run"])]
+    assert settings.last_run_folder == os.path.abspath(trained_run["run"])
+    assert "saved run: run" in view.model_label.text()
+    assert sorted(view.predictor.class_names) == sorted(TEXTURES)
+    assert view.top_k_spin.maximum() == 3
+
+    # Prediction runs on a worker thread, never on the GUI thread.
+    threads = []
+    original = view.predictor.predict
+
+    def recording_predict(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return original(*args, **kwargs)
+
+    view.predictor.predict = recording_predict
+
+    # Drop the folder of new images on the view.
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(trained_run["new"]))])
+    enter = QDragEnterEvent(
+        QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(view, enter)
+    assert enter.isAccepted()
+    assert view._list.drop_active
+    drop = QDropEvent(
+        QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    QApplication.sendEvent(view, drop)
+    assert not view._list.drop_active
+    wait_idle(qtbot, view)
+
+    rows = {Path(r.path).name: r for r in view.rows()}
+    assert set(rows) == {"broken.jpg", "new_brick.png", "new_grass.png", "new_gravel.png"}
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+    # The broken file shows why it cannot be read; the others show top-k probabilities
+    # equal to what the predictor gives directly.
+    broken = rows["broken.jpg"]
+    assert broken.status == "error"
+    assert broken.error.startswith("Cannot read this image: ")
+    direct = Predictor.from_run_dir(trained_run["run"]).predict(
+        [rows[f"new_{n}.png"].path for n in TEXTURES], top_k=3
+    )
+    for prediction in direct:
+        row = rows[Path(prediction.path).name]
+        assert row.status == "done"
+        assert [name for name, _ in row.top] == [name for name, _ in prediction.top]
+        assert [p for _, p in row.top] == pytest.approx([p for _, p in prediction.top], abs=1e-5)
+        assert sum(p for _, p in row.top) == pytest.approx(1.0, abs=1e-4)
+    assert "3 images predicted · 1 could not be read" in view.status_text()
+    save_screenshot(view, "prediction_view_results")
+
+    view.top_k_spin.setValue(1)
+    assert view.top_k == 1
+    qtbot.wait(30)
+    save_screenshot(view, "prediction_view_top1")
+
+    # Adding the same files again adds nothing.
+    assert view.add_images([rows["new_brick.png"].path]) == 0
+    view.clear()
+    assert view.rows() == []
+
+
+def test_switching_models_repredicts_and_clearing_the_model_waits(qtbot, trained_run):
+    from desktop_tl.core.predict import Predictor
+
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.resize(900, 500)
+    view.show()
+    images = sorted(str(p) for p in trained_run["new"].glob("new_*.png"))
+    view.add_images(images)
+    assert {r.status for r in view.rows()} == {"no-model"}
+
+    predictor = Predictor.from_run_dir(trained_run["run"])
+    view.set_predictor(predictor, "current model")
+    assert "current model" in view.model_label.text()
+    wait_idle(qtbot, view)
+    assert {r.status for r in view.rows()} == {"done"}
+
+    # Without a label the view still says which model it uses.
+    view.set_predictor(Predictor.from_run_dir(trained_run["run"]))
+    assert "latest trained model" in view.model_label.text()
+    wait_idle(qtbot, view)
+    assert {r.status for r in view.rows()} == {"done"}
+
+    view.set_predictor(None, "")
+    assert {r.status for r in view.rows()} == {"no-model"}
+    assert all(r.top == [] for r in view.rows())
+
+
+def test_a_folder_that_is_not_a_run_is_explained(qtbot, tmp_path):
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.show()
+    not_a_run = tmp_path / "holiday photos"
+    not_a_run.mkdir()
+    view.load_run(not_a_run)
+    qtbot.waitUntil(lambda: not view.busy, timeout=60_000)
+    assert view.predictor is None
+    text = view.status_text()
+    assert text.startswith("Could not load a model")
+    assert str(not_a_run) in text
+    assert "checkpoint" in text
+    assert view.load_run_button.isEnabled()
+    qtbot.wait(50)  # let the layout give the wrapped message its height
+    save_screenshot(view, "prediction_view_bad_run")
