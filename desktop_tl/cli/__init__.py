@@ -33,12 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"desktop-tl {__version__}")
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in SUBCOMMANDS:
-        try:  # TEMPORARY while subcommands are written
-            module = importlib.import_module(f"{__name__}.{name}_command")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}_command":
-                raise
-            continue
+        module = importlib.import_module(f"{__name__}.{name}_command")
         module.add_parser(subparsers)
     return parser
 
@@ -54,6 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"desktop-tl {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"desktop-tl {args.command}: interrupted", file=sys.stderr)
         return 130
