@@ -1,0 +1,46 @@
+"""``desktop-tl weights import FILE [--model NAME]``: verify a weights file and copy it
+into the local weights folder, where offline resolution finds it."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "weights",
+        help="manage pretrained weights files on this machine",
+        description="Manage the pretrained weights files that backbones are initialised from.",
+    )
+    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION",
+                                    parser_class=type(parser))
+    importer = actions.add_parser(
+        "import",
+        help="verify a weights file and copy it into the local weights folder",
+        description="Read FILE safely (.safetensors, or .pth/.pt without running any code "
+        "in it), check that it loads into the model, and copy it into the local weights "
+        "folder (DTL_WEIGHTS_DIR, else the user data folder) under its usual name.",
+    )
+    importer.add_argument("file", metavar="FILE", help="a .safetensors, .pth or .pt file")
+    importer.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the backbone the weights are for (model or provider:model); "
+        "default: recognised from the file name, e.g. resnet18-f37072fd.pth",
+    )
+    parser.set_defaults(run=run, weights_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.weights_action != "import":
+        args.weights_parser.error("choose an action: import")
+    from ..core.weights import find_local_weights, import_weights, sha256_file
+
+    target = import_weights(args.file, model_name=args.model)
+    print(f"Imported {args.file} -> {target} (sha256 {sha256_file(target)})")
+    found = find_local_weights([target.name])
+    if found is not None and found[1].resolve() != target.resolve():
+        print(f"Note: {found[1]} in the torch hub cache is found first and will be used "
+              "instead; remove it to use the imported file.")
+    return 0
