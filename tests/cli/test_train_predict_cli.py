@@ -84,3 +84,36 @@ def test_predict_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "img.jpg").write_bytes(b"not really")
     assert main(["predict", str(tmp_path), str(tmp_path / "img.jpg")]) == 2
     assert "holds no checkpoint" in capsys.readouterr().err
+
+
+def test_torchvision_backbone_with_imported_weights_end_to_end(photos, tmp_path, monkeypatch, capsys):
+    """A lab's weights file, imported once, is found offline and recorded in the run."""
+    import torch
+    import torchvision
+
+    monkeypatch.setenv("DTL_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(3)
+    weights_file = tmp_path / "downloads" / "resnet18-f37072fd.pth"
+    weights_file.parent.mkdir()
+    torch.save(torchvision.models.resnet18().state_dict(), weights_file)
+
+    assert main(["weights", "import", str(weights_file)]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    code = main([
+        "train", "--data", str(photos), "--backbone", "resnet18", "--freeze", "last:1",
+        "--augment", "light", "--epochs", "2", "--batch-size", "10", "--out", str(out), "--quiet",
+    ])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backbone"] == "torchvision:resnet18"
+    assert summary["weights"]["source"] == "weights-dir" and summary["weights"]["pretrained"]
+    assert summary["weights"]["path"] == str(tmp_path / "weights" / "resnet18-f37072fd.pth")
+    meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["weights"]["sha256"] == summary["weights"]["sha256"]
+    assert meta["freeze_map"]["backbone.layer4.1"] is True and meta["freeze_map"]["backbone.conv1"] is False
+    assert any(entry.get("event") == "off" for entry in summary["feature_cache"])  # augmentation on
+    capsys.readouterr()
+    assert main(["predict", str(out), str(next((photos / "val" / "grass").iterdir())), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["error"] is None
