@@ -35,7 +35,8 @@ class ProgressPrinter:
                         f"val_loss {m['val_loss']:.4f} val_acc {m['val_acc']:.3f}"
                         f"{' (best)' if event.is_best else ''}")
         elif isinstance(event, ev.LogMessage) and event.level in ("warning", "error"):
-            self._write(f"{event.level}: {event.message}")
+            # shown even with --quiet: a random start or skipped images must never go unseen
+            tqdm.write(f"{event.level}: {event.message}", file=self.stream)
         elif isinstance(event, ev.FreezeApplied):
             self._write(f"freeze change at step {event.step}: {event.changes}")
 

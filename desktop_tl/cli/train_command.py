@@ -69,6 +69,13 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         run_dir = Path(args.resume)
         if not (run_dir / "run.toml").exists():
             raise ConfigError(f"{run_dir} is not a run folder (no run.toml); nothing to resume")
+        ignored = [f"--{flag.replace('_', '-')}" for flag in (*_FLAGS, "freeze", "out")
+                   if flag != "epochs" and getattr(args, flag) is not None]
+        if ignored:
+            raise ConfigError(
+                f"--resume continues a run exactly as it was configured; only --epochs may "
+                f"change, so drop {', '.join(ignored)}"
+            )
         config = RunConfig.load(run_dir / "run.toml")
         if args.epochs is not None:
             config.train.epochs = args.epochs
@@ -76,6 +83,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         config.validate()
         return config, True
     config = RunConfig.load(args.run_file) if args.run_file else RunConfig()
+    if args.run_file and config.out and Path(config.out).resolve() == Path(args.run_file).resolve().parent:
+        config.out = ""  # re-running a run's own run.toml makes a new run beside it, never over it
     if args.demo:
         from ..resources import DEMO_BACKBONE, sample_dataset_dir
 
@@ -92,7 +101,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         config.freeze.preset = args.freeze
         config.freeze.overrides = {}
     if args.out:
-        config.out = args.out
+        config.out = str(Path(args.out).resolve())
+    if args.data is not None:
+        config.data.path = str(Path(args.data).resolve())
     if args.weights not in (None, "auto", "none"):
         weights = Path(args.weights)
         if not weights.is_file():

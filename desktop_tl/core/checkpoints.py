@@ -38,13 +38,26 @@ class Checkpoint:
     meta: dict[str, Any]
 
     def model_state(self) -> dict[str, torch.Tensor]:
-        return load_file(str(self.path / MODEL_FILE))
+        try:
+            return load_file(str(self.path / MODEL_FILE))
+        except Exception as exc:  # safetensors raises its own error type for damaged files
+            raise CheckpointError(
+                f"model weights in {self.path} are damaged ({exc}); use another checkpoint "
+                "(checkpoints/last or checkpoints/best) or train again"
+            ) from None
 
     def training_state(self) -> dict[str, Any]:
         state_path = self.path / STATE_FILE
         if not state_path.exists():
             raise CheckpointError(f"{self.path} has no training state; it cannot be resumed")
-        return torch.load(state_path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or foreign file: never retry without weights_only
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(
+                f"training state {state_path} is damaged ({first}); the run cannot be resumed "
+                "from it, but its model weights can still be used for prediction"
+            ) from None
 
 
 def versions() -> dict[str, str]:

@@ -132,7 +132,11 @@ class RunConfig:
             raise ConfigError(f"run file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read run file {path}: {exc}") from None
-        return cls.from_toml(text, source=str(path))
+        config = cls.from_toml(text, source=str(path))
+        # A relative data path in a run or project file means: relative to that file.
+        if config.data.path and not Path(config.data.path).is_absolute():
+            config.data.path = str((path.parent / config.data.path).resolve())
+        return config
 
     # ------------------------------------------------------------------ checks
 
@@ -158,6 +162,13 @@ class RunConfig:
         _range("train.early_stopping_patience", self.train.early_stopping_patience, 0, 100_000)
         _range("train.step_size", self.train.step_size, 1, 100_000)
         _range("train.gamma", self.train.gamma, 0.0, 1.0)
+        _range("train.momentum", self.train.momentum, 0.0, 1.0)
+        for name, trainable in self.freeze.overrides.items():
+            if not isinstance(trainable, bool):
+                raise ConfigError(
+                    f"freeze.overrides[{name!r}] = {trainable!r} must be true (trainable) "
+                    "or false (frozen)"
+                )
         _range("train.cache_budget_mb", self.train.cache_budget_mb, 0, 1_000_000)
 
 

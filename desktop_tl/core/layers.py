@@ -116,7 +116,13 @@ def freeze_map(model: nn.Module, preset: str, overrides: dict[str, bool] | None 
     else:  # head-only, custom (overrides say the rest) and last:N start from head-only
         result = {"backbone": False, "head": True}
         if kind == "last":
-            for name in backbone_stage_names(model)[-n:]:
+            stages = backbone_stage_names(model)
+            if n > len(stages):
+                raise FreezeError(
+                    f"freeze preset last:{n} asks for more blocks than this backbone has "
+                    f"({len(stages)}); use last:{len(stages)} or less, or 'none' to train everything"
+                )
+            for name in stages[-n:]:
                 result[name] = True
     result.update(overrides or {})
     return result
@@ -129,7 +135,7 @@ def apply_freeze_map(model: nn.Module, mapping: dict[str, bool]) -> None:
     if missing:
         raise FreezeError(
             f"no layer named {', '.join(repr(m) for m in missing[:3])} in this model; "
-            "pick layers from the layer tree (desktop-tl prints names with --list-layers)"
+            "use qualified module names as the layer tree shows them, e.g. backbone.layer4 or head"
         )
     for name in sorted(mapping, key=lambda n: (n.count(".") if n else -1, n)):
         for param in modules[name].parameters():

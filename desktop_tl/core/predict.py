@@ -90,19 +90,21 @@ class Predictor:
 
         top_k = max(1, min(int(top_k), len(self.class_names)))
         results: list[Prediction] = [Prediction(str(p)) for p in paths]
-        ready: list[tuple[int, torch.Tensor]] = []
-        for i, path in enumerate(paths):
-            try:
-                ready.append((i, self.transform(open_rgb(path))))
-            except UserError as exc:
-                results[i].error = str(exc)
-            except OSError as exc:
-                results[i].error = f"cannot read {path}: {exc.strerror or exc}"
-        for start in range(0, len(ready), batch_size):
-            chunk = ready[start : start + batch_size]
-            batch = torch.stack([tensor for _, tensor in chunk]).to(self.device)
+        # Decode one batch at a time so a folder of thousands of images stays small in memory.
+        for start in range(0, len(paths), batch_size):
+            ready: list[tuple[int, torch.Tensor]] = []
+            for i in range(start, min(start + batch_size, len(paths))):
+                try:
+                    ready.append((i, self.transform(open_rgb(paths[i]))))
+                except UserError as exc:
+                    results[i].error = str(exc)
+                except OSError as exc:
+                    results[i].error = f"cannot read {paths[i]}: {exc.strerror or exc}"
+            if not ready:
+                continue
+            batch = torch.stack([tensor for _, tensor in ready]).to(self.device)
             probs = self.model(batch).float().softmax(dim=1).cpu()
             values, indices = probs.topk(top_k, dim=1)
-            for (i, _), vals, idxs in zip(chunk, values, indices):
+            for (i, _), vals, idxs in zip(ready, values, indices):
                 results[i].top = [(self.class_names[int(j)], float(v)) for v, j in zip(vals, idxs)]
         return results

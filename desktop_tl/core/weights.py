@@ -178,6 +178,12 @@ def _torch_load_weights_only(path: Path) -> Any:
             "loaded. Save only the tensors instead, e.g. "
             "torch.save(model.state_dict(), 'weights.pth'), or use a .safetensors file"
         ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        # torch raises these for truncated or foreign files (not a zip, a bad record...)
+        raise WeightsFileError(
+            f"cannot read weights file {path}: it is damaged or not a PyTorch weights file "
+            f"({_first_line(exc)})"
+        ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise WeightsFileError(
             f"cannot read weights file {path}: {_first_line(exc)} "
