@@ -1,0 +1,887 @@
+"""The main window: data and model on the left, the layer tree in the middle, training,
+live curves, evaluation, prediction and the log on the right.
+
+The window holds no training state of its own. It assembles a
+:class:`~desktop_tl.core.config.RunConfig` from its panels, starts a
+:class:`~desktop_tl.gui.training_worker.TrainingSession`, shows the events the engine
+reports and sends it commands (pause, stop, freeze changes). It is shown before torch is
+imported: the panels wait, disabled, until :meth:`set_backend` hands them the plugin host.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGroupBox,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QStatusBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import __version__
+from ..core.config import RunConfig
+from ..core.events import Cancel, Pause, Resume, SetFreeze
+from ..errors import UserError
+from .background import cancel_and_wait_all
+from .data_panel import DataPanel
+from .evaluation_view import EvaluationView
+from .layer_tree import LayerTreePanel, freeze_changes, share_text
+from .log_view import LogView
+from .model_panel import ModelPanel
+from .plots import TrainingPlots
+from .plugins_dialog import PluginsDialog
+from .prediction_view import PredictionView
+from .training_panel import TrainingPanel
+from .training_worker import TrainingSession
+
+PROJECT_FILTER = "desktop-tl projects (*.toml);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    """The application window. ``settings`` is an :class:`~desktop_tl.gui.settings.AppSettings`
+    (or None in tests that do not care)."""
+
+    backend_ready = Signal()
+    ready_to_train = Signal()  # data checked, model built, Start enabled
+    run_finished = Signal(object)  # RunFinished, after the window has shown it
+    problem = Signal(str)  # a panel could not do what was asked (for the smoke mode)
+
+    def __init__(self, settings: Any = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.host: Any = None
+        self.devices: dict[str, Any] = {}
+        self.config = RunConfig()
+        self.project_path: Path | None = None
+        self.session: TrainingSession | None = None
+        self.last_result: Any = None
+        self.run_dir = ""  # the folder of the latest run
+        self.launcher: Any = None  # the app's start-up helper (desktop_tl.gui.app.Launcher)
+        self.class_names: list[str] = []
+        self.run_state = "loading"  # loading, idle, running, paused, stopping
+        #: Called instead of the question box when the window is closed during a run;
+        #: returns True to stop the run and close (tests set it).
+        self.confirm_close: Callable[[], bool] | None = None
+        self._close_when_stopped = False
+        self._pending_config: RunConfig | None = None
+        self._epochs = 0
+        self._ready_announced = False
+
+        self.setWindowTitle("desktop-tl[*]")
+        self.setAcceptDrops(True)
+        self._build_panels()
+        self._build_layout()
+        self._build_actions()
+        self._build_status_bar()
+        self._connect_panels()
+        self._set_state("loading")
+        self.training_panel.show_message("info", "Loading PyTorch and the plugins…")
+        self.resize(1600, 980)
+        if settings is not None:
+            settings.restore_window(self)
+
+    # ================================================================= construction
+
+    def _build_panels(self) -> None:
+        self.data_panel = DataPanel(self.settings)
+        self.model_panel = ModelPanel(self.settings)
+        self.layer_panel = LayerTreePanel()
+        self.training_panel = TrainingPanel()
+        self.plots = TrainingPlots()
+        self.evaluation_view = EvaluationView()
+        self.prediction_view = PredictionView(settings=self.settings)
+        self.log_view = LogView()
+
+    def _build_layout(self) -> None:
+        """Tabs across the window: Train (data, model, layers, settings and curves side by
+        side), then Evaluation, Prediction and Log, each given the whole window."""
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 4, 0)
+        left_layout.setSpacing(10)
+        left_layout.addWidget(_group("1 · Data", self.data_panel))
+        left_layout.addWidget(_group("2 · Model", self.model_panel))
+        left_layout.addStretch(1)
+        left_scroll = QScrollArea()
+        left_scroll.setWidget(left)
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        left_scroll.setMinimumWidth(360)
+
+        center = _group("3 · Layers to train", self.layer_panel)
+        center.setMinimumWidth(340)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(4, 0, 0, 0)
+        right_layout.setSpacing(10)
+        right_layout.addWidget(_group("4 · Train", self.training_panel), 0)
+        right_layout.addWidget(_group("Curves", self.plots), 1)
+        right.setMinimumWidth(500)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.addWidget(left_scroll)
+        self.splitter.addWidget(center)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 2)
+        self.splitter.setSizes([390, 440, 750])
+        self.train_page = QWidget()
+        page_layout = QVBoxLayout(self.train_page)
+        page_layout.setContentsMargins(8, 8, 8, 4)
+        page_layout.addWidget(self.splitter)
+
+        self.tabs = QTabWidget()
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.train_page, "Train")
+        self.tabs.addTab(_padded(self.evaluation_view), "Evaluation")
+        self.tabs.addTab(_padded(self.prediction_view), "Prediction")
+        self.tabs.addTab(_padded(self.log_view), "Log")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.log_view.problem_logged.connect(lambda _level, _message: self._label_log_tab())
+        self.setCentralWidget(self.tabs)
+
+    def show_tab(self, widget: QWidget) -> None:
+        """Bring the tab holding ``widget`` (a view or a page) to the front."""
+        for index in range(self.tabs.count()):
+            page = self.tabs.widget(index)
+            if page is widget or page.isAncestorOf(widget):
+                self.tabs.setCurrentIndex(index)
+                return
+
+    def _tab_index(self, widget: QWidget) -> int:
+        for index in range(self.tabs.count()):
+            page = self.tabs.widget(index)
+            if page is widget or page.isAncestorOf(widget):
+                return index
+        return -1
+
+    def _on_tab_changed(self, index: int) -> None:
+        if index == self._tab_index(self.evaluation_view):
+            self.tabs.setTabText(index, "Evaluation")
+        if index == self._tab_index(self.log_view):
+            self._seen_problems = self.log_view.count("warning") + self.log_view.count("error")
+            self._label_log_tab()
+
+    _seen_problems = 0
+
+    def _label_log_tab(self) -> None:
+        index = self._tab_index(self.log_view)
+        problems = self.log_view.count("warning") + self.log_view.count("error")
+        unseen = problems - self._seen_problems
+        if self.tabs.currentIndex() == index or unseen <= 0:
+            self.tabs.setTabText(index, "Log")
+        else:
+            self.tabs.setTabText(index, f"Log ({unseen} new warning{'s' if unseen != 1 else ''})")
+
+    def _mark_new_results(self) -> None:
+        index = self._tab_index(self.evaluation_view)
+        if self.tabs.currentIndex() != index:
+            self.tabs.setTabText(index, "Evaluation (new results)")
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        self.new_action = _action(self, "&New project", QKeySequence.StandardKey.New,
+                                  self.new_project)
+        self.open_action = _action(self, "&Open project…", QKeySequence.StandardKey.Open,
+                                   self.choose_project)
+        self.save_action = _action(self, "&Save project", QKeySequence.StandardKey.Save,
+                                   self.save_project)
+        self.save_as_action = _action(self, "Save project &as…", QKeySequence("Ctrl+Shift+S"),
+                                      self.save_project_as)
+        self.open_data_action = _action(self, "Open &dataset…", QKeySequence("Ctrl+Shift+O"),
+                                        self.data_panel.choose_folder)
+        self.quit_action = _action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        file_menu.insertAction(self.recent_menu.menuAction(), self.new_action)
+        file_menu.insertAction(self.recent_menu.menuAction(), self.open_action)
+        file_menu.addAction(self.save_action)
+        file_menu.addAction(self.save_as_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.open_data_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+
+        run_menu = menu.addMenu("&Run")
+        self.start_action = _action(self, "&Start training", QKeySequence("Ctrl+R"),
+                                    self.start_training)
+        self.pause_action = _action(self, "&Pause / resume", QKeySequence("Ctrl+P"),
+                                    self.toggle_pause)
+        self.stop_action = _action(self, "S&top", QKeySequence("Ctrl+."), self.stop_training)
+        for action in (self.start_action, self.pause_action, self.stop_action):
+            run_menu.addAction(action)
+        # Space pauses too, but only while a run is going, so that it still ticks check
+        # boxes and presses buttons the rest of the time.
+        self.space_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
+        self.space_shortcut.activated.connect(self.toggle_pause)
+        self.space_shortcut.setEnabled(False)
+
+        tools_menu = menu.addMenu("&Tools")
+        self.plugins_action = _action(self, "&Plugins…", None, self.show_plugins)
+        tools_menu.addAction(self.plugins_action)
+        help_menu = menu.addMenu("&Help")
+        help_menu.addAction(_action(self, "&About desktop-tl", None, self.show_about))
+
+    def _build_status_bar(self) -> None:
+        bar = QStatusBar()
+        self.setStatusBar(bar)
+        self.state_label = QLabel("")
+        self.device_label = QLabel("Device: –")
+        self.device_label.setToolTip("Where training runs (Automatic picks CUDA, then MPS, "
+                                     "then the CPU).")
+        bar.addWidget(self.state_label, 1)
+        bar.addPermanentWidget(self.device_label)
+
+    def _connect_panels(self) -> None:
+        self.data_panel.prepared_changed.connect(self._on_prepared_changed)
+        self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
+        self.data_panel.config_changed.connect(self._mark_modified)
+        self.data_panel.log.connect(self.log)
+        self.model_panel.config_changed.connect(self._on_model_config_changed)
+        self.model_panel.model_built.connect(self._on_model_built)
+        self.model_panel.busy_changed.connect(self._on_model_busy)
+        self.model_panel.weights_changed.connect(self._update_actions)
+        self.model_panel.log.connect(self.log)
+        self.layer_panel.toggled.connect(self._on_layer_toggled)
+        self.layer_panel.preset_chosen.connect(self._on_preset_chosen)
+        self.training_panel.start_requested.connect(self.start_training)
+        self.training_panel.pause_requested.connect(self.toggle_pause)
+        self.training_panel.stop_requested.connect(self.stop_training)
+        self.training_panel.config_changed.connect(self._mark_modified)
+
+    # ================================================================= backend
+
+    def set_backend(self, host: Any, devices: dict[str, Any] | None = None) -> None:
+        """torch and the plugins are loaded: fill the panels and apply any waiting project."""
+        self.host = host
+        self.devices = devices or {}
+        self.data_panel.set_host(host)
+        self.model_panel.set_host(host)
+        available = self.devices.get("available", {})
+        auto = self.devices.get("auto", "")
+        self.training_panel.set_available_devices(available, auto)
+        self.device_label.setText(f"Device: {auto or 'cpu'}")
+        for record in getattr(host, "records", []):
+            if record.status in ("failed", "refused"):
+                self.log("warning", f"{record.label} {record.status}: {record.summary or ''}")
+        for problem in getattr(host, "problems", []):
+            self.log("warning", problem)
+        self._set_state("idle")
+        pending = self._pending_config or self.config
+        self._pending_config = None
+        self.load_config(pending, project_path=self.project_path)
+        self.setWindowModified(False)
+        self.log("info", f"ready: {len(host.backbone_providers())} backbone providers, "
+                         f"{len(host.dataset_loaders())} dataset loaders, "
+                         f"{len(host.head_types())} head types")
+        self.backend_ready.emit()
+
+    def backend_failed(self, message: str) -> None:
+        self.training_panel.show_message(
+            "error", f"PyTorch or the plugin system could not be loaded: {message}")
+        self.state_label.setText("Could not load PyTorch")
+        self.log("error", message)
+
+    # ================================================================= configuration
+
+    def current_config(self) -> RunConfig:
+        """The run configuration the panels describe right now."""
+        config = copy.deepcopy(self.config)
+        if self.host is not None:
+            self.data_panel.apply_to(config.data)
+            self.model_panel.apply_to(config.model)
+        self.training_panel.apply_to(config.train)
+        return config
+
+    def load_config(self, config: RunConfig, project_path: Path | None = None) -> None:
+        """Show a configuration in every panel (waits for the backend if need be)."""
+        self.project_path = project_path
+        self._update_title()
+        if self.host is None:
+            self._pending_config = config
+            self.config = copy.deepcopy(config)
+            self.training_panel.load_from(config.train)
+            return
+        self.config = copy.deepcopy(config)
+        self.training_panel.load_from(config.train)
+        self.layer_panel.set_preset(config.freeze.preset, config.freeze.overrides)
+        self.model_panel.load_from(config.model)
+        self.data_panel.load_from(config.data)
+        self.model_panel.request_build(len(self.class_names) or None)
+        self.setWindowModified(False)
+        self._update_actions()
+
+    def open_dataset(self, path: str | os.PathLike[str]) -> None:
+        self.data_panel.set_path(path)
+
+    # ----------------------------------------------------------------- projects
+
+    def new_project(self) -> None:
+        if self._busy_training("start a new project"):
+            return
+        self.load_config(RunConfig(), project_path=None)
+        self.plots.reset()
+        self.plots.set_message("Curves appear here once training starts.")
+
+    def choose_project(self) -> None:
+        start = ""
+        if self.settings is not None and self.settings.recent_projects:
+            start = str(Path(self.settings.recent_projects[0]).parent)
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
+        if path:
+            self.open_project(path)
+
+    def open_project(self, path: str | os.PathLike[str]) -> bool:
+        """Load a project (RunConfig TOML); a bad file is explained, not raised."""
+        if self._busy_training("open a project"):
+            return False
+        path = Path(path)
+        try:
+            config = RunConfig.load(path)
+        except UserError as exc:
+            self._show_error("The project could not be opened", str(exc))
+            if self.settings is not None and not path.exists():
+                self.settings.remove_recent_project(path)
+            return False
+        self.load_config(config, project_path=path.resolve())
+        if self.settings is not None:
+            self.settings.add_recent_project(path)
+        self.log("info", f"opened project {path}")
+        return True
+
+    def save_project(self) -> bool:
+        if self.project_path is None:
+            return self.save_project_as()
+        return self.save_project_to(self.project_path)
+
+    def save_project_as(self) -> bool:
+        start = str(self.project_path or Path.home() / "project.toml")
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
+        if not path:
+            return False
+        if not path.lower().endswith(".toml"):
+            path += ".toml"
+        return self.save_project_to(path)
+
+    def save_project_to(self, path: str | os.PathLike[str]) -> bool:
+        path = Path(path)
+        config = self.current_config()
+        try:
+            config.validate()
+            config.save(path)
+        except (UserError, OSError) as exc:
+            self._show_error("The project could not be saved", str(exc))
+            return False
+        self.config = config
+        self.project_path = path.resolve()
+        self.setWindowModified(False)
+        self._update_title()
+        if self.settings is not None:
+            self.settings.add_recent_project(path)
+        self.log("info", f"saved project {path}")
+        self.state_label.setText(f"Saved {path.name}")
+        return True
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_projects if self.settings is not None else []
+        if not recent:
+            action = self.recent_menu.addAction("No recent projects")
+            action.setEnabled(False)
+            return
+        for path in recent:
+            action = self.recent_menu.addAction(Path(path).name)
+            action.setToolTip(path)
+            action.setStatusTip(path)
+            action.triggered.connect(lambda _checked=False, p=path: self.open_project(p))
+        self.recent_menu.addSeparator()
+        self.recent_menu.addAction("Clear list", self.settings.clear_recent_projects)
+
+    def _update_title(self) -> None:
+        name = self.project_path.name if self.project_path else "untitled project"
+        self.setWindowTitle(f"{name}[*] — desktop-tl")
+
+    def _mark_modified(self) -> None:
+        if self.host is not None:
+            self.setWindowModified(True)
+
+    # ================================================================= data and model
+
+    def _on_prepared_changed(self, prepared: Any) -> None:
+        self.class_names = list(prepared.class_names) if prepared is not None else []
+        if prepared is not None:
+            self.model_panel.request_build(len(self.class_names))
+            if self.settings is not None and Path(prepared.root).exists():
+                self.settings.last_data_folder = str(Path(prepared.root).parent)
+        self._mark_modified()
+        self._update_actions()
+
+    def _on_model_config_changed(self) -> None:
+        self._mark_modified()
+        self.model_panel.request_build(len(self.class_names) or None)
+        self._update_actions()
+
+    def _on_model_busy(self, busy: bool) -> None:
+        if busy and self.layer_panel.stack.currentWidget() is self.layer_panel.placeholder:
+            self.layer_panel.set_tree(None, f"Building {self.model_panel.model_name()}…")
+        self._update_actions()
+
+    def _on_model_built(self, built: Any) -> None:
+        if built is None:
+            self.layer_panel.set_tree(None, "The model could not be built; see the message "
+                                            "in the Model panel.")
+            self._update_actions()
+            return
+        from ..core.layers import apply_freeze, backbone_stage_names, layer_tree
+
+        freeze = self.config.freeze
+        try:
+            apply_freeze(built.model, freeze.preset, freeze.overrides)
+        except UserError as exc:
+            # Layers named for another backbone: keep the preset, drop the hand edits.
+            self.log("warning", f"freeze overrides dropped: {exc}")
+            freeze.overrides = {}
+            apply_freeze(built.model, freeze.preset, {})
+        self.layer_panel.set_stage_count(len(backbone_stage_names(built.model)))
+        self.layer_panel.set_tree(layer_tree(built.model))
+        self.layer_panel.set_preset(freeze.preset, freeze.overrides)
+        self._update_actions()
+
+    # ----------------------------------------------------------------- freezing
+
+    def _display_model(self) -> Any:
+        built = self.model_panel.built
+        return built.model if built is not None else None
+
+    def _on_layer_toggled(self, name: str, trainable: bool) -> None:
+        model = self._display_model()
+        if model is None:
+            return
+        from ..core.layers import apply_freeze, apply_freeze_map, layer_tree
+
+        freeze = self.config.freeze
+        overrides = {k: v for k, v in freeze.overrides.items()
+                     if k != name and not k.startswith(name + ".")}
+        overrides[name] = trainable
+        freeze.overrides = overrides
+        if self._training_active():
+            apply_freeze_map(model, {name: trainable})
+            self._send_freeze({name: trainable})
+        else:
+            apply_freeze(model, freeze.preset, freeze.overrides)
+            self._mark_modified()
+        self.layer_panel.update_states(layer_tree(model))
+        self.layer_panel.set_preset(freeze.preset, freeze.overrides)
+
+    def _on_preset_chosen(self, preset: str) -> None:
+        model = self._display_model()
+        freeze = self.config.freeze
+        freeze.preset, freeze.overrides = preset, {}
+        self.layer_panel.set_preset(preset, {})
+        if model is None:
+            return
+        from ..core.layers import apply_freeze, layer_tree
+
+        before = layer_tree(model)
+        apply_freeze(model, preset, {})
+        after = layer_tree(model)
+        if self._training_active():
+            changes = freeze_changes(before, after)
+            if changes:
+                self._send_freeze(changes)
+        else:
+            self._mark_modified()
+        self.layer_panel.update_states(after)
+
+    def _send_freeze(self, changes: dict[str, bool]) -> None:
+        assert self.session is not None
+        self.session.send(SetFreeze(dict(changes)))
+        self.layer_panel.set_pending(changes)
+        described = ", ".join(f"{n} {'trainable' if v else 'frozen'}" for n, v in changes.items())
+        self.log("info", f"freeze change sent: {described} (applies at the next batch)")
+
+    # ================================================================= training
+
+    def can_start(self) -> tuple[bool, str]:
+        """Whether Start may be pressed, and what to do first when not."""
+        if self.host is None:
+            return False, "Loading PyTorch and the plugins…"
+        if self._training_active():
+            return False, ""
+        if self.data_panel.busy:
+            return False, "Checking the images…"
+        if self.data_panel.prepared is None:
+            return False, "Choose a dataset folder (1 · Data) to begin: one subfolder per class."
+        if not self.model_panel.model_name():
+            return False, "Choose a backbone (2 · Model)."
+        ok, why = self.model_panel.weights_ok()
+        if not ok:
+            return False, why[0].upper() + why[1:] + "."
+        return True, ""
+
+    def start_training(self) -> bool:
+        ok, why = self.can_start()
+        if not ok:
+            if why:
+                self.training_panel.show_message("warning", why)
+            return False
+        config = self.current_config()
+        config.out = ""  # every Start makes a new run folder
+        try:
+            config.validate()
+        except UserError as exc:
+            self.training_panel.show_message("error", str(exc))
+            return False
+        self.config.freeze = copy.deepcopy(config.freeze)
+        self._epochs = config.train.epochs
+        self.last_result = None
+        self.plots.reset()
+        self.plots.set_message("Preparing the run…")
+        self.show_tab(self.train_page)
+        self.training_panel.show_message("info", "Starting: checking images and building "
+                                                 "the model…")
+        self.layer_panel.clear_pending()
+        session = TrainingSession(config, self.host, parent=self)
+        worker = session.worker
+        worker.stage_changed.connect(self._on_stage)
+        worker.run_started.connect(self._on_run_started)
+        worker.batches_ready.connect(self._on_batches_ready)
+        worker.epoch_ended.connect(self._on_epoch_ended)
+        worker.freeze_applied.connect(self._on_freeze_applied)
+        worker.log_message.connect(self._on_log_message)
+        worker.run_finished.connect(self._on_run_finished)
+        session.stopped.connect(self._on_session_stopped)
+        self.session = session
+        self._set_state("running")
+        self.log("info", f"starting a run: {config.model.backbone}, "
+                         f"{config.train.epochs} epochs, freeze {config.freeze.preset}")
+        session.start()
+        return True
+
+    def toggle_pause(self) -> None:
+        if self.session is None:
+            return
+        if self.run_state == "running":
+            self.session.send(Pause())
+            self._set_state("paused")
+            self.training_panel.show_message("info", "Paused. Resume with Space or Ctrl+P; "
+                                                     "layers can still be ticked.")
+        elif self.run_state == "paused":
+            self.session.send(Resume())
+            self._set_state("running")
+            self.training_panel.show_message("info", "Training…")
+
+    def stop_training(self) -> None:
+        if self.session is None or self.run_state not in ("running", "paused"):
+            return
+        self.session.send(Cancel())
+        self._set_state("stopping")
+        self.training_panel.show_message("warning", "Stopping after the current batch…")
+
+    def _training_active(self) -> bool:
+        return self.session is not None and self.run_state in ("running", "paused", "stopping")
+
+    # ----------------------------------------------------------------- engine events
+
+    def _on_stage(self, event: Any) -> None:
+        if self.run_state in ("running", "paused"):
+            self.training_panel.show_stage(event.message, event.done, event.total)
+            self.state_label.setText(event.message)
+
+    def _on_run_started(self, event: Any) -> None:
+        self._epochs = event.epochs
+        self.plots.set_batches_per_epoch(event.batches_per_epoch)
+        self.plots.set_message(f"Training {event.num_train:,} images, validating on "
+                               f"{event.num_val:,}; the first epoch's points appear after it.")
+        self.device_label.setText(f"Device: {event.device} ({event.precision})")
+        self.class_names = list(event.class_names)
+        if self.run_state == "running":
+            self.training_panel.show_message("info", f"Training in {event.run_dir}")
+        self.run_dir = event.run_dir
+
+    def _on_batches_ready(self) -> None:
+        if self.session is None:
+            return
+        batches = self.session.worker.take_batches()
+        if not batches:
+            return
+        for batch in batches:
+            self.plots.add_batch(batch.step, batch.loss, batch.batches_per_epoch)
+        last = batches[-1]
+        self.training_panel.show_batch(last, self._epochs, paused=self.run_state == "paused")
+        if self.run_state == "running":
+            self.state_label.setText(f"Training · epoch {last.epoch + 1}/{self._epochs}")
+
+    def _on_epoch_ended(self, event: Any) -> None:
+        metrics = event.metrics
+        self.plots.add_epoch(event.epoch, metrics)
+        confusion = metrics.get("confusion")
+        if confusion:
+            self.evaluation_view.set_results(
+                self.class_names, confusion, metrics.get("per_class_precision", []),
+                metrics.get("per_class_recall", []), [],
+                caption=f"after epoch {event.epoch + 1} of {self._epochs}; the misclassified "
+                        "images are listed when the run ends")
+
+    def _on_freeze_applied(self, event: Any) -> None:
+        changed = ", ".join(f"{name.rsplit('.', 1)[-1]} {'unfrozen' if on else 'frozen'}"
+                            for name, on in event.changes.items())
+        self.plots.add_freeze_marker(event.step, changed)
+        self.layer_panel.clear_pending()
+        share = event.trainable_params / event.total_params if event.total_params else 0
+        self.layer_panel.counts_label.setText(
+            f"Trainable: {event.trainable_params:,} of {event.total_params:,} parameters "
+            f"({share_text(share)})")
+        cache = f"; feature cache {event.feature_cache}" if event.feature_cache else ""
+        self.log("info", f"freeze change applied at step {event.step} "
+                         f"(epoch {event.epoch + 1}): {changed}{cache}")
+
+    def _on_log_message(self, event: Any) -> None:
+        self.log(event.level, event.message)
+
+    def _on_run_finished(self, event: Any) -> None:
+        self._on_batches_ready()  # anything still queued
+        self.plots.redraw_if_dirty()
+        self.last_result = event
+        summary = event.summary or {}
+        status = event.status
+        if status in ("completed", "early-stopped"):
+            acc = summary.get("val_acc")
+            best = summary.get("best_val_acc")
+            text = (f"Finished {summary.get('epochs_completed', '?')} epochs"
+                    + (f": validation accuracy {acc:.1%}" if acc is not None else "")
+                    + (f" (best {best:.1%})" if best is not None else "")
+                    + (f". {event.reason}" if event.reason else "")
+                    + f". Saved in {event.run_dir}")
+            self.training_panel.show_message("good", text)
+            self.state_label.setText("Finished")
+        elif status == "cancelled":
+            self.training_panel.show_message(
+                "warning", f"Stopped after {summary.get('epochs_completed', 0)} epochs; "
+                "the last checkpoint was kept." if event.run_dir else "Stopped.")
+            self.state_label.setText("Stopped")
+        else:
+            self.training_panel.show_message("error", f"Training failed: {event.reason}")
+            self.state_label.setText("Training failed")
+        self.training_panel.show_finished(status, summary.get("epochs_completed") or 0,
+                                          summary.get("train_seconds"))
+        if summary.get("confusion"):
+            self.evaluation_view.set_results(
+                list(summary.get("classes") or self.class_names), summary["confusion"],
+                summary.get("per_class_precision", []), summary.get("per_class_recall", []),
+                summary.get("misclassified", []),
+                caption=f"after the last epoch ({summary.get('epochs_completed')}) of the run "
+                        f"in {Path(event.run_dir).name}")
+            self._mark_new_results()
+        if event.run_dir and summary.get("epochs_completed"):
+            self._load_predictor(event.run_dir)
+        self.log("info" if status in ("completed", "early-stopped") else "warning",
+                 f"run {status}{': ' + event.reason if event.reason else ''}")
+
+    def _on_session_stopped(self, event: Any) -> None:
+        session = self.session
+        self.session = None
+        if session is not None:
+            session.setParent(None)
+            session.deleteLater()
+        self._set_state("idle")
+        self.layer_panel.clear_pending()
+        if event is not None:
+            self.run_finished.emit(event)
+        if self._close_when_stopped:
+            QTimer.singleShot(0, self.close)
+
+    def _load_predictor(self, run_dir: str) -> None:
+        """Predict with the run's best checkpoint (the view loads it off the GUI thread)."""
+        self.prediction_view.load_run(run_dir)
+
+    # ================================================================= state
+
+    def _set_state(self, state: str) -> None:
+        self.run_state = state
+        training = state in ("running", "paused", "stopping")
+        self.data_panel.setEnabled(self.host is not None and not training)
+        self.model_panel.setEnabled(self.host is not None and not training)
+        self.layer_panel.set_training(training)
+        self.space_shortcut.setEnabled(state in ("running", "paused"))
+        for action in (self.new_action, self.open_action):
+            action.setEnabled(not training)
+        labels = {"loading": "Loading PyTorch…", "running": "Training…", "paused": "Paused",
+                  "stopping": "Stopping…"}
+        if state in labels:
+            self.state_label.setText(labels[state])
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        ok, why = self.can_start()
+        self.training_panel.set_run_state(
+            self.run_state if self.run_state != "loading" else "idle", can_start=ok)
+        self.start_action.setEnabled(ok)
+        self.pause_action.setEnabled(self.run_state in ("running", "paused"))
+        self.stop_action.setEnabled(self.run_state in ("running", "paused"))
+        if self.run_state in ("idle", "loading") and self.last_result is None:
+            if ok:
+                self.training_panel.show_message(
+                    "info", "Ready. Press Start training (Ctrl+R); the curves appear below.")
+                self.state_label.setText("Ready")
+            elif why:
+                self.training_panel.show_message("info", why)
+                if self.host is not None:
+                    self.state_label.setText("Not ready: " + why[0].lower() + why[1:])
+        ready = self.is_ready()
+        if ready and not self._ready_announced:
+            self._ready_announced = True
+            self.ready_to_train.emit()
+        elif not ready:
+            self._ready_announced = False
+
+    def is_ready(self) -> bool:
+        """Start is possible and the model shown in the tree is the one that will train."""
+        return self.can_start()[0] and not self.model_panel.busy and \
+            self.model_panel.built is not None
+
+    # ================================================================= other windows
+
+    def show_plugins(self) -> None:
+        if self.host is None:
+            return
+        dialog = PluginsDialog(self.host, self.settings, self)
+        dialog.exec()
+
+    def show_about(self) -> None:
+        import sys
+
+        torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else "loading"
+        plugins = len(getattr(self.host, "records", []) or [])
+        QMessageBox.about(
+            self, "About desktop-tl",
+            f"<h3>desktop-tl {__version__}</h3>"
+            "<p>Transfer learning with pretrained image models: pick a backbone, choose "
+            "which layers train, watch the curves, inspect the mistakes, predict.</p>"
+            f"<p>PyTorch {torch_version} · {plugins} plugins loaded.</p>"
+            "<p>Projects are run files: re-run one with <code>desktop-tl train "
+            "project.toml</code>.</p>")
+
+    def log(self, level: str, message: str) -> None:
+        self.log_view.append(level, message)
+
+    def _show_error(self, title: str, message: str) -> None:
+        self.log("warning", f"{title}: {message}")
+        self.state_label.setText(title)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+
+    def _busy_training(self, what: str) -> bool:
+        if self._training_active():
+            self.training_panel.show_message("warning", f"Stop the run before you {what}.")
+            return True
+        return False
+
+    # ================================================================= drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        path = _dropped_path(event)
+        if path and self.host is not None and not self._training_active() and \
+                self.data_panel.accepts_drop(path):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        path = _dropped_path(event)
+        if path and self.data_panel.accepts_drop(path):
+            event.acceptProposedAction()
+            self.open_dataset(path)
+
+    # ================================================================= closing
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.session is not None and self.session.is_running():
+            event.ignore()
+            if self._close_when_stopped:
+                return
+            if not self._ask_stop_and_close():
+                return
+            self._close_when_stopped = True
+            self.session.send(Cancel())
+            self._set_state("stopping")
+            self.training_panel.show_message(
+                "warning", "Stopping the run; the window closes when it has stopped.")
+            return
+        self.data_panel.cancel(quiet=True)
+        self.model_panel.cancel()
+        cancel_and_wait_all(10_000)
+        if self.settings is not None:
+            self.settings.save_window(self)
+            self.settings.sync()
+        event.accept()
+
+    def _ask_stop_and_close(self) -> bool:
+        if self.confirm_close is not None:
+            return bool(self.confirm_close())
+        answer = QMessageBox.question(
+            self, "Stop training?",
+            "A run is in progress. Stop it and close the window?\n\n"
+            "The last checkpoint is kept in the run folder.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(1600, 980)
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(10, 12, 10, 10)
+    layout.addWidget(widget)
+    return box
+
+
+def _padded(widget: QWidget) -> QWidget:
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(8, 8, 8, 4)
+    layout.addWidget(widget)
+    return page
+
+
+def _action(parent: QWidget, text: str, shortcut: Any, slot: Callable[[], Any]) -> QAction:
+    action = QAction(text, parent)
+    if shortcut is not None:
+        action.setShortcut(shortcut)
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+    action.triggered.connect(lambda _checked=False: slot())
+    parent.addAction(action)
+    return action
+
+
+def _dropped_path(event: QDragEnterEvent | QDropEvent) -> str | None:
+    mime = event.mimeData()
+    if not mime.hasUrls():
+        return None
+    urls = [url for url in mime.urls() if url.isLocalFile()]
+    return urls[0].toLocalFile() if len(urls) == 1 else None

@@ -1,0 +1,268 @@
+"""Live training curves: batch loss (raw and smoothed), loss per epoch, validation accuracy.
+
+Curves are created once. Data is appended to arrays as events arrive and the curves are
+redrawn by a ~100 ms timer only when something changed, never once per batch, so a fast
+run cannot flood the GUI thread. Every plot uses epochs on its x axis (a batch at step s
+sits at (s + 1) / batches_per_epoch), so freeze markers line up across the three plots.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, Qt, QTimer
+from PySide6.QtGui import QColor, QPalette
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+REDRAW_INTERVAL_MS = 100
+EMA_WEIGHT = 0.9  # smoothing of the batch loss; bias-corrected like TensorBoard's
+
+BLUE = QColor(31, 119, 180)
+ORANGE = QColor(230, 115, 0)
+GREEN = QColor(44, 160, 44)
+MARKER = QColor(150, 60, 200)
+
+
+class _GrowingSeries:
+    """x/y arrays that grow by doubling, so appending stays cheap and setData gets views."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._x = np.empty(256)
+        self._y = np.empty(256)
+        self.size = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.size == len(self._x):
+            self._x = np.concatenate([self._x, np.empty(len(self._x))])
+            self._y = np.concatenate([self._y, np.empty(len(self._y))])
+        self._x[self.size] = x
+        self._y[self.size] = y
+        self.size += 1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._x[: self.size]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._y[: self.size]
+
+
+class TrainingPlots(QWidget):
+    """Three live plots plus a one-line summary of the latest epoch."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.redraw_count = 0
+        self.batches_received = 0
+        self.freeze_markers: list[tuple[float, str]] = []
+        self._marker_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
+        self._dirty = False
+        self._batches_per_epoch = 1
+        self._ema = 0.0
+        self._ema_n = 0
+        self._best_acc: float | None = None
+
+        self.summary = QLabel("Curves appear here once training starts.")
+        self.summary.setObjectName("plotSummary")
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.summary.setWordWrap(True)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(260)
+        self.canvas.ci.setSpacing(12)
+
+        self.batch_plot = self.canvas.addPlot(row=0, col=0, colspan=2)
+        self.epoch_loss_plot = self.canvas.addPlot(row=1, col=0)
+        self.acc_plot = self.canvas.addPlot(row=1, col=1)
+        self.plots = (self.batch_plot, self.epoch_loss_plot, self.acc_plot)
+
+        self.batch_plot.setTitle("Training loss per batch")
+        self.epoch_loss_plot.setTitle("Loss per epoch")
+        self.acc_plot.setTitle("Validation accuracy")
+        for plot, ylabel in zip(self.plots, ("loss", "loss", "accuracy (%)")):
+            plot.setLabel("bottom", "epoch")
+            plot.setLabel("left", ylabel)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.setMenuEnabled(False)
+            for name in ("left", "bottom"):
+                plot.getAxis(name).enableAutoSIPrefix(False)  # "loss (x0.001)" reads badly
+        self.acc_plot.setYRange(0, 100, padding=0.05)
+        self.acc_plot.enableAutoRange(axis="y", enable=False)
+
+        self.batch_legend = self.batch_plot.addLegend(offset=(-10, 8))
+        self.epoch_legend = self.epoch_loss_plot.addLegend(offset=(-10, 8))
+        self.acc_legend = self.acc_plot.addLegend(offset=(-10, -8))
+
+        raw_colour = QColor(BLUE)
+        raw_colour.setAlpha(70)
+        self.raw_curve = self.batch_plot.plot(name="raw", pen=pg.mkPen(raw_colour, width=1))
+        self.smooth_curve = self.batch_plot.plot(name="smoothed (EMA 0.9)",
+                                                 pen=pg.mkPen(BLUE, width=2))
+        for curve in (self.raw_curve, self.smooth_curve):
+            curve.setClipToView(True)
+            curve.setDownsampling(auto=True, method="peak")
+        symbol = dict(symbol="o", symbolSize=6)
+        self.train_loss_curve = self.epoch_loss_plot.plot(
+            name="train", pen=pg.mkPen(BLUE, width=2), symbolBrush=BLUE, symbolPen=BLUE, **symbol)
+        self.val_loss_curve = self.epoch_loss_plot.plot(
+            name="validation", pen=pg.mkPen(ORANGE, width=2), symbolBrush=ORANGE,
+            symbolPen=ORANGE, **symbol)
+        self.val_acc_curve = self.acc_plot.plot(
+            name="validation", pen=pg.mkPen(GREEN, width=2), symbolBrush=GREEN,
+            symbolPen=GREEN, **symbol)
+
+        self.raw = _GrowingSeries()
+        self.smooth = _GrowingSeries()
+        self.train_loss = _GrowingSeries()
+        self.val_loss = _GrowingSeries()
+        self.val_acc = _GrowingSeries()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.canvas, 1)
+
+        self._apply_palette()
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_INTERVAL_MS)
+        self.timer.timeout.connect(self.redraw_if_dirty)
+        self.timer.start()
+
+    # ------------------------------------------------------------ data in
+
+    def reset(self, batches_per_epoch: int = 1) -> None:
+        """Forget the previous run's curves (called when a new run starts)."""
+        self._batches_per_epoch = max(1, int(batches_per_epoch))
+        for plot in (self.epoch_loss_plot, self.acc_plot):
+            plot.getAxis("bottom").setTickSpacing()  # automatic again
+        for series in (self.raw, self.smooth, self.train_loss, self.val_loss, self.val_acc):
+            series.clear()
+        for plot, line in self._marker_items:
+            plot.removeItem(line)
+        self._marker_items.clear()
+        self.freeze_markers.clear()
+        self._ema = 0.0
+        self._ema_n = 0
+        self._best_acc = None
+        self.batches_received = 0
+        self.summary.setText("Waiting for the first batch…")
+        self._dirty = True
+
+    def set_batches_per_epoch(self, batches_per_epoch: int) -> None:
+        self._batches_per_epoch = max(1, int(batches_per_epoch))
+
+    def add_batch(self, step: int, loss: float, batches_per_epoch: int | None = None) -> None:
+        if batches_per_epoch:
+            self._batches_per_epoch = max(1, int(batches_per_epoch))
+        self.batches_received += 1
+        if not math.isfinite(loss):
+            return  # the run stops on it; the curve keeps the last finite point
+        x = (step + 1) / self._batches_per_epoch
+        self.raw.append(x, loss)
+        self._ema_n += 1
+        self._ema = EMA_WEIGHT * self._ema + (1 - EMA_WEIGHT) * loss
+        self.smooth.append(x, self._ema / (1 - EMA_WEIGHT**self._ema_n))
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, metrics: dict) -> None:
+        """``epoch`` is 0-based; the point sits at the end of that epoch."""
+        x = epoch + 1
+        train_loss = _finite(metrics.get("train_loss"))
+        val_loss = _finite(metrics.get("val_loss"))
+        val_acc = _finite(metrics.get("val_acc"))
+        if train_loss is not None:
+            self.train_loss.append(x, train_loss)
+        if val_loss is not None:
+            self.val_loss.append(x, val_loss)
+        if val_acc is not None:
+            percent = val_acc * 100 if val_acc <= 1.0 else val_acc
+            self.val_acc.append(x, percent)
+            self._best_acc = percent if self._best_acc is None else max(self._best_acc, percent)
+        parts = []
+        if train_loss is not None:
+            parts.append(f"train loss {train_loss:.3g}")
+        if val_loss is not None:
+            parts.append(f"validation loss {val_loss:.3g}")
+        if val_acc is not None:
+            parts.append(f"accuracy {self.val_acc.y[-1]:.1f} % (best {self._best_acc:.1f} %)")
+        self.summary.setText(f"After epoch {x}:  " + "  ·  ".join(parts))
+        self._dirty = True
+
+    def add_freeze_marker(self, step: int, label: str) -> None:
+        """A vertical line on every plot where a freeze change took effect."""
+        x = step / self._batches_per_epoch
+        self.freeze_markers.append((x, label))
+        pen = pg.mkPen(MARKER, width=1.5, style=Qt.PenStyle.DashLine)
+        for plot in self.plots:
+            line = pg.InfiniteLine(
+                pos=x, angle=90, pen=pen, movable=False,
+                label=label if plot is self.batch_plot else None,
+                labelOpts={"position": 0.92, "color": MARKER, "anchors": [(0, 0), (0, 0)]},
+            )
+            line.setToolTip(label)
+            plot.addItem(line, ignoreBounds=True)
+            self._marker_items.append((plot, line))
+        self._dirty = True
+
+    def set_message(self, text: str) -> None:
+        self.summary.setText(text)
+
+    # ------------------------------------------------------------ drawing
+
+    def redraw_if_dirty(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.redraw_count += 1
+        self.raw_curve.setData(self.raw.x, self.raw.y)
+        self.smooth_curve.setData(self.smooth.x, self.smooth.y)
+        self.train_loss_curve.setData(self.train_loss.x, self.train_loss.y)
+        self.val_loss_curve.setData(self.val_loss.x, self.val_loss.y)
+        self.val_acc_curve.setData(self.val_acc.x, self.val_acc.y)
+        epochs = max(self.train_loss.size, self.val_acc.size)
+        if epochs:  # whole epochs on the per-epoch plots: 1, 2, 3 rather than 1, 1.5, 2
+            step = max(1, math.ceil(epochs / 8))
+            for plot in (self.epoch_loss_plot, self.acc_plot):
+                plot.getAxis("bottom").setTickSpacing(step, step)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_palette()
+        super().changeEvent(event)
+
+    def _apply_palette(self) -> None:
+        """Follow the application's light or dark palette."""
+        palette = self.palette()
+        background = palette.color(QPalette.ColorRole.Base)
+        foreground = palette.color(QPalette.ColorRole.Text)
+        self.canvas.setBackground(background)
+        axis_pen = pg.mkPen(foreground)
+        for plot in self.plots:
+            plot.titleLabel.setText(plot.titleLabel.text, color=foreground, size="10pt")
+            for name in ("left", "bottom"):
+                axis = plot.getAxis(name)
+                axis.setPen(axis_pen)
+                axis.setTextPen(axis_pen)
+        legend_brush = QColor(background)
+        legend_brush.setAlpha(200)
+        for legend in (self.batch_legend, self.epoch_legend, self.acc_legend):
+            legend.setBrush(legend_brush)
+            legend.setLabelTextColor(foreground)
+            for _sample, label in legend.items:  # setLabelTextColor does not re-render
+                label.setText(label.text, color=foreground)
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,324 @@
+"""The training panel: how to train, Start/Pause/Stop, and how far the run has got.
+
+The panel only edits :class:`~desktop_tl.core.config.TrainConfig` values and shows what the
+engine reports; the window decides what the buttons do.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QStyle,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..core.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from .notice import Notice
+
+OPTIMIZER_LABELS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD (momentum)"}
+SCHEDULE_LABELS = {"none": "Constant", "cosine": "Cosine decay", "step": "Step decay"}
+DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}
+PRECISION_LABELS = {"auto": "Automatic", "fp32": "fp32 (full)", "bf16": "bf16", "fp16": "fp16"}
+
+
+class LearningRateSpinBox(QDoubleSpinBox):
+    """A spin box for values spanning decades: shows 0.001 or 1e-05, steps 1-2-5."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(10)
+        self.setRange(1e-7, 10.0)
+        self.setKeyboardTracking(False)
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return f"{value:.3g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> object:
+        stripped = text.strip()
+        if not stripped:
+            return QValidator.State.Intermediate, text, pos
+        try:
+            value = float(stripped)
+        except ValueError:
+            if all(c in "0123456789.eE-+" for c in stripped):
+                return QValidator.State.Intermediate, text, pos
+            return QValidator.State.Invalid, text, pos
+        if self.minimum() <= value <= self.maximum():
+            return QValidator.State.Acceptable, text, pos
+        return QValidator.State.Intermediate, text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
+        value = self.value()
+        for _ in range(abs(steps)):
+            value = _next_125(value, up=steps > 0)
+        self.setValue(min(max(value, self.minimum()), self.maximum()))
+
+
+def _next_125(value: float, up: bool) -> float:
+    exponent = math.floor(math.log10(value))
+    ladder = [m * 10.0**e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 5)]
+    if up:
+        return next(v for v in ladder if v > value * 1.0001)
+    return next(v for v in reversed(ladder) if v < value * 0.9999)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}"
+
+
+class TrainingPanel(QWidget):
+    """Hyperparameters, the run buttons and the progress line."""
+
+    start_requested = Signal()
+    pause_requested = Signal()  # toggles pause/resume
+    stop_requested = Signal()
+    config_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 10_000)
+        self.epochs_spin.setToolTip("Passes over the training images.")
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 4096)
+        self.batch_spin.setToolTip("Images per optimisation step.")
+        self.lr_spin = LearningRateSpinBox()
+        self.lr_spin.setToolTip("Learning rate of the new head. Arrow keys step 1-2-5.")
+        self.lr_mult_spin = QDoubleSpinBox()
+        self.lr_mult_spin.setDecimals(3)
+        self.lr_mult_spin.setRange(0.0, 10.0)
+        self.lr_mult_spin.setSingleStep(0.05)
+        self.lr_mult_spin.setPrefix("× ")
+        self.lr_mult_spin.setToolTip("The backbone's learning rate is the head's times this "
+                                     "(smaller keeps pretrained features from being wrecked).")
+        self.backbone_lr_label = QLabel("")
+        self.backbone_lr_label.setObjectName("backboneLr")
+        self.optimizer_combo = _combo(OPTIMIZERS, OPTIMIZER_LABELS)
+        self.schedule_combo = _combo(SCHEDULES, SCHEDULE_LABELS)
+        self.schedule_combo.setToolTip("How the learning rate changes over the epochs.")
+        self.device_combo = _combo(DEVICES, DEVICE_LABELS)
+        self.device_combo.setToolTip("Automatic uses a CUDA GPU, then an Apple GPU, then the CPU.")
+        self.precision_combo = _combo(PRECISIONS, PRECISION_LABELS)
+        self.precision_combo.setToolTip("Automatic uses bf16/fp16 where the device is fast "
+                                        "with it, otherwise full precision.")
+
+        for widget in (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin):
+            widget.valueChanged.connect(self._changed)
+        for combo in (self.optimizer_combo, self.schedule_combo, self.device_combo,
+                      self.precision_combo):
+            combo.currentIndexChanged.connect(self._changed)
+
+        lr_mult_row = QHBoxLayout()
+        lr_mult_row.setSpacing(6)
+        lr_mult_row.addWidget(self.lr_mult_spin)
+        lr_mult_row.addWidget(self.backbone_lr_label)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+        rows = [
+            ("Epochs", self.epochs_spin, "Batch size", self.batch_spin),
+            ("Learning rate", self.lr_spin, "Backbone rate", lr_mult_row),
+            ("Optimiser", self.optimizer_combo, "Schedule", self.schedule_combo),
+            ("Device", self.device_combo, "Precision", self.precision_combo),
+        ]
+        for row, (label_a, field_a, label_b, field_b) in enumerate(rows):
+            grid.addWidget(QLabel(label_a), row, 0)
+            grid.addWidget(field_a, row, 1)
+            grid.addWidget(QLabel(label_b), row, 2)
+            if isinstance(field_b, QHBoxLayout):
+                grid.addLayout(field_b, row, 3)
+            else:
+                grid.addWidget(field_b, row, 3)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+
+        style = self.style()
+        self.start_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay),
+                                        "Start training")
+        self.start_button.setObjectName("startButton")
+        self.start_button.setToolTip("Start training (Ctrl+R)")
+        self.start_button.setDefault(True)
+        self.pause_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause),
+                                        "Pause")
+        self.pause_button.setToolTip("Pause or resume between batches (Space or Ctrl+P)")
+        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop),
+                                       "Stop")
+        self.stop_button.setToolTip("Stop after the current batch (Ctrl+.); the last "
+                                    "checkpoint is kept.")
+        for button in (self.start_button, self.pause_button, self.stop_button):
+            button.setMinimumHeight(30)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.start_button.clicked.connect(self.start_requested)
+        self.pause_button.clicked.connect(self.pause_requested)
+        self.stop_button.clicked.connect(self.stop_requested)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(8)
+        buttons.addWidget(self.start_button, 2)
+        buttons.addWidget(self.pause_button, 1)
+        buttons.addWidget(self.stop_button, 1)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Not started")
+        self.progress.setTextVisible(True)
+        self.progress.setMinimumHeight(22)
+        self.status_label = Notice()
+        self.status_label.setObjectName("runStatus")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(8)
+        layout.addLayout(grid)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        self.load_from(TrainConfig())
+        self.set_run_state("idle")
+
+    # ------------------------------------------------------------ config
+
+    def apply_to(self, train: TrainConfig) -> None:
+        train.epochs = int(self.epochs_spin.value())
+        train.batch_size = int(self.batch_spin.value())
+        train.lr = float(self.lr_spin.value())
+        train.backbone_lr_mult = float(self.lr_mult_spin.value())
+        train.optimizer = self.optimizer_combo.currentData()
+        train.schedule = self.schedule_combo.currentData()
+        train.device = self.device_combo.currentData()
+        train.precision = self.precision_combo.currentData()
+
+    def load_from(self, train: TrainConfig) -> None:
+        widgets = (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin,
+                   self.optimizer_combo, self.schedule_combo, self.device_combo,
+                   self.precision_combo)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self.epochs_spin.setValue(train.epochs)
+            self.batch_spin.setValue(train.batch_size)
+            self.lr_spin.setValue(train.lr)
+            self.lr_mult_spin.setValue(train.backbone_lr_mult)
+            _select(self.optimizer_combo, train.optimizer)
+            _select(self.schedule_combo, train.schedule)
+            _select(self.device_combo, train.device)
+            _select(self.precision_combo, train.precision)
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self._show_backbone_lr()
+
+    def set_available_devices(self, available: dict[str, bool], auto_device: str = "") -> None:
+        """Grey out devices this machine lacks; say what Automatic picks."""
+        model = self.device_combo.model()
+        for index in range(self.device_combo.count()):
+            device = self.device_combo.itemData(index)
+            item = model.item(index)
+            if device in available and item is not None:
+                item.setEnabled(bool(available[device]))
+                if not available[device]:
+                    item.setToolTip("not available on this machine")
+        if auto_device:
+            index = self.device_combo.findData("auto")
+            self.device_combo.setItemText(index, f"Automatic ({auto_device})")
+
+    # ------------------------------------------------------------ run state
+
+    def set_run_state(self, state: str, can_start: bool = False) -> None:
+        """``idle``, ``running``, ``paused`` or ``stopping``."""
+        running = state in ("running", "paused", "stopping")
+        self.start_button.setEnabled(not running and can_start)
+        self.pause_button.setEnabled(state in ("running", "paused"))
+        self.stop_button.setEnabled(state in ("running", "paused"))
+        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        icon = QStyle.StandardPixmap.SP_MediaPlay if state == "paused" else \
+            QStyle.StandardPixmap.SP_MediaPause
+        self.pause_button.setIcon(self.style().standardIcon(icon))
+        for widget in (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin,
+                       self.optimizer_combo, self.schedule_combo, self.device_combo,
+                       self.precision_combo):
+            widget.setEnabled(not running)
+
+    def show_stage(self, message: str, done: int, total: int) -> None:
+        if total > 0:
+            self.progress.setRange(0, total)
+            self.progress.setValue(min(done, total))
+            self.progress.setFormat(f"{message} {done}/{total}")
+        else:
+            self.progress.setRange(0, 0)
+            self.progress.setFormat(message)
+
+    def show_batch(self, event: Any, epochs: int, paused: bool = False) -> None:
+        per_epoch = max(1, event.batches_per_epoch)
+        total = max(1, epochs * per_epoch)
+        self.progress.setRange(0, total)
+        self.progress.setValue(min(event.step + 1, total))
+        text = (f"Epoch {event.epoch + 1}/{epochs} · batch {event.batch + 1}/{per_epoch}"
+                f" · {format_duration(event.eta_s)} left")
+        if paused:
+            text = "Paused · " + text
+        self.progress.setFormat(text)
+
+    def show_finished(self, status: str, epochs: int, seconds: float | None) -> None:
+        words = {"completed": "Done", "early-stopped": "Stopped early", "cancelled": "Stopped",
+                 "failed": "Failed"}
+        text = f"{words.get(status, status)} after {epochs} epoch{'s' if epochs != 1 else ''}"
+        if seconds:
+            text += f" · {format_duration(seconds)}"
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        if status in ("completed", "early-stopped"):
+            self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat(text)
+
+    def show_message(self, level: str, text: str) -> None:
+        self.status_label.show_message(level, text)
+
+    def _changed(self, *_args: Any) -> None:
+        self._show_backbone_lr()
+        self.config_changed.emit()
+
+    def _show_backbone_lr(self) -> None:
+        rate = self.lr_spin.value() * self.lr_mult_spin.value()
+        self.backbone_lr_label.setText(f"= {rate:.3g}" if rate > 0 else "= 0 (fixed)")
+
+
+def _combo(values: tuple[str, ...], labels: dict[str, str]) -> QComboBox:
+    combo = QComboBox()
+    for value in values:
+        combo.addItem(labels.get(value, value), value)
+    return combo
+
+
+def _select(combo: QComboBox, value: str) -> None:
+    index = combo.findData(value)
+    if index >= 0:
+        combo.setCurrentIndex(index)

@@ -1,0 +1,188 @@
+"""Training through the real window and worker thread: curves fill, freeze changes reach
+the engine mid-run, pause/resume/stop work, failures are explained, closing is clean."""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from window_helpers import PRETRAINED_BACKBONE, configure_fast_run, save_screenshot
+
+RUN_TIMEOUT_MS = 120_000
+
+
+def finished(qtbot, window, timeout=RUN_TIMEOUT_MS):
+    """Wait for the run to end and the window to be idle again; returns the RunFinished."""
+    with qtbot.waitSignal(window.run_finished, timeout=timeout) as blocker:
+        pass
+    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    return blocker.args[0]
+
+
+def test_a_run_fills_the_plots_and_the_evaluation(qtbot, window, tiny_dataset):
+    # The pretrained backbone, so that the curves show real learning in the screenshots.
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=3, backbone=PRETRAINED_BACKBONE,
+                       weights="auto", lr=1e-2)
+    save_screenshot(window, "window-01-ready-to-train")
+    assert window.training_panel.start_button.isEnabled()
+
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        qtbot.mouseClick(window.training_panel.start_button, Qt.MouseButton.LeftButton)
+        assert window.run_state == "running"
+        assert not window.data_panel.isEnabled()  # settings are fixed while it trains
+    event = blocker.args[0]
+    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+
+    assert event.status == "completed", event.reason
+    plots = window.plots
+    # 24 training images in batches of 8: 3 batches an epoch, 3 epochs.
+    assert plots.raw.size == 9
+    assert plots.smooth.size == 9
+    assert list(plots.train_loss.x) == [1, 2, 3]
+    assert plots.val_acc.size == 3 and all(0 <= a <= 100 for a in plots.val_acc.y)
+    assert all(math.isfinite(v) for v in plots.raw.y)
+    # Redrawn on the timer, not once per batch: far fewer redraws than events.
+    assert 1 <= plots.redraw_count
+    x, y = plots.raw_curve.getData()
+    assert len(x) == 9  # what is on screen is what arrived
+    assert "Finished 3 epochs" in window.training_panel.status_label.text()
+    assert window.training_panel.start_button.isEnabled()  # ready for another run
+    assert window.data_panel.isEnabled()
+    assert Path(event.run_dir, "summary.json").is_file()
+
+    confusion = window.evaluation_view.matrix.matrix()
+    assert sum(map(sum, confusion)) == 12  # every validation image counted once
+    save_screenshot(window, "window-02-run-finished")
+    window.show_tab(window.evaluation_view)
+    save_screenshot(window, "window-03-evaluation-tab")
+    qtbot.waitUntil(lambda: window.prediction_view.predictor is not None, timeout=30_000)
+    window.prediction_view.add_images([next((tiny_dataset / "val" / "red").iterdir())])
+    qtbot.waitUntil(lambda: window.prediction_view.rows()[0].status == "done", timeout=30_000)
+    window.show_tab(window.prediction_view)
+    save_screenshot(window, "window-04-prediction-tab")
+
+
+def test_slots_run_on_the_gui_thread(qtbot, window, tiny_dataset):
+    """Every engine event reaches the window on the GUI thread, never the worker's."""
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=1)
+    seen: list[bool] = []
+    original = window.plots.add_batch
+
+    def recording_add_batch(*args, **kwargs):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return original(*args, **kwargs)
+
+    window.plots.add_batch = recording_add_batch
+    assert window.start_training()
+    worker_thread = window.session.thread
+    event = finished(qtbot, window)
+    assert event.status == "completed"
+    assert seen and all(seen)
+    assert worker_thread.isFinished()
+
+
+def test_unfreezing_a_layer_mid_run_reaches_the_engine(qtbot, window, tiny_dataset):
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=8)
+    layers = window.layer_panel
+    target = "backbone.classifier"  # mobilenet_v3_small's last backbone stage
+    assert layers.check_state(target) == Qt.CheckState.Unchecked
+
+    applied = []
+    assert window.start_training()
+    window.session.worker.freeze_applied.connect(applied.append)
+    # Pause as soon as batches arrive, so the change lands mid-run at a known point.
+    qtbot.waitUntil(lambda: window.plots.batches_received >= 1, timeout=RUN_TIMEOUT_MS)
+    window.toggle_pause()
+    assert window.run_state == "paused"
+    assert window.training_panel.pause_button.text() == "Resume"
+
+    layers.set_trainable(target, True)  # the same path as a click on its check box
+    assert layers.check_state(target) == Qt.CheckState.Checked
+    assert "applying" in layers._items[target][3].text()
+    window.toggle_pause()
+    qtbot.waitUntil(lambda: bool(applied), timeout=RUN_TIMEOUT_MS)
+    event = finished(qtbot, window)
+    assert event.status == "completed", event.reason
+
+    change = applied[0]
+    assert change.changes == {target: True}
+    assert change.step >= 1
+    assert change.trainable_params > 0
+    # The plot marks the moment on every plot, the log records it, the tree shows it.
+    assert len(window.plots.freeze_markers) == 1
+    marker_x, _label = window.plots.freeze_markers[0]
+    assert marker_x == pytest.approx(change.step / 3)
+    assert "freeze change applied" in window.log_view.plain_text()
+    assert "applying" not in layers._items[target][3].text()
+    assert window.config.freeze.overrides == {target: True}
+    assert event.summary["freeze_changes"][0]["changes"] == {target: True}
+    save_screenshot(window, "window-05-freeze-change-marked")
+
+
+def test_pause_resume_and_stop(qtbot, window, tiny_dataset):
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=200)
+    assert window.start_training()
+    qtbot.waitUntil(lambda: window.plots.batches_received >= 1, timeout=RUN_TIMEOUT_MS)
+    qtbot.keyClick(window, Qt.Key.Key_Space)  # Space pauses while a run is going
+    assert window.run_state == "paused"
+    qtbot.wait(300)  # the engine is at a batch boundary by now and holds
+    held = window.plots.batches_received
+    qtbot.wait(700)
+    assert window.plots.batches_received == held
+    save_screenshot(window, "window-06-paused")
+
+    qtbot.keyClick(window, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    assert window.run_state == "running"
+    qtbot.waitUntil(lambda: window.plots.batches_received > held, timeout=RUN_TIMEOUT_MS)
+
+    window.stop_action.trigger()  # Ctrl+.
+    assert window.run_state == "stopping"
+    event = finished(qtbot, window)
+    assert event.status == "cancelled"
+    assert event.summary["epochs_completed"] < 200
+    assert window.plots.raw.size > 0  # the curves stay
+    assert "Stopped" in window.training_panel.status_label.text()
+    assert window.run_state == "idle"
+
+
+def test_a_failed_run_shows_its_reason_and_keeps_the_plots(qtbot, window, tiny_dataset):
+    # Everything trainable from random weights with plain SGD at rate 10: the loss blows up.
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=30, lr=10.0, preset="none")
+    window.training_panel.optimizer_combo.setCurrentIndex(
+        window.training_panel.optimizer_combo.findData("sgd"))
+    assert window.start_training()
+    event = finished(qtbot, window)
+    assert event.status == "failed"
+    assert "loss became" in event.reason
+    status = window.training_panel.status_label
+    assert status.isVisible() and status.level == "error"
+    assert "Training failed" in status.text() and "learning rate" in status.text()
+    assert window.state_label.text() == "Training failed"
+    assert window.plots.batches_received > 0
+    assert window.plots.raw.size > 0  # the finite part of the curve is kept
+    save_screenshot(window, "window-07-run-failed")
+
+
+def test_closing_during_training_asks_stops_and_exits_cleanly(qtbot, window, tiny_dataset):
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=200)
+    asked = []
+    window.confirm_close = lambda: asked.append(True) or False  # first: "No"
+    assert window.start_training()
+    qtbot.waitUntil(lambda: window.plots.batches_received >= 1, timeout=RUN_TIMEOUT_MS)
+    window.close()
+    assert asked == [True]
+    assert window.isVisible() and window.run_state == "running"  # "No" keeps it going
+
+    window.confirm_close = lambda: asked.append(True) or True
+    session = window.session
+    thread = session.thread
+    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+        window.close()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
+    assert blocker.args[0].status == "cancelled"
+    assert thread.isFinished()
+    assert window.session is None
