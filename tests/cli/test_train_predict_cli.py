@@ -64,11 +64,27 @@ def test_train_then_predict(photos, tmp_path, capsys):
         (["train", "no-such-run.toml"], ["does not exist"]),
         (["predict", "/no/run", "x.jpg"], ["/no/run", "does not exist"]),
         (["train", "--epochs", "many"], ["invalid int value"]),
+        (["train", "--demo", "--freeze", "last:99", "--quiet"], ["last:99", "more blocks than this backbone has"]),
+        (["train", "--demo", "--weights", "GARBAGE_PTH", "--quiet"], ["damaged or not a PyTorch weights file"]),
+        (["predict", "CORRUPT_RUN", "x.jpg"], ["damaged"]),
     ],
 )
 def test_bad_arguments_give_one_clear_line_and_a_nonzero_exit(args, words, tmp_path):
     if "--demo" in args and "--out" not in args:
         args = [*args, "--out", str(tmp_path / "run")]
+    if "GARBAGE_PTH" in args:
+        garbage = tmp_path / "garbage.pth"
+        garbage.write_bytes(b"PK\x03\x04 this is not a zip archive at all" * 10)
+        args[args.index("GARBAGE_PTH")] = str(garbage)
+    if "CORRUPT_RUN" in args:
+        best = tmp_path / "corrupt" / "checkpoints" / "best"
+        best.mkdir(parents=True)
+        (best / "meta.json").write_text(json.dumps({
+            "backbone": "efficientnet_lite0", "head": {"id": "linear", "options": {}},
+            "classes": ["a", "b"], "preprocessing": {"resize": 256, "crop": 224,
+            "mean": [0.5] * 3, "std": [0.5] * 3}}))
+        (best / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
+        args[args.index("CORRUPT_RUN")] = str(tmp_path / "corrupt")
     result = subprocess.run(
         [sys.executable, "-m", "desktop_tl", *args], capture_output=True, text=True, timeout=300
     )
@@ -117,3 +133,36 @@ def test_torchvision_backbone_with_imported_weights_end_to_end(photos, tmp_path,
     capsys.readouterr()
     assert main(["predict", str(out), str(next((photos / "val" / "grass").iterdir())), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["error"] is None
+
+
+def test_a_run_file_re_runs_beside_its_run_with_paths_relative_to_it(photos, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(photos, project / "images")
+    (project / "exp.toml").write_text(
+        '[data]\npath = "images"\n[model]\nbackbone = "efficientnet_lite0"\n'
+        '[train]\nepochs = 1\nbatch_size = 10\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the project folder: "images" resolves against the file
+    first = tmp_path / "first"
+    assert main(["train", str(project / "exp.toml"), "--out", str(first), "--quiet"]) == 0
+    saved = (first / "run.toml").read_text()
+    assert str(project / "images") in saved
+    capsys.readouterr()
+
+    # the run's own run.toml re-runs into a new folder, never over the run it came from
+    before = (first / "metrics.csv").read_text()
+    assert main(["train", str(first / "run.toml"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "run folder:" in out and str(first) not in out.split("run folder:")[1]
+    assert (first / "metrics.csv").read_text() == before
+
+
+def test_resume_refuses_flags_it_would_ignore(photos, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.toml").write_text("[data]\npath = 'x'\n")
+    assert main(["train", "--resume", str(run), "--lr", "0.1", "--augment", "light"]) == 2
+    err = capsys.readouterr().err
+    assert "only --epochs may change" in err and "--lr" in err and "--augment" in err
