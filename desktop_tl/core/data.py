@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset, Preprocessing
 from .atomic import atomic_write_text
@@ -440,28 +440,30 @@ def build_transform(preprocessing: Preprocessing, augment: str, train: bool):
     horizontal flips; ``"strong"`` adds colour jitter and TrivialAugmentWide. The result is
     a picklable ``torchvision.transforms.v2.Compose``.
     """
-    from torchvision.transforms import InterpolationMode, v2
+    from torchvision.transforms import v2
 
-    if augment not in ("none", "light", "strong"):
-        raise DatasetError(f"augmentation {augment!r} is not one of none, light, strong")
-    if preprocessing.interpolation not in INTERPOLATIONS:
-        raise DatasetError(f"interpolation {preprocessing.interpolation!r} is not one of "
-                           f"{', '.join(INTERPOLATIONS)}")
-    interpolation = InterpolationMode(preprocessing.interpolation)
-    finish = [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
-        v2.ToPureTensor(),  # a plain Tensor, not a tv_tensors.Image
-    ]
+    _check_augment(augment)
     if not train or augment == "none":
         return v2.Compose([
             v2.ToImage(),
-            v2.Resize(preprocessing.resize, interpolation=interpolation, antialias=True),
+            v2.Resize(preprocessing.resize, interpolation=interpolation_mode(preprocessing),
+                      antialias=True),
             v2.CenterCrop(preprocessing.crop),
-            *finish,
+            *normalization_steps(preprocessing),
         ])
+    return v2.Compose([v2.ToImage(), *augmentation_steps(preprocessing, augment),
+                       *normalization_steps(preprocessing)])
+
+
+def augmentation_steps(preprocessing: Preprocessing, augment: str) -> list:
+    """The random steps of ``augment`` (``"light"`` or ``"strong"``), from an image
+    tensor to a ``preprocessing.crop`` square; shared by :func:`build_transform` and the
+    decoded-image cache."""
+    from torchvision.transforms import v2
+
+    _check_augment(augment)
+    interpolation = interpolation_mode(preprocessing)
     steps = [
-        v2.ToImage(),
         v2.RandomResizedCrop(preprocessing.crop, scale=(0.6, 1.0), interpolation=interpolation,
                              antialias=True),
         v2.RandomHorizontalFlip(),
@@ -471,7 +473,33 @@ def build_transform(preprocessing: Preprocessing, augment: str, train: bool):
             v2.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05),
             v2.TrivialAugmentWide(interpolation=interpolation),
         ]
-    return v2.Compose(steps + finish)
+    return steps
+
+
+def normalization_steps(preprocessing: Preprocessing) -> list:
+    """From a uint8 image tensor to the normalised float tensor a backbone takes."""
+    from torchvision.transforms import v2
+
+    return [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std)),
+        v2.ToPureTensor(),  # a plain Tensor, not a tv_tensors.Image
+    ]
+
+
+def _check_augment(augment: str) -> None:
+    if augment not in ("none", "light", "strong"):
+        raise DatasetError(f"augmentation {augment!r} is not one of none, light, strong")
+
+
+def interpolation_mode(preprocessing: Preprocessing):
+    """The torchvision interpolation mode the preprocessing names."""
+    from torchvision.transforms import InterpolationMode
+
+    if preprocessing.interpolation not in INTERPOLATIONS:
+        raise DatasetError(f"interpolation {preprocessing.interpolation!r} is not one of "
+                           f"{', '.join(INTERPOLATIONS)}")
+    return InterpolationMode(preprocessing.interpolation)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -618,6 +646,7 @@ def make_loader(
     device: str | torch.device | None = None,
     multiprocessing_context: str | None = "spawn",
     collate_fn: Callable[[list], Any] = collate_skip_unreadable,
+    sampler: Sampler | None = None,
 ) -> ImageLoader:
     """A loader over ``dataset`` (usually an :class:`ImageDataset`).
 
@@ -626,7 +655,9 @@ def make_loader(
     every system: forking a process that runs threads (the GUI, torch's own pools) can
     deadlock, and using one start method everywhere means a Linux test run catches what
     would break on Windows and macOS. Memory is pinned only when ``device`` is CUDA.
-    ``seed`` fixes the shuffle order and the workers' random seeds.
+    ``seed`` fixes the shuffle order and the workers' random seeds. A ``sampler`` (with
+    ``shuffle=False``) sets the order instead, e.g. one whose order changes per epoch
+    while the loader and its workers stay.
     """
     if num_workers < 0:
         num_workers = default_num_workers(len(dataset))  # type: ignore[arg-type]
@@ -640,6 +671,7 @@ def make_loader(
         seed=seed,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=collate_fn,

@@ -68,5 +68,34 @@ def autocast(device: torch.device, precision: str):
     """An autocast context for the precision (a no-op for fp32)."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=compute_dtype(precision))
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype autocast computes convolutions and matmuls in for ``precision``."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def feature_dtype(precision: str) -> torch.dtype:
+    """The dtype cached features are kept in: bf16 where they were computed in bf16
+    (storing them is then exact), fp16 otherwise (half the memory of fp32)."""
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Run torch ops on one intra-op thread inside the block.
+
+    For per-image work in the training process (decoding, resizing, cropping one image
+    at a time): such small ops gain nothing from a thread pool, and on a busy machine
+    with few cores the pool's synchronisation makes them many times slower.
+    """
+    previous = torch.get_num_threads()
+    if previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
