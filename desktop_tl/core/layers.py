@@ -83,15 +83,16 @@ def _is_chain(module: nn.Module) -> bool:
 def backbone_chain(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The backbone's stages in execution order, as (qualified name, module).
 
-    Top-level stages of the backbone, with a plain ``nn.Sequential`` stage expanded one
-    level (ResNet's ``layer4`` becomes ``layer4.0``, ``layer4.1``) so that presets and the
-    feature cache can work at block granularity. Running the chain in order equals
-    running the backbone.
+    Top-level stages of the backbone, with a plain ``nn.Sequential`` stage of blocks
+    expanded one level (ResNet's ``layer4`` becomes ``layer4.0``, ``layer4.1``) so that
+    presets and the feature cache work at block granularity. A stage of single layers
+    (a stem of conv, norm, activation) stays whole: "last block" never means a lone
+    BatchNorm. Running the chain in order equals running the backbone.
     """
     backbone = model.get_submodule("backbone")
     chain: list[tuple[str, nn.Module]] = []
     for name, stage in backbone.named_children():
-        if _is_chain(stage) and len(stage) > 1:
+        if _is_chain(stage) and len(stage) > 1 and all(any(True for _ in c.children()) for c in stage):
             for sub_name, sub in stage.named_children():
                 chain.append((f"backbone.{name}.{sub_name}", sub))
         else:

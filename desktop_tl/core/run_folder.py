@@ -67,8 +67,8 @@ def new_run_dir(backbone: str, parent: Path | None = None) -> Path:
     return candidate
 
 
-def prepare_new_run_dir(path: Path) -> Path:
-    """Create the folder for a new run; refuse one that already holds a run."""
+def check_new_run_dir(path: Path) -> None:
+    """Refuse a folder that already holds a run or is a file (without creating anything)."""
     path = Path(path)
     if (path / RUN_FILE).exists():
         raise RunFolderError(
@@ -77,6 +77,12 @@ def prepare_new_run_dir(path: Path) -> Path:
         )
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{path} is a file, not a folder; choose another output folder")
+
+
+def prepare_new_run_dir(path: Path) -> Path:
+    """Create the folder for a new run; refuse one that already holds a run."""
+    path = Path(path)
+    check_new_run_dir(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

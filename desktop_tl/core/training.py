@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import events as ev
-from .checkpoints import find_run_checkpoint, load_checkpoint, save_checkpoint, versions
+from .checkpoints import find_run_checkpoint, save_checkpoint, versions
 from .config import RunConfig
 from .device import autocast, resolve_device, resolve_precision
 from .feature_cache import FeatureStore
@@ -46,6 +46,7 @@ from .run_folder import (
     SPLIT_FILE,
     RunFolderError,
     RunLog,
+    check_new_run_dir,
     new_run_dir,
     prepare_new_run_dir,
     write_metrics,
@@ -85,6 +86,8 @@ class Trainer:
         self.built: BuiltModel | None = None
         self.prepared = None
         self._log: RunLog | None = None
+        self._t0: float | None = None  # set when the first epoch starts
+        self._early_log: list[tuple[str, str]] = []  # written to run.log once the folder exists
 
     # ------------------------------------------------------------------ public
 
@@ -120,6 +123,8 @@ class Trainer:
                 self._log.write(level, message)
             except OSError:
                 pass
+        else:
+            self._early_log.append((level, message))
         self._emit(ev.LogMessage(level, message))
 
     def _stage(self, stage: str, message: str, done: int = 0, total: int = 0) -> None:
@@ -144,12 +149,12 @@ class Trainer:
                 raise RunFolderError(f"{run_dir} is not a run folder (no {RUN_FILE}); nothing to resume")
             checkpoint = find_run_checkpoint(run_dir, "last")
             self.run_dir = run_dir
+            self._open_log()
         else:
+            # The folder is made only once the data and the model are known to be usable,
+            # so a refused configuration leaves nothing behind.
             run_dir = Path(cfg.out) if cfg.out else new_run_dir(cfg.model.backbone)
-            self.run_dir = prepare_new_run_dir(run_dir)
-            cfg.out = str(self.run_dir)
-        self._log = RunLog(self.run_dir)
-        self._emit_log("info", f"run folder: {self.run_dir}")
+            check_new_run_dir(run_dir)
 
         # ---- data
         self._stage("data", "Checking images…")
@@ -183,17 +188,21 @@ class Trainer:
         else:
             self._emit_log("info", f"weights: {provenance.source} {provenance.path or ''} {provenance.detail}".rstrip())
 
+        if checkpoint is None:
+            apply_freeze(model, cfg.freeze.preset, cfg.freeze.overrides)
         device = resolve_device(cfg.train.device)
         precision = resolve_precision(cfg.train.precision, device)
         self.device, self.precision = device, precision
+        if not self.resume:
+            self.run_dir = prepare_new_run_dir(run_dir)
+            cfg.out = str(self.run_dir)
+            self._open_log()
 
         state: dict[str, Any] = {}
         if checkpoint is not None:
             model.load_state_dict(checkpoint.model_state())
             apply_freeze_map(model, checkpoint.meta["freeze_map"])
             state = checkpoint.training_state()
-        else:
-            apply_freeze(model, cfg.freeze.preset, cfg.freeze.overrides)
         model.to(device)
         if device.type != "mps":
             model.to(memory_format=torch.channels_last)
@@ -205,6 +214,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         freeze_changes: list[dict[str, Any]] = []
         best = {"val_acc": -1.0, "val_loss": math.inf, "epoch": -1}
+        lowest = {"val_loss": math.inf, "epoch": -1}  # early stopping watches the loss alone
         stale_epochs = 0
         start_epoch = 0
         step = 0
@@ -212,6 +222,8 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and "scheduler" in state:
                 scheduler.load_state_dict(state["scheduler"])
+                if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                    scheduler.T_max = cfg.train.epochs  # --epochs may have lengthened the run
             if "scaler" in state:
                 scaler.load_state_dict(state["scaler"])
             start_epoch = int(state["epoch"]) + 1
@@ -219,7 +231,19 @@ class Trainer:
             history = list(state["history"])
             freeze_changes = list(state.get("freeze_changes", []))
             best = dict(state["best"])
+            lowest = dict(state.get("lowest", lowest))
             stale_epochs = int(state["stale_epochs"])
+            if start_epoch >= cfg.train.epochs:
+                raise RunFolderError(
+                    f"{self.run_dir} already finished its {start_epoch} epochs; to train longer, "
+                    f"resume with --epochs N (N > {start_epoch})"
+                )
+            patience = cfg.train.early_stopping_patience
+            if patience and stale_epochs >= patience:
+                raise RunFolderError(
+                    f"{self.run_dir} stopped early after epoch {start_epoch} (validation loss did "
+                    f"not improve for {stale_epochs} epochs); there is nothing to resume"
+                )
             self._emit_log("info", f"resuming after epoch {start_epoch} of {cfg.train.epochs}")
         else:
             prepared.save_manifest(self.run_dir / SPLIT_FILE)
@@ -274,7 +298,8 @@ class Trainer:
                 }
                 history.append(metrics)
                 is_best = (report.accuracy, -last_eval["loss"]) > (best["val_acc"], -best["val_loss"])
-                if last_eval["loss"] < best["val_loss"] - 1e-6:
+                if last_eval["loss"] < lowest["val_loss"] - 1e-6:
+                    lowest = {"val_loss": last_eval["loss"], "epoch": epoch + 1}
                     stale_epochs = 0
                 else:
                     stale_epochs += 1
@@ -286,6 +311,7 @@ class Trainer:
                     "optimizer": optimizer.state_dict(),
                     "history": history,
                     "best": best,
+                    "lowest": lowest,
                     "stale_epochs": stale_epochs,
                     "freeze_changes": loop.freeze_changes,
                 }
@@ -317,21 +343,71 @@ class Trainer:
                     status = "early-stopped"
                     reason = (
                         f"validation loss did not improve for {stale_epochs} epochs "
-                        f"(best at epoch {best['epoch']})"
+                        f"(lowest at epoch {lowest['epoch']})"
                     )
                     break
         except _Cancelled:
             status, reason = "cancelled", "stopped by the user"
         except _NonFinite as exc:
-            status, reason = "failed", str(exc)
+            status = "failed"
+            if history:
+                reason = f"{exc} The checkpoint of epoch {history[-1]['epoch']}, the last good one, was kept."
+            else:
+                reason = f"{exc} No epoch had finished, so no checkpoint was written."
+        finally:
+            loop.close()
+
+        test_result = None
+        if status in ("completed", "early-stopped") and prepared.test:
+            test_result = self._evaluate_test(model, prepared, loop)
 
         summary = self._summary(status, reason, history, best, class_names, last_eval, loop)
+        if test_result is not None:
+            summary.update(test_result)
         write_summary(self.run_dir, summary)
         self._emit_log("info" if status in ("completed", "early-stopped") else "warning",
                        f"run {status}{': ' + reason if reason else ''}")
         return ev.RunFinished(status, reason, str(self.run_dir), summary)
 
     # ------------------------------------------------------------------ helpers
+
+    def _open_log(self) -> None:
+        self._log = RunLog(self.run_dir)
+        for level, message in self._early_log:
+            self._log.write(level, message)
+        self._early_log.clear()
+        self._emit_log("info", f"run folder: {self.run_dir}")
+
+    def _evaluate_test(self, model: nn.Module, prepared, loop) -> dict[str, Any]:
+        """Score the best checkpoint on the held-out test images, once, at the end."""
+        from .data import ImageDataset, make_loader
+
+        best = self.run_dir / CHECKPOINTS / "best"
+        checkpoint = find_run_checkpoint(self.run_dir, "best") if best.exists() else None
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint.model_state())
+        self._stage("test", "Scoring the test images…")
+        model.eval()
+        dataset = ImageDataset(prepared.test, loop.eval_transform, with_index=True)
+        loader = make_loader(dataset, batch_size=loop.batch_size, shuffle=False, num_workers=0)
+        targets, predictions = [], []
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            for batch in loader.batches():
+                images = batch.images.to(self.device)
+                predictions.append(model(images).float().argmax(dim=1).cpu())
+                targets.append(batch.labels)
+        if not targets:
+            return {"num_test": 0}
+        report = classification_report(torch.cat(targets), torch.cat(predictions), len(prepared.class_names))
+        self._emit_log("info", f"test accuracy {report.accuracy:.3f} on {sum(report.support)} images "
+                               f"(checkpoint {'best' if checkpoint else 'last'})")
+        return {
+            "test_acc": report.accuracy,
+            "num_test": sum(report.support),
+            "test_confusion": report.confusion,
+            "test_per_class_precision": report.precision,
+            "test_per_class_recall": report.recall,
+        }
 
     def _checkpoint_meta(self, built: BuiltModel, class_names, metrics, epoch) -> dict[str, Any]:
         return {
@@ -395,7 +471,8 @@ class Trainer:
 
     def _finish(self, status: str, reason: str) -> ev.RunFinished:
         summary = {"status": status, "reason": reason}
-        if self.run_dir is not None and self.run_dir.exists():
+        # A refused resume leaves the run's own summary as it was.
+        if self.run_dir is not None and self.run_dir.exists() and not (self.resume and self._t0 is None):
             try:
                 write_summary(self.run_dir, summary)
             except OSError:
@@ -1077,8 +1154,7 @@ class _EpochLoop:
             if not torch.isfinite(loss):
                 raise _NonFinite(
                     f"the loss became {float(loss.detach())} at epoch {self._epoch_of_step()} (step {self.step}); "
-                    "training stopped and the last good checkpoint was kept. "
-                    "Try a lower learning rate."
+                    "training stopped. Try a lower learning rate."
                 )
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

@@ -51,12 +51,10 @@ DEFAULT_CLASSES = ("brick", "gravel")
 #: Engine stage names (``last:N`` counts them from the end) and the same modules in the
 #: package's own ``EfficientNet``, which the plain recipe uses directly.
 STAGE_TO_PACKAGE = {
-    "backbone.head.bn1": "_bn1",
-    "backbone.head.conv_head": "_conv_head",
-    **{f"backbone.blocks.{i}": f"_blocks.{i}" for i in range(16)},
+    "backbone.top": ("_conv_head", "_bn1"),
+    **{f"backbone.blocks.{i}": (f"_blocks.{i}",) for i in range(16)},
 }
-LAST_STAGES = ["backbone.head.bn1", "backbone.head.conv_head",
-               *[f"backbone.blocks.{i}" for i in range(15, -1, -1)]]
+LAST_STAGES = ["backbone.top", *[f"backbone.blocks.{i}" for i in range(15, -1, -1)]]
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -119,7 +117,7 @@ def run_plain(data: Path, epochs: int, last: int, augment: bool) -> dict:
     model._fc = nn.Linear(model._fc.in_features, len(train_set.classes))
     for p in model.parameters():
         p.requires_grad = False
-    trainable = [model._fc] + [model.get_submodule(STAGE_TO_PACKAGE[n]) for n in LAST_STAGES[:last]]
+    trainable = [model._fc] + [model.get_submodule(m) for n in LAST_STAGES[:last] for m in STAGE_TO_PACKAGE[n]]
     for module in trainable:
         for p in module.parameters():
             p.requires_grad = True

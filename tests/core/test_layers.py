@@ -48,8 +48,9 @@ def test_tree_lists_every_module_with_counts():
 def test_chain_expands_plain_sequential_stages_one_level():
     model = small_model()
     names = [name for name, _ in backbone_chain(model)]
-    # "stem" is a plain Sequential too, but of layers, and is expanded like "blocks"
+    # "blocks" holds blocks and is expanded; "stem" holds single layers and stays whole
     assert "backbone.blocks.0" in names and "backbone.blocks.2" in names
+    assert "backbone.stem" in names and "backbone.stem.0" not in names
     assert names[-2:] == ["backbone.pool", "backbone.flatten"]
     x = torch.randn(2, 3, 16, 16)
     model.eval()

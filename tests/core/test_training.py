@@ -111,21 +111,21 @@ def test_freeze_change_mid_run_reaches_the_model_and_is_logged(photos, tmp_path)
     def on_event(event):
         if isinstance(event, ev.BatchEnded) and event.epoch == 1 and event.batch == 0 and not sent.is_set():
             sent.set()
-            trainer.send(ev.SetFreeze({"backbone.head": True}))
+            trainer.send(ev.SetFreeze({"backbone.top": True}))
         if isinstance(event, ev.FreezeApplied):
             applied.append(event)
 
     trainer._on_event = on_event
     finished = trainer.run()
     assert finished.status == "completed", finished.reason
-    assert len(applied) == 1 and applied[0].changes == {"backbone.head": True}
+    assert len(applied) == 1 and applied[0].changes == {"backbone.top": True}
     assert applied[0].epoch == 1 and applied[0].step == 5  # applied at the next batch
     assert applied[0].feature_cache == "left"  # the cache sat after the unfrozen stage
     summary = finished.summary
-    assert summary["freeze_changes"][0]["changes"] == {"backbone.head": True}
+    assert summary["freeze_changes"][0]["changes"] == {"backbone.top": True}
     assert any(entry.get("event") == "left" for entry in summary["feature_cache"])
     meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())
-    assert meta["freeze_map"]["backbone.head"] is True
+    assert meta["freeze_map"]["backbone.top"] is True
     assert "freeze change at step 5" in (out / "run.log").read_text()
 
 
@@ -148,15 +148,65 @@ def test_pause_and_resume_commands(photos, tmp_path):
 
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(photos, tmp_path):
     out = tmp_path / "run"
-    config = lite0_config(photos, out, epochs=4, lr=1e38, optimizer="sgd", precision="fp32")
-    finished = Trainer(config).run()
+    trainer = Trainer(lite0_config(photos, out, epochs=4, precision="fp32"))
+
+    def break_the_head_after_epoch_one(event):
+        # what a diverging optimiser does, made to happen at a known moment
+        if isinstance(event, ev.EpochEnded) and event.epoch == 0:
+            with torch.no_grad():
+                trainer.built.model.head.fc.weight.fill_(float("nan"))
+
+    trainer._on_event = break_the_head_after_epoch_one
+    finished = trainer.run()
     assert finished.status == "failed"
-    assert "non-finite" in finished.reason or "nan" in finished.reason or "inf" in finished.reason
-    assert "lower learning rate" in finished.reason
+    assert "the loss became nan at epoch 2" in finished.reason and "lower learning rate" in finished.reason
+    assert "checkpoint of epoch 1, the last good one, was kept" in finished.reason
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "failed"
-    if summary["epochs_completed"]:
-        assert (out / "checkpoints" / "last" / "model.safetensors").exists()
+    assert summary["status"] == "failed" and summary["epochs_completed"] == 1
+    kept = load_file(out / "checkpoints" / "last" / "model.safetensors")
+    assert torch.isfinite(kept["head.fc.weight"]).all()
+
+
+def test_a_loss_that_is_never_finite_says_no_checkpoint_was_written(photos, tmp_path):
+    config = lite0_config(photos, tmp_path / "run", epochs=2, lr=1e38, optimizer="sgd", precision="fp32")
+    finished = Trainer(config).run()
+    assert finished.status == "failed" and "No epoch had finished" in finished.reason
+    assert not (tmp_path / "run" / "checkpoints" / "last").exists()
+
+
+def test_early_stopping_watches_the_lowest_validation_loss(photos, tmp_path):
+    config = lite0_config(photos, tmp_path / "run", epochs=30, lr=0.5, optimizer="sgd",
+                          early_stopping_patience=2)
+    finished = Trainer(config).run()
+    assert finished.status == "early-stopped", finished.reason
+    history = [float(r["val_loss"]) for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())]
+    lowest = min(range(len(history)), key=history.__getitem__)
+    assert len(history) == lowest + 1 + 2  # stopped two epochs after the lowest loss
+    assert f"lowest at epoch {lowest + 1}" in finished.reason
+
+
+def test_resuming_a_finished_run_is_refused_and_keeps_its_summary(photos, tmp_path):
+    out = tmp_path / "run"
+    assert Trainer(lite0_config(photos, out, epochs=1)).run().status == "completed"
+    before = (out / "summary.json").read_text()
+    finished = Trainer(lite0_config(photos, out, epochs=1), resume=True).run()
+    assert finished.status == "failed" and "already finished its 1 epochs" in finished.reason
+    assert "--epochs" in finished.reason
+    assert (out / "summary.json").read_text() == before
+    longer = Trainer(lite0_config(photos, out, epochs=2, schedule="cosine"), resume=True).run()
+    assert longer.status == "completed" and longer.summary["epochs_completed"] == 2
+
+
+def test_a_test_split_is_scored_once_with_the_best_checkpoint(tmp_path):
+    data = sample_subset(tmp_path / "data", n_train=10, n_val=4)
+    (data / "test").mkdir()
+    source = sample_subset(tmp_path / "more", n_train=0, n_val=10)
+    for name in ("brick", "grass"):
+        (source / "val" / name).rename(data / "test" / name)
+    finished = Trainer(lite0_config(data, tmp_path / "run", epochs=2)).run()
+    assert finished.status == "completed", finished.reason
+    assert finished.summary["num_test"] == 20 and finished.summary["test_acc"] > 0.8
+    assert sum(map(sum, finished.summary["test_confusion"])) == 20
 
 
 def test_bad_data_fails_before_training_with_a_clear_reason(tmp_path):
@@ -170,6 +220,8 @@ def test_bad_data_fails_before_training_with_a_clear_reason(tmp_path):
 
     finished = Trainer(lite0_config(tmp_path / "nowhere", tmp_path / "run2")).run()
     assert finished.status == "failed" and "nowhere" in finished.reason
+    # a refused configuration leaves no half-made run folder behind
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
 
 
 def test_an_existing_run_folder_is_never_overwritten(photos, tmp_path):

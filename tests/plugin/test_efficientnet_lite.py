@@ -71,12 +71,12 @@ def test_packaged_weights_are_available_and_recorded():
 
 def test_stages_are_named_and_every_block_is_its_own_stage():
     module = provider.create("efficientnet_lite0", "none").module
-    assert [n for n, _ in module.named_children()] == ["stem", "blocks", "head", "pool", "flatten"]
+    assert [n for n, _ in module.named_children()] == ["stem", "blocks", "top", "pool", "flatten"]
     assert [n for n, _ in module.stem.named_children()] == ["conv_stem", "bn0", "act"]
     assert [n for n, _ in module.blocks.named_children()] == [str(i) for i in range(16)]
-    assert [n for n, _ in module.head.named_children()] == ["conv_head", "bn1", "act"]
+    assert [n for n, _ in module.top.named_children()] == ["conv_head", "bn1", "act"]
     names = [name for name, _ in module.named_modules()]
-    assert "stem.act" in names and "head.act" in names  # distinct modules, both listed
+    assert "stem.act" in names and "top.act" in names  # distinct modules, both listed
     assert "blocks.15._project_conv" in names
 
 

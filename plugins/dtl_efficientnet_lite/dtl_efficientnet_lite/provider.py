@@ -141,7 +141,7 @@ def stage(model: "nn.Module") -> "nn.Sequential":
                 ("act", copy.deepcopy(model._swish)),  # its own object: one name per module
             ])),
             ("blocks", sequential((str(i), block) for i, block in enumerate(blocks))),
-            ("head", sequential([
+            ("top", sequential([  # the final 1x1 convolution ("top" as in Keras), not the classifier
                 ("conv_head", model._conv_head),
                 ("bn1", model._bn1),
                 ("act", copy.deepcopy(model._swish)),
