@@ -84,7 +84,8 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     feature_cache: str = "auto"
-    cache_budget_mb: int = 1024
+    cache_budget_mb: int = 1024  # features and decoded images kept in memory; beyond it, on disk
+    feature_cache_reuse: bool = True  # reuse features cached by an earlier run on the same data
 
 
 @dataclass

@@ -630,7 +630,7 @@ class _EpochLoop:
         self.caches: dict[str, FeatureStore | None] = {"train": None, "val": None}
         self.decoded: dict[str, Any] = {"train": None, "val": None}
         self.budget = MemoryBudget(int(cfg.train.cache_budget_mb) * 2**20)
-        self.reuse = reuse_enabled() and bool(getattr(cfg.train, "feature_cache_reuse", True))
+        self.reuse = reuse_enabled() and cfg.train.feature_cache_reuse
         self.feature_dtype = feature_dtype(precision)
         self.cache_broken: str | None = None  # set when the cache directory fails us
         self._loaders: dict[tuple[str, bool], tuple[Any, Any, Any]] = {}
