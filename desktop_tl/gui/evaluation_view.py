@@ -64,6 +64,9 @@ from PySide6.QtWidgets import (
 from .icons import mix, placeholder_pixmap, readable_text_on, semantic_colour
 from .thumbnails import ThumbnailLoader
 
+#: Qt's "no maximum size" (QWIDGETSIZE_MAX).
+QWIDGETSIZE_MAX = (1 << 24) - 1
+
 EMPTY_TEXT = "Train a model to see how it does on the validation images"
 
 #: Most misclassified images listed at once (the most confident mistakes first).
@@ -762,10 +765,35 @@ class EvaluationView(QWidget):
         self._update_summary(caption)
         self._fill_gallery()
         self._stack.setCurrentIndex(1)
-        # With no mistakes to show, the gallery needs only room for its message.
-        total = max(1, sum(self._split.sizes()) or self._split.height())
-        gallery = 110 if not self._misclassified else max(220, total * 2 // 5)
-        self._split.setSizes([max(1, total - gallery), gallery])
+        self._fit_gallery()
+
+    def gallery_is_compact(self) -> bool:
+        """True while the gallery is only a line saying why it lists nothing."""
+        return self._gallery_box.maximumHeight() < QWIDGETSIZE_MAX
+
+    def _fit_gallery(self) -> None:
+        """With no misclassified image to list, the gallery shrinks to its title and
+        message, and the matrix and table take the room; with images it takes about
+        two fifths of the height. A height limit rather than splitter sizes, which a
+        tab that has never been shown would not keep."""
+        if not self._misclassified:
+            line = self.gallery.fontMetrics().height()
+            height = self._gallery_header_height() + 3 * line + 2 * self.gallery.frameWidth()
+            self._gallery_box.setMaximumHeight(height)
+            self.gallery.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        else:
+            was_compact = self.gallery_is_compact()
+            self._gallery_box.setMaximumHeight(QWIDGETSIZE_MAX)
+            self.gallery.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+            if was_compact:
+                total = sum(self._split.sizes())
+                if total > 0:
+                    gallery = max(220, total * 2 // 5)
+                    self._split.setSizes([max(1, total - gallery), gallery])
+
+    def _gallery_header_height(self) -> int:
+        return max(self.gallery_title.sizeHint().height(),
+                   self.show_all_button.sizeHint().height()) + 4
 
     def clear(self) -> None:
         """Back to the empty state (no results yet)."""
@@ -935,6 +963,7 @@ class EvaluationView(QWidget):
         gallery_header.addWidget(self.filter_label, 1)
         gallery_header.addWidget(self.show_all_button)
         gallery_box = QWidget(page)
+        self._gallery_box = gallery_box
         gallery_layout = QVBoxLayout(gallery_box)
         gallery_layout.setContentsMargins(0, 4, 0, 0)
         gallery_layout.addLayout(gallery_header)

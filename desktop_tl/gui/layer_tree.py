@@ -59,6 +59,18 @@ def share_text(share: float) -> str:
     return f"{share:.1%}"
 
 
+def layer_label(name: str) -> str:
+    """A module's name as the tree shows its path: "blocks.15" for
+    "backbone.blocks.15" (a bare "15" says nothing), "head.fc" for the head."""
+    if name.startswith("backbone.") and name.count(".") >= 2:
+        return name[len("backbone."):]
+    return name
+
+
+def last_blocks_text(n: int) -> str:
+    return f"Last {n} block" if n == 1 else f"Last {n} blocks"
+
+
 def walk(node: Any) -> Iterator[Any]:
     yield node
     for child in node.children:
@@ -101,6 +113,7 @@ class LayerTreePanel(QWidget):
         self._items: dict[str, list[QStandardItem]] = {}
         self._pending: set[str] = set()
         self._root: Any = None
+        self._stage_names: list[str] = []
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(list(COLUMNS))
@@ -130,11 +143,12 @@ class LayerTreePanel(QWidget):
 
         self.head_only_button = QPushButton("Head only")
         self.head_only_button.setToolTip("Freeze the whole backbone; train only the new head.")
-        self.last_button = QPushButton("Last blocks:")
-        self.last_button.setToolTip("Train the last N backbone blocks and the head.")
+        self.last_button = QPushButton(last_blocks_text(1))
+        self.last_button.setToolTip("Train the last backbone block and the head.")
         self.last_spin = QSpinBox()
         self.last_spin.setRange(1, 1)
         self.last_spin.setToolTip("How many of the backbone's last blocks train.")
+        self.last_spin.valueChanged.connect(self._describe_last_blocks)
         self.everything_button = QPushButton("Everything")
         self.everything_button.setToolTip("Fine-tune every layer.")
         self.preset_group = QButtonGroup(self)
@@ -210,6 +224,7 @@ class LayerTreePanel(QWidget):
                     self._fill_state(node, items)
         finally:
             self._updating = False
+        self.view.fit_trainable_column()
         self._show_counts(root)
 
     def set_pending(self, names: Iterable[str]) -> None:
@@ -251,6 +266,27 @@ class LayerTreePanel(QWidget):
 
     def set_stage_count(self, n: int) -> None:
         self.last_spin.setMaximum(max(1, n))
+        self._describe_last_blocks()
+
+    def set_stage_names(self, names: list[str]) -> None:
+        """The backbone's blocks in order (what "Last N blocks" counts from the end), so
+        the button can say which layers it unfreezes."""
+        self._stage_names = list(names)
+        self.set_stage_count(len(names))
+
+    def _describe_last_blocks(self, *_args: Any) -> None:
+        n = self.last_spin.value()
+        self.last_button.setText(last_blocks_text(n))
+        names = [layer_label(name) for name in self._stage_names[-n:]]
+        if names:
+            shown = ", ".join(names if len(names) <= 4 else [names[0], "…", names[-1]])
+            of = f" (of {len(self._stage_names)})" if self._stage_names else ""
+            self.last_button.setToolTip(
+                f"Train the head and the backbone's last {n} block{'s' if n != 1 else ''}"
+                f"{of}: {shown}. Also while training: the change applies at the next batch.")
+        else:
+            self.last_button.setToolTip(
+                f"Train the head and the backbone's last {n} block{'s' if n != 1 else ''}.")
 
     _training_hint = False
 
@@ -258,8 +294,9 @@ class LayerTreePanel(QWidget):
         self._training_hint = training
         if training:
             self.hint_label.setText(
-                "Training: a change here reaches the model at the next batch "
-                "and is marked on the plots."
+                "Training: tick a layer or press a preset to unfreeze it now; the change "
+                "reaches the model at the next batch and is marked on the plots. "
+                "Space pauses."
             )
         else:
             self.hint_label.setText("")
@@ -321,7 +358,7 @@ class LayerTreePanel(QWidget):
             text, colour = "frozen", palette.color(QPalette.ColorRole.PlaceholderText)
         elif state == "partial":
             share = node.trainable_params / node.total_params if node.total_params else 0
-            text, colour = f"partly, {share:.0%}", palette.color(QPalette.ColorRole.Text)
+            text, colour = f"partly, {share_text(share)}", palette.color(QPalette.ColorRole.Text)
         else:
             text, colour = "", palette.color(QPalette.ColorRole.Text)
         if node.name in self._pending:
@@ -344,6 +381,7 @@ class LayerTreePanel(QWidget):
                         self._fill_state(node, items)
         finally:
             self._updating = False
+        self.view.fit_trainable_column()
 
     def _show_counts(self, root: Any) -> None:
         trainable, total = root.trainable_params, root.total_params
@@ -381,6 +419,13 @@ class _LayerView(QTreeView):
         if self.columnWidth(1) > self.TYPE_MAX_WIDTH:
             self.setColumnWidth(1, self.TYPE_MAX_WIDTH)
         self._fit_name_column()
+
+    def fit_trainable_column(self) -> None:
+        """Widen the Trainable column when a state needs it ("partly, 18%")."""
+        needed = self.sizeHintForColumn(3)
+        if needed > self.columnWidth(3):
+            self.setColumnWidth(3, needed)
+            self._fit_name_column()
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

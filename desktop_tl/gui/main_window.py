@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -38,7 +38,7 @@ from ..errors import UserError
 from .background import cancel_and_wait_all
 from .data_panel import DataPanel
 from .evaluation_view import EvaluationView
-from .layer_tree import LayerTreePanel, freeze_changes, share_text
+from .layer_tree import LayerTreePanel, freeze_changes, layer_label, share_text
 from .log_view import LogView
 from .model_panel import ModelPanel
 from .plots import TrainingPlots
@@ -268,6 +268,7 @@ class MainWindow(QMainWindow):
         self.training_panel.pause_requested.connect(self.toggle_pause)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.config_changed.connect(self._mark_modified)
+        self.training_panel.config_changed.connect(self._preview_epoch_axis)
 
     # ================================================================= backend
 
@@ -321,15 +322,23 @@ class MainWindow(QMainWindow):
             self._pending_config = config
             self.config = copy.deepcopy(config)
             self.training_panel.load_from(config.train)
+            self._preview_epoch_axis()
             return
         self.config = copy.deepcopy(config)
         self.training_panel.load_from(config.train)
+        self._preview_epoch_axis()
         self.layer_panel.set_preset(config.freeze.preset, config.freeze.overrides)
         self.model_panel.load_from(config.model)
         self.data_panel.load_from(config.data)
         self.model_panel.request_build(len(self.class_names) or None)
         self.setWindowModified(False)
         self._update_actions()
+
+    def _preview_epoch_axis(self) -> None:
+        """Before the first run, the empty plots already span the epochs it will train."""
+        if not self._training_active() and self.plots.batches_received == 0 \
+                and self.plots.train_loss.size == 0:
+            self.plots.set_planned_epochs(self.training_panel.epochs_spin.value())
 
     def open_dataset(self, path: str | os.PathLike[str]) -> None:
         self.data_panel.set_path(path)
@@ -342,6 +351,7 @@ class MainWindow(QMainWindow):
         self.load_config(RunConfig(), project_path=None)
         self.plots.reset()
         self.plots.set_message("Curves appear here once training starts.")
+        self._preview_epoch_axis()
 
     def choose_project(self) -> None:
         start = ""
@@ -433,7 +443,13 @@ class MainWindow(QMainWindow):
             self.model_panel.request_build(len(self.class_names))
             if self.settings is not None and Path(prepared.root).exists():
                 self.settings.last_data_folder = str(Path(prepared.root).parent)
-        self._mark_modified()
+            self.prediction_view.set_fallback_folder(prepared.root)
+        # Checking the project's own dataset changes nothing worth saving; another
+        # folder does.
+        shown = copy.deepcopy(self.config.data)
+        self.data_panel.apply_to(shown)
+        if shown != self.config.data:
+            self._mark_modified()
         self._update_actions()
 
     def _on_model_config_changed(self) -> None:
@@ -462,7 +478,7 @@ class MainWindow(QMainWindow):
             self.log("warning", f"freeze overrides dropped: {exc}")
             freeze.overrides = {}
             apply_freeze(built.model, freeze.preset, {})
-        self.layer_panel.set_stage_count(len(backbone_stage_names(built.model)))
+        self.layer_panel.set_stage_names(backbone_stage_names(built.model))
         self.layer_panel.set_tree(layer_tree(built.model))
         self.layer_panel.set_preset(freeze.preset, freeze.overrides)
         self._update_actions()
@@ -555,6 +571,8 @@ class MainWindow(QMainWindow):
         self.config.freeze = copy.deepcopy(config.freeze)
         self._epochs = config.train.epochs
         self.last_result = None
+        # The old curves go now; the axes are fitted to the run once it has started, not
+        # while the engine is checking the images.
         self.plots.reset()
         self.plots.set_message("Preparing the run…")
         self.show_tab(self.train_page)
@@ -575,6 +593,10 @@ class MainWindow(QMainWindow):
         self._set_state("running")
         self.log("info", f"starting a run: {config.model.backbone}, "
                          f"{config.train.epochs} epochs, freeze {config.freeze.preset}")
+        # Paint the new state (panels locked, Stop enabled) now, while the GUI thread has
+        # the CPUs to itself: the engine starts by decoding every image on a pool of
+        # threads, and a repaint competing with them takes several times as long.
+        flush_pending_paint(self)
         session.start()
         return True
 
@@ -611,6 +633,7 @@ class MainWindow(QMainWindow):
     def _on_run_started(self, event: Any) -> None:
         self._epochs = event.epochs
         self.plots.set_batches_per_epoch(event.batches_per_epoch)
+        self.plots.set_planned_epochs(event.epochs)
         self.plots.set_message(f"Training {event.num_train:,} images, validating on "
                                f"{event.num_val:,}; the first epoch's points appear after it.")
         self.device_label.setText(f"Device: {event.device} ({event.precision})")
@@ -644,7 +667,7 @@ class MainWindow(QMainWindow):
                         "images are listed when the run ends")
 
     def _on_freeze_applied(self, event: Any) -> None:
-        changed = ", ".join(f"{name.rsplit('.', 1)[-1]} {'unfrozen' if on else 'frozen'}"
+        changed = ", ".join(f"{layer_label(name)} {'unfrozen' if on else 'frozen'}"
                             for name, on in event.changes.items())
         self.plots.add_freeze_marker(event.step, changed)
         self.layer_panel.clear_pending()
@@ -676,9 +699,13 @@ class MainWindow(QMainWindow):
             self.training_panel.show_message("good", text)
             self.state_label.setText("Finished")
         elif status == "cancelled":
-            self.training_panel.show_message(
-                "warning", f"Stopped after {summary.get('epochs_completed', 0)} epochs; "
-                "the last checkpoint was kept." if event.run_dir else "Stopped.")
+            done = summary.get("epochs_completed") or 0
+            if done:
+                text = (f"Stopped after {done} epoch{'' if done == 1 else 's'}; the last "
+                        "checkpoint was kept.")
+            else:
+                text = "Stopped before the first epoch ended, so there is no checkpoint."
+            self.training_panel.show_message("warning", text)
             self.state_label.setText("Stopped")
         else:
             self.training_panel.show_message("error", f"Training failed: {event.reason}")
@@ -695,8 +722,8 @@ class MainWindow(QMainWindow):
             self._mark_new_results()
         if event.run_dir and summary.get("epochs_completed"):
             self._load_predictor(event.run_dir)
-        self.log("info" if status in ("completed", "early-stopped") else "warning",
-                 f"run {status}{': ' + event.reason if event.reason else ''}")
+        # The end of the run is in the log already: the engine (or, for a run that failed
+        # before the engine could report, the worker) wrote it.
 
     def _on_session_stopped(self, event: Any) -> None:
         session = self.session
@@ -713,7 +740,8 @@ class MainWindow(QMainWindow):
 
     def _load_predictor(self, run_dir: str) -> None:
         """Predict with the run's best checkpoint (the view loads it off the GUI thread)."""
-        self.prediction_view.load_run(run_dir)
+        self.prediction_view.load_run(
+            run_dir, label=f"just trained · {Path(run_dir).name} (best epoch)")
 
     # ================================================================= state
 
@@ -851,6 +879,13 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(1600, 980)
+
+
+def flush_pending_paint(window: QWidget) -> None:
+    """Lay out and paint what has changed in ``window`` now, instead of on a later turn
+    of the event loop (only the changed regions, unlike ``repaint()``)."""
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    QCoreApplication.sendPostedEvents(window, QEvent.Type.UpdateRequest)
 
 
 def _group(title: str, widget: QWidget) -> QGroupBox:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from .icons import semantic_colour
 
-RESTART_NOTE = "Turning a plugin on or off takes effect the next time desktop_tl starts."
+RESTART_NOTE = "Turning a plugin on or off takes effect the next time desktop-tl starts."
 DISABLED_ENV = "DTL_DISABLED_PLUGINS"
 
 COLUMNS = ("Enabled", "Plugin", "Distribution", "Version", "Provides", "Status")

@@ -61,6 +61,23 @@ THUMBNAIL_SIDE = 96
 _ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 
 NO_MODEL_TEXT = "No model yet: train one, or use Load saved run… to open a run folder."
+#: Thumbnails read as soon as images are added (the rest when their rows are shown), so
+#: they are ready when the list is first looked at.
+EAGER_THUMBNAILS = 48
+
+
+def format_probability(p: float) -> str:
+    """A probability as a percentage with one decimal that never rounds to the ends:
+    0.9996 is ">99.9%", not "100.0%" beside a bar that is not full."""
+    if p >= 1.0:
+        return "100%"
+    if p <= 0.0:
+        return "0%"
+    if p >= 0.9995:
+        return ">99.9%"
+    if p < 0.0005:
+        return "<0.1%"
+    return f"{p:.1%}"
 
 
 @dataclass
@@ -101,6 +118,13 @@ def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[st
 def _predict_chunk(predictor: Any, paths: Sequence[str], top_k: int) -> list[Any]:
     """Worker thread: the predictor is used by one job at a time (the pool has one thread)."""
     return list(predictor.predict(list(paths), top_k=top_k))
+
+
+def _runs_folder() -> str:
+    """Where training writes run folders (a Load saved run… dialog starts there)."""
+    from ..core.run_folder import runs_dir
+
+    return str(runs_dir())
 
 
 def _load_predictor(path: str) -> Any:
@@ -207,7 +231,8 @@ class _PredictionDelegate(QStyledItemDelegate):
             painter.drawText(
                 QRect(info_x, rect.y() + 10 + 2 * (line + 2) + 6, info_w, line),
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                metrics.elidedText(f"→ {best}  ({probability:.0%})", Qt.TextElideMode.ElideRight, info_w),
+                metrics.elidedText(f"→ {best}  ({format_probability(probability)})",
+                                   Qt.TextElideMode.ElideRight, info_w),
             )
 
         # Bars, or the state of the row.
@@ -283,7 +308,7 @@ class _PredictionDelegate(QStyledItemDelegate):
             painter.drawText(
                 QRect(track_x + track_w + 4, y, value_w, height),
                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                f"{probability:.1%}",
+                format_probability(probability),
             )
             y += row_rect.height()
 
@@ -352,6 +377,8 @@ class PredictionView(QWidget):
         self._items: dict[str, QStandardItem] = {}
         self._top_k = 5
         self._loading_run: str | None = None
+        self._loading_label = ""
+        self._fallback_folder = ""
 
         self._jobs = JobPool(self, max_threads=1)
         self._loads = JobPool(self, max_threads=1)
@@ -500,6 +527,8 @@ class PredictionView(QWidget):
             new.append(key)
         if new:
             self._list.scrollTo(self._model.indexFromItem(self._items[new[0]]))
+            for path in new[:EAGER_THUMBNAILS]:
+                self._thumbnails.request(path)
             if self._predictor is not None:
                 self._predict(new)
         if left_out:
@@ -527,12 +556,14 @@ class PredictionView(QWidget):
         self._show_status("")
         self._update_progress()
 
-    def load_run(self, path: str | os.PathLike[str]) -> None:
+    def load_run(self, path: str | os.PathLike[str], *, label: str = "") -> None:
         """Load the best checkpoint of the run folder ``path`` on a worker thread and
-        predict with it; a failure is explained in the status line."""
+        predict with it; a failure is explained in the status line. ``label`` says where
+        the model came from (default: "saved run: <folder name>")."""
         folder = os.path.abspath(os.fspath(path))
         self._loads.cancel_pending()
         self._loading_run = folder
+        self._loading_label = label or f"saved run: {Path(folder).name}"
         self.load_run_button.setEnabled(False)
         self._show_status(f"Loading the model of {folder}…")
         self.progress.setRange(0, 0)
@@ -543,6 +574,16 @@ class PredictionView(QWidget):
             on_result=lambda predictor, f=folder: self._on_run_loaded(f, predictor),
             on_error=lambda failure, f=folder: self._on_run_failed(f, failure),
         )
+
+    def set_fallback_folder(self, folder: str | os.PathLike[str]) -> None:
+        """Where Choose images… starts when no image has been chosen before (the
+        dataset's folder: a first prediction is usually one of its images)."""
+        self._fallback_folder = os.fspath(folder)
+
+    def thumbnail_ready(self, path: str | os.PathLike[str]) -> bool:
+        """True once the row's thumbnail has been read (or found unreadable)."""
+        key = os.path.abspath(os.fspath(path))
+        return self._thumbnails.image(key) is not None or self._thumbnails.error(key) is not None
 
     @property
     def busy(self) -> bool:
@@ -607,7 +648,7 @@ class PredictionView(QWidget):
         self._show_status("")
         if self._settings is not None:
             self._settings.last_run_folder = folder
-        self.set_predictor(predictor, f"saved run: {Path(folder).name}")
+        self.set_predictor(predictor, self._loading_label)
         self.run_loaded.emit(folder)
 
     def _on_run_failed(self, folder: str, failure: JobFailure) -> None:
@@ -638,7 +679,7 @@ class PredictionView(QWidget):
 
     def _refresh_item(self, item: QStandardItem, row: PredictionRow) -> None:
         if row.status == "done" and row.top:
-            lines = "\n".join(f"{name}: {p:.1%}" for name, p in row.top[: self._top_k])
+            lines = "\n".join(f"{name}: {format_probability(p)}" for name, p in row.top[: self._top_k])
             item.setToolTip(f"{row.path}\n{lines}")
         elif row.status == "error":
             item.setToolTip(f"{row.path}\n{row.error}")
@@ -700,17 +741,19 @@ class PredictionView(QWidget):
             self._model.removeRow(r)
         self._update_progress()
 
-    def _start_folder(self, kind: str) -> str:
-        if self._settings is None:
-            return ""
-        return getattr(self._settings, kind, "") or ""
+    def _start_folder(self, kind: str, fallback: str = "") -> str:
+        remembered = getattr(self._settings, kind, "") if self._settings is not None else ""
+        for folder in (remembered, fallback):
+            if folder and Path(folder).is_dir():
+                return folder
+        return ""
 
     def _choose_images(self) -> None:
         extensions = " ".join(f"*{ext}" for ext in _image_extensions())
         paths, _ = QFileDialog.getOpenFileNames(
             self,
             "Choose images to predict",
-            self._start_folder("last_image_folder"),
+            self._start_folder("last_image_folder", self._fallback_folder),
             f"Images ({extensions});;All files (*)",
         )
         if paths:
@@ -721,7 +764,7 @@ class PredictionView(QWidget):
 
     def _choose_run(self) -> None:
         folder = QFileDialog.getExistingDirectory(
-            self, "Choose a run folder", self._start_folder("last_run_folder")
+            self, "Choose a run folder", self._start_folder("last_run_folder", _runs_folder())
         )
         if folder:
             self.load_run(folder)

@@ -91,6 +91,8 @@ class TrainingWorker(QObject):
             reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, UserError):
                 self.log_message.emit(LogMessage("error", traceback.format_exc()))
+            # The engine reports how a run ends; this one ended before it could.
+            self.log_message.emit(LogMessage("error", f"run failed: {reason}"))
             result = RunFinished("failed", reason or type(exc).__name__, "",
                                  {"train_seconds": time.monotonic() - started})
         if self._finished_event is None:

@@ -252,3 +252,36 @@ def test_per_epoch_results_without_images_or_rates(qtbot, digit_results):
         assert view.table.item(rows[name], 2).text() == f"{digit_results['recall'][i]:.1%}"
     assert view.gallery_labels() == []
     assert "when training finishes" in view.gallery.placeholder
+
+
+def test_without_mistakes_the_gallery_is_one_line_even_in_a_hidden_tab(qtbot, digit_results):
+    """Results that arrive while another tab is in front must still leave the matrix the
+    room when nothing was misclassified (the gallery only says so)."""
+    from PySide6.QtWidgets import QLabel, QTabWidget
+
+    tabs = QTabWidget()
+    qtbot.addWidget(tabs)
+    tabs.addTab(QLabel("training"), "Train")
+    view = EvaluationView()
+    tabs.addTab(view, "Evaluation")
+    tabs.resize(1400, 860)
+    tabs.show()
+    qtbot.waitExposed(tabs)
+
+    names = digit_results["class_names"]
+    perfect = [[10 if i == j else 0 for j in range(10)] for i in range(10)]
+    view.set_results(names, perfect, [1.0] * 10, [1.0] * 10, [])  # while hidden
+    tabs.setCurrentWidget(view)
+    qtbot.wait(50)
+    assert view.gallery_is_compact()
+    assert view.gallery.placeholder == "No validation image was misclassified."
+    gallery_box = view.gallery.parentWidget()
+    assert gallery_box.height() < view.height() // 6
+    assert view.matrix.height() > view.height() // 2
+    save_screenshot(view, "evaluation_view_no_mistakes")
+
+    # Mistakes at the end of the next run: the gallery takes its share again.
+    view.set_results(**digit_results)
+    qtbot.wait(50)
+    assert not view.gallery_is_compact()
+    assert view.gallery.parentWidget().height() > view.height() // 4

@@ -81,7 +81,9 @@ def small_model():
     torch.manual_seed(0)
     backbone = torch.nn.Sequential()
     backbone.add_module("stem", torch.nn.Conv2d(3, 4, 3))
-    blocks = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3), torch.nn.Conv2d(4, 8, 3))
+    # Two blocks of one layer each ("last N blocks" counts blocks, not single layers).
+    blocks = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3)),
+                                 torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3)))
     backbone.add_module("blocks", blocks)
     backbone.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
     backbone.add_module("flatten", torch.nn.Flatten())
@@ -156,3 +158,108 @@ def test_signal_emit_keeps_its_references():
     for _ in range(200):
         emitter.fired.emit(1)
     assert sys.getrefcount(True) >= before - 5
+
+
+def test_per_epoch_plots_span_the_planned_run(qtbot):
+    """The epoch axes run from 0 to the planned epochs from the start: no "epoch -1"
+    after the first point, and a freeze marker early in the run stays in view."""
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.reset()
+    plots.set_batches_per_epoch(10)
+    plots.set_planned_epochs(5)
+    plots.add_freeze_marker(5, "blocks.15 unfrozen")
+    plots.add_epoch(0, {"train_loss": 0.6, "val_loss": 0.2, "val_acc": 1.0})
+    plots.redraw_if_dirty()
+    for plot in (plots.epoch_loss_plot, plots.acc_plot):
+        (x_min, x_max), _ = plot.viewRange()
+        assert -0.5 < x_min <= 0.0 and 5.0 <= x_max < 5.5
+        assert x_min < 0.5 < x_max  # the marker
+    plots.add_epoch(5, {"train_loss": 0.1, "val_loss": 0.1, "val_acc": 1.0})  # past the plan
+    plots.redraw_if_dirty()
+    assert plots.epoch_loss_plot.viewRange()[0][1] >= 6.0
+    plots.reset()
+    assert plots.planned_epochs == 0
+
+
+def test_the_grid_follows_major_and_minor_ticks_only(qtbot):
+    """The finest tick level would add dozens of faint grid lines per axis, which cost
+    most of each redraw."""
+    from desktop_tl.gui.plots import GRID_TICK_LEVEL
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    assert GRID_TICK_LEVEL == 1
+    for plot in plots.plots:
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            assert axis.grid is not False  # the grid is on
+            assert len(axis.tickValues(0.0, 7.3, 600)) <= 2  # major and minor levels
+
+
+def test_last_blocks_button_says_how_many_and_which(qtbot, small_model):
+    from desktop_tl.core.layers import backbone_stage_names, layer_tree
+
+    panel = LayerTreePanel()
+    qtbot.addWidget(panel)
+    panel.set_tree(layer_tree(small_model))
+    panel.set_stage_names(backbone_stage_names(small_model))
+    assert backbone_stage_names(small_model) == ["backbone.stem", "backbone.blocks.0",
+                                                 "backbone.blocks.1"]
+    assert panel.last_button.text() == "Last 1 block"
+    assert "blocks.1" in panel.last_button.toolTip()
+    assert panel.last_spin.maximum() == 3
+    presets = []
+    panel.preset_chosen.connect(presets.append)
+    panel.last_spin.setValue(2)
+    assert panel.last_button.text() == "Last 2 blocks"
+    assert "blocks.0, blocks.1" in panel.last_button.toolTip()
+    assert presets == ["last:2"]
+
+
+def test_layer_names_are_shown_with_their_block(small_model):
+    from desktop_tl.gui.layer_tree import layer_label
+
+    assert layer_label("backbone.blocks.15") == "blocks.15"
+    assert layer_label("backbone.classifier") == "backbone.classifier"
+    assert layer_label("head.fc") == "head.fc"
+
+
+def test_the_trainable_column_widens_for_partial_states(qtbot, small_model):
+    from desktop_tl.core.layers import apply_freeze, layer_tree
+
+    panel = LayerTreePanel()
+    qtbot.addWidget(panel)
+    panel.resize(420, 500)
+    panel.show()
+    panel.set_tree(layer_tree(small_model))  # every state is "frozen" or "yes"
+    apply_freeze(small_model, "head-only", {"backbone.blocks.1": True})
+    try:
+        panel.update_states(layer_tree(small_model))
+    finally:
+        apply_freeze(small_model, "head-only", {})
+    text = panel._items["backbone"][3].text()
+    assert text.startswith("partly, ")
+    width = panel.view.fontMetrics().horizontalAdvance(text)
+    assert panel.view.columnWidth(3) >= width  # "partly, 31%", not "partly, …"
+
+
+def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(750, 600)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset()
+    plots.set_batches_per_epoch(10)
+    plots.set_planned_epochs(5)
+    for step in range(40):
+        plots.add_batch(step, 1.0 / (1 + step / 10))
+    plots.add_freeze_marker(30, "head.bn1 unfrozen")  # near where the legend is
+    plots.redraw_if_dirty()
+    qtbot.wait(50)
+    line = next(item for item in plots.batch_plot.items if type(item).__name__ == "InfiniteLine")
+    label = line.label.sceneBoundingRect()
+    legend = plots.batch_legend.sceneBoundingRect()
+    assert label.width() > 0 and legend.width() > 0
+    assert not label.intersects(legend)

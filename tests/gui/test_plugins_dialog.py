@@ -190,3 +190,7 @@ def test_plugin_turned_off_by_environment_cannot_be_ticked(qtbot, tmp_path, site
     assert item.checkState() == Qt.CheckState.Unchecked
     assert not item.flags() & Qt.ItemFlag.ItemIsUserCheckable
     assert "DTL_DISABLED_PLUGINS" in item.toolTip()
+
+
+def test_the_restart_note_names_the_command_people_run():
+    assert "desktop-tl starts" in RESTART_NOTE

@@ -230,3 +230,68 @@ def test_a_folder_that_is_not_a_run_is_explained(qtbot, tmp_path):
     assert view.load_run_button.isEnabled()
     qtbot.wait(50)  # let the layout give the wrapped message its height
     save_screenshot(view, "prediction_view_bad_run")
+
+
+def test_probabilities_never_round_to_a_full_or_empty_bar():
+    from desktop_tl.gui.prediction_view import format_probability
+
+    assert format_probability(0.998) == "99.8%"
+    assert format_probability(0.9996) == ">99.9%"  # not "100.0%" beside a bar short of full
+    assert format_probability(1.0) == "100%"
+    assert format_probability(0.0004) == "<0.1%"
+    assert format_probability(0.0) == "0%"
+    assert format_probability(0.3333) == "33.3%"
+
+
+def test_the_best_class_is_written_as_its_bar_says(qtbot, trained_run):
+    """The headline beside the thumbnail and the bar's number use the same rounding."""
+    from desktop_tl.core.predict import Predictor
+    from desktop_tl.gui.prediction_view import format_probability
+
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.resize(900, 400)
+    view.show()
+    view.set_predictor(Predictor.from_run_dir(trained_run["run"]), "current model")
+    view.add_images([trained_run["new"] / "new_brick.png"])
+    wait_idle(qtbot, view)
+    row = view.rows()[0]
+    best, probability = row.top[0]
+    tooltip = view._items[row.path].toolTip()
+    assert f"{best}: {format_probability(probability)}" in tooltip
+    assert view.top_k_spin.value() >= 1
+
+
+def test_thumbnails_are_read_when_images_are_added_not_when_first_shown(qtbot, trained_run):
+    """A hidden Prediction tab still has its thumbnails ready when it is opened, instead
+    of showing "loading…" tiles until the rows are first painted."""
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.resize(900, 400)  # never shown
+    images = sorted(trained_run["new"].glob("new_*.png"))
+    assert view.add_images(images) == 3
+    qtbot.waitUntil(lambda: all(view.thumbnail_ready(p) for p in images), timeout=10_000)
+    assert not view.isVisible()
+
+
+def test_choose_images_starts_in_the_dataset_folder_until_one_is_chosen(qtbot, tmp_path):
+    settings = AppSettings(tmp_path / "s.ini")
+    view = PredictionView(settings=settings)
+    qtbot.addWidget(view)
+    data = tmp_path / "data"
+    data.mkdir()
+    view.set_fallback_folder(data)
+    assert view._start_folder("last_image_folder", view._fallback_folder) == str(data)
+    chosen = tmp_path / "photos"
+    chosen.mkdir()
+    settings.last_image_folder = str(chosen)
+    assert view._start_folder("last_image_folder", view._fallback_folder) == str(chosen)
+
+
+def test_a_run_loaded_for_the_window_says_where_it_came_from(qtbot, trained_run):
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.load_run(trained_run["run"], label="just trained · run (best epoch)")
+    qtbot.waitUntil(lambda: view.predictor is not None, timeout=60_000)
+    assert "just trained · run (best epoch)" in view.model_label.text()
+    assert "saved run" not in view.model_label.text()

@@ -59,10 +59,18 @@ def test_a_run_fills_the_plots_and_the_evaluation(qtbot, window, tiny_dataset):
     save_screenshot(window, "window-02-run-finished")
     window.show_tab(window.evaluation_view)
     save_screenshot(window, "window-03-evaluation-tab")
-    qtbot.waitUntil(lambda: window.prediction_view.predictor is not None, timeout=30_000)
-    window.prediction_view.add_images([next((tiny_dataset / "val" / "red").iterdir())])
-    qtbot.waitUntil(lambda: window.prediction_view.rows()[0].status == "done", timeout=30_000)
-    window.show_tab(window.prediction_view)
+    # The run's end is logged once (by the engine), not once more by the window.
+    assert window.log_view.plain_text().count("run completed") == 1
+    # The model just trained is offered for prediction without loading anything.
+    prediction = window.prediction_view
+    qtbot.waitUntil(lambda: prediction.predictor is not None, timeout=30_000)
+    assert "just trained" in prediction.model_label.text()
+    assert Path(event.run_dir).name in prediction.model_label.text()
+    image = next((tiny_dataset / "val" / "red").iterdir())
+    prediction.add_images([image])
+    qtbot.waitUntil(lambda: prediction.rows()[0].status == "done", timeout=30_000)
+    qtbot.waitUntil(lambda: prediction.thumbnail_ready(image), timeout=10_000)
+    window.show_tab(prediction)
     save_screenshot(window, "window-04-prediction-tab")
 
 
@@ -114,8 +122,9 @@ def test_unfreezing_a_layer_mid_run_reaches_the_engine(qtbot, window, tiny_datas
     assert change.trainable_params > 0
     # The plot marks the moment on every plot, the log records it, the tree shows it.
     assert len(window.plots.freeze_markers) == 1
-    marker_x, _label = window.plots.freeze_markers[0]
+    marker_x, label = window.plots.freeze_markers[0]
     assert marker_x == pytest.approx(change.step / 3)
+    assert label == "backbone.classifier unfrozen"
     assert "freeze change applied" in window.log_view.plain_text()
     assert "applying" not in layers._items[target][3].text()
     assert window.config.freeze.overrides == {target: True}
@@ -145,7 +154,13 @@ def test_pause_resume_and_stop(qtbot, window, tiny_dataset):
     assert event.status == "cancelled"
     assert event.summary["epochs_completed"] < 200
     assert window.plots.raw.size > 0  # the curves stay
-    assert "Stopped" in window.training_panel.status_label.text()
+    done = event.summary["epochs_completed"]
+    status = window.training_panel.status_label.text()
+    if done:
+        assert f"Stopped after {done} epoch{'' if done == 1 else 's'};" in status
+    else:
+        assert status == "Stopped before the first epoch ended, so there is no checkpoint."
+    assert window.log_view.plain_text().count("run cancelled") == 1
     assert window.run_state == "idle"
 
 

@@ -316,3 +316,28 @@ def test_settings_and_fast_backbone_are_real(window):
     provider, name = window.host.resolve_backbone(FAST_BACKBONE)
     assert name == "mobilenet_v3_small"
     assert Path(window.settings.file_name).parent.exists()
+
+
+def test_opening_a_project_does_not_mark_it_changed(qtbot, window, tiny_dataset, tmp_path):
+    """Checking the project's own images is not an edit; choosing other images is."""
+    configure_fast_run(window, qtbot, tiny_dataset)
+    assert not window.isWindowModified()
+    other = make_tiny_dataset(tmp_path / "other", classes=("cat", "dog"))
+    window.open_dataset(other)
+    qtbot.waitUntil(lambda: window.data_panel.prepared is not None, timeout=30_000)
+    assert window.isWindowModified()
+
+
+def test_choose_images_for_prediction_starts_in_the_dataset(qtbot, window, tiny_dataset):
+    configure_fast_run(window, qtbot, tiny_dataset)
+    view = window.prediction_view
+    assert view._start_folder("last_image_folder", view._fallback_folder) == str(tiny_dataset)
+
+
+def test_before_the_first_run_the_plots_span_the_epochs_to_train(qtbot, window, tiny_dataset):
+    configure_fast_run(window, qtbot, tiny_dataset, epochs=7)
+    assert window.plots.planned_epochs == 7
+    window.training_panel.epochs_spin.setValue(12)
+    assert window.plots.planned_epochs == 12
+    (x_min, x_max), _ = window.plots.batch_plot.viewRange()
+    assert x_min <= 0 and 12 <= x_max < 13
