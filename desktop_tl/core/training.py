@@ -365,7 +365,7 @@ class Trainer:
         if test_result is not None:
             summary.update(test_result)
         write_summary(self.run_dir, summary)
-        self._emit_log("info" if status in ("completed", "early-stopped") else "warning",
+        self._emit_log("warning" if status == "failed" else "info",  # a user's Stop is no problem
                        f"run {status}{': ' + reason if reason else ''}")
         return ev.RunFinished(status, reason, str(self.run_dir), summary)
 
@@ -477,9 +477,9 @@ class Trainer:
                 write_summary(self.run_dir, summary)
             except OSError:
                 pass
-            self._emit_log("error" if status == "failed" else "warning", f"run {status}: {reason}")
+            self._emit_log("error" if status == "failed" else "info", f"run {status}: {reason}")
         else:
-            self._emit(ev.LogMessage("error" if status == "failed" else "warning", f"run {status}: {reason}"))
+            self._emit(ev.LogMessage("error" if status == "failed" else "info", f"run {status}: {reason}"))
         return ev.RunFinished(status, reason, str(self.run_dir or ""), summary)
 
 
