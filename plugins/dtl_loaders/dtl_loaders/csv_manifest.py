@@ -24,18 +24,9 @@ from typing import Any
 
 from desktop_tl.plugin.descriptors import DatasetError, LoadedDataset, Sample
 
-MANIFEST_SUFFIXES = (".csv", ".tsv")
+from .subsets import SUBSET_NAMES
 
-#: Values of the optional split column (compared in lower case) -> subset.
-SPLIT_VALUES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
+MANIFEST_SUFFIXES = (".csv", ".tsv")
 
 
 def can_load_manifest(path: str) -> bool:
@@ -87,7 +78,7 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
         subset = None
         if split_col is not None and row[split_col].strip():
             value = row[split_col].strip()
-            subset = SPLIT_VALUES.get(value.lower())
+            subset = SUBSET_NAMES.get(value.lower())
             if subset is None:
                 raise DatasetError(
                     f"{where}: split {value!r} is not train, val or test; fix the value "

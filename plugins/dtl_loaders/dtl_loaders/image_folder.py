@@ -20,17 +20,7 @@ from typing import Any
 from desktop_tl.plugin.descriptors import DatasetError, LoadedDataset, Sample
 
 from .stray_files import why_not_an_image, why_skip_folder
-
-#: Folder names that mark a predefined split (compared in lower case) -> subset.
-SPLIT_FOLDERS = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "test": "test",
-    "testing": "test",
-}
+from .subsets import SUBSET_NAMES
 
 
 def can_load_folder(path: str) -> bool:
@@ -47,7 +37,7 @@ def load_folder(path: str, options: dict[str, Any]) -> LoadedDataset:
         )
     ignored: list[tuple[str, str]] = []
     folders = _list_folders(root, ignored)
-    split_folders = {name: SPLIT_FOLDERS.get(name.lower()) for name in folders}
+    split_folders = {name: SUBSET_NAMES.get(name.lower()) for name in folders}
     if "train" in split_folders.values():
         return _load_split_layout(root, folders, split_folders, ignored)
     return _load_classes(root, folders, ignored)
