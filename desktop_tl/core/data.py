@@ -291,11 +291,18 @@ def check_and_split(
             noun = "class" if len(missing) == 1 else "classes"
             raise DatasetError(f"{noun} {_names(missing)} without training images; add images to "
                                f"train/{missing[0]}/ (or rows with split=train)")
+        if not val and val_fraction > 0:
+            # train/ (and maybe test/) but no val/: draw validation images from train/, as
+            # a person would by hand, and say so.
+            train, val, _ = stratified_split(
+                train, class_names, val_fraction=val_fraction, test_fraction=0.0, seed=split_seed
+            )
+            split_source = "drawn-from-train"
         if not val:
             raise DatasetError(
                 f"the dataset's own split in {root} has no validation images; add a val/ "
                 "folder with one subfolder per class (for a manifest: rows with split=val), "
-                "or remove the split so that one is drawn at random"
+                "or set data.val_fraction above 0 so that some are drawn from train/"
             )
     else:
         items = [(s.path, index[s.label]) for s in good]

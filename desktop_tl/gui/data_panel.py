@@ -471,6 +471,9 @@ class DataPanel(QWidget):
             self.split_label.setText("Used when the data has no train/ and val/ folders.")
         elif predefined:
             self.split_label.setText("Using the dataset's own train/val split.")
+        elif prepared.split_source == "drawn-from-train":
+            self.split_label.setText("No val/ folder: validation drawn from train/, "
+                                     "the same proportion from every class.")
         else:
             self.split_label.setText("Random split, the same proportion from every class.")
 

@@ -179,11 +179,21 @@ def test_single_class_is_refused(tmp_path):
     assert "only one class" in message and "'cat'" in message and "two" in message
 
 
-def test_predefined_split_without_validation_images_is_refused(tmp_path):
-    make_image_folder(tmp_path, {"cat": 3, "dog": 3}, subset="train")
+def test_predefined_split_without_validation_images_draws_them_from_train(tmp_path):
+    make_image_folder(tmp_path, {"cat": 5, "dog": 5}, subset="train")
     make_image_folder(tmp_path, {"cat": 1, "dog": 1}, subset="test")
-    message = refusal(tmp_path)
-    assert "no validation images" in message and "val/" in message
+    prepared = prepare(tmp_path, val_fraction=0.2)
+    assert prepared.split_source == "drawn-from-train"
+    assert prepared.counts()["val"] == {"cat": 1, "dog": 1}
+    assert prepared.counts()["train"] == {"cat": 4, "dog": 4}
+    assert prepared.counts()["test"] == {"cat": 1, "dog": 1}  # the dataset's own test stays
+    assert not {p for p, _ in prepared.val} & {p for p, _ in prepared.train}
+
+
+def test_predefined_split_without_validation_images_and_no_fraction_is_refused(tmp_path):
+    make_image_folder(tmp_path, {"cat": 3, "dog": 3}, subset="train")
+    message = refusal(tmp_path, val_fraction=0.0)
+    assert "no validation images" in message and "val/" in message and "val_fraction" in message
 
 
 def test_predefined_split_with_a_class_missing_from_train_is_refused(tmp_path):
