@@ -1231,7 +1231,11 @@ class _EpochLoop:
 
     def _collect(self, logits, labels, losses, preds, targets, probs):
         labels = labels.to(logits.device)
-        losses.append(nn.functional.cross_entropy(logits, labels, reduction="none").cpu())
+        # the same label smoothing as training, so the two loss curves are comparable
+        smoothing = self.criterion.label_smoothing
+        losses.append(
+            nn.functional.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing).cpu()
+        )
         p = logits.softmax(dim=1)
         top = p.max(dim=1)
         preds.append(top.indices.cpu())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import threading
 
 import pytest
@@ -231,3 +232,11 @@ def test_an_existing_run_folder_is_never_overwritten(photos, tmp_path):
     finished = Trainer(lite0_config(photos, out)).run()
     assert finished.status == "failed" and "--resume" in finished.reason
     assert (out / "run.toml").read_text() == "# someone's earlier run\n"
+
+
+def test_validation_loss_uses_the_same_label_smoothing_as_training(photos, tmp_path):
+    finished = Trainer(lite0_config(photos, tmp_path / "run", epochs=3, label_smoothing=0.3)).run()
+    assert finished.status == "completed" and finished.summary["val_acc"] == 1.0
+    # with smoothing 0.3 over two classes the target is (0.85, 0.15): its entropy is the floor
+    floor = -(0.85 * math.log(0.85) + 0.15 * math.log(0.15))
+    assert finished.summary["val_loss"] > floor
