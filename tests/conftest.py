@@ -31,3 +31,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_cuda)
         if "mps" in item.keywords and not mps_available():
             item.add_marker(skip_mps)
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """A private weights folder and torch hub cache, downloads off, and a folder outside
+    both for files a user would import."""
+    weights_dir = tmp_path / "weights"
+    torch_home = tmp_path / "torch"
+    monkeypatch.setenv("DTL_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("DTL_ALLOW_DOWNLOAD", raising=False)
+    return {"weights": weights_dir, "hub": torch_home / "hub" / "checkpoints",
+            "outside": tmp_path / "downloads"}

@@ -22,15 +22,6 @@ from desktop_tl.plugin.manager import get_host
 RESNET18_FILE = "resnet18-f37072fd.pth"
 
 
-@pytest.fixture
-def places(tmp_path, monkeypatch):
-    weights_dir = tmp_path / "weights"
-    torch_home = tmp_path / "torch"
-    monkeypatch.setenv("DTL_WEIGHTS_DIR", str(weights_dir))
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    monkeypatch.delenv("DTL_ALLOW_DOWNLOAD", raising=False)
-    return {"weights": weights_dir, "hub": torch_home / "hub" / "checkpoints",
-            "outside": tmp_path / "downloads"}
 
 
 def resnet_state(name: str = "resnet18", seed: int = 0):

@@ -15,15 +15,6 @@ from desktop_tl.errors import UserError
 from desktop_tl.plugin.descriptors import WeightsFileError, WeightsUnavailableError
 
 
-@pytest.fixture
-def places(tmp_path, monkeypatch):
-    """Private weights folder and torch hub cache; downloads off."""
-    weights_dir = tmp_path / "weights"
-    torch_home = tmp_path / "torch"
-    monkeypatch.setenv("DTL_WEIGHTS_DIR", str(weights_dir))
-    monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    monkeypatch.delenv("DTL_ALLOW_DOWNLOAD", raising=False)
-    return {"weights": weights_dir, "hub": torch_home / "hub" / "checkpoints"}
 
 
 def tiny_net(seed: int = 0) -> nn.Module:
