@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from desktop_tl.core.images import IMAGE_EXTENSIONS
@@ -34,3 +36,31 @@ def why_skip_folder(name: str) -> str | None:
     if name.startswith("."):
         return "hidden folder"
     return None
+
+
+def why_not_a_regular_file(entry: os.DirEntry) -> str | None:
+    """The reason a directory entry named like an image is not read, or ``None``.
+
+    Opening a named pipe (FIFO) blocks until something writes to it, and a device may
+    never end, so only regular files (or links to them) are read.
+    """
+    try:
+        if entry.is_file():  # follows links
+            return None
+    except OSError:
+        pass
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return "link to a file that does not exist"
+    try:
+        mode = os.stat(entry.path).st_mode
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO)"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device"
+    else:
+        kind = "a special file"
+    return f"not a regular file ({kind}); reading it could wait forever, so it is skipped"
