@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset, Preprocessing
 from .atomic import atomic_write_text
-from .images import IMAGE_EXTENSIONS, ImageReadError, open_rgb, probe_image
+from .images import IMAGE_EXTENSIONS, ImageReadError, max_image_pixels, open_rgb, probe_image
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import DataConfig
@@ -63,6 +63,8 @@ class PreparedData:
 
     ``split_source`` is ``"predefined"`` when the dataset gave the split (train/ val/
     folders, a manifest's split column), ``"stratified"`` when it was drawn here.
+    ``warnings`` are problems that do not stop training but change what it means (a
+    class never validated, a link loop not followed); every front end shows them.
     """
 
     root: str
@@ -74,6 +76,7 @@ class PreparedData:
     bad_files: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     split_source: str = "stratified"
+    warnings: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per subset and class, every class listed (zero included)."""
@@ -104,6 +107,7 @@ class PreparedData:
                for subset in SUBSETS},
             "bad_files": [list(item) for item in self.bad_files],
             "ignored": [list(item) for item in self.ignored],
+            "warnings": list(self.warnings),
         }
         atomic_write_text(Path(path), _json_one_item_per_line(data))
 
@@ -146,6 +150,7 @@ class PreparedData:
                 bad_files=[(str(p), str(r)) for p, r in data.get("bad_files", [])],
                 ignored=[(str(p), str(r)) for p, r in data.get("ignored", [])],
                 split_source=str(data.get("split_source", "stratified")),
+                warnings=[str(message) for message in data.get("warnings", [])],
                 **subsets,
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -190,10 +195,19 @@ def prepare_data(
     if not path.exists():
         raise DatasetError(f"dataset path {path} does not exist; check the spelling or "
                            "choose another folder")
+    try:
+        max_image_pixels()  # an unusable limit is one message, not one per image
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from None
     loader = choose_loader(str(path), host, cfg.loader)
     loaded = loader.load(str(path), {})
     if not loaded.samples and path.is_file():
-        raise DatasetError(f"{path} lists no images; add one row per image (path,label)")
+        message = f"{path} lists no images; add one row per image (path,label)"
+        if loaded.ignored:
+            where, reason = loaded.ignored[0]
+            message += (f"; {len(loaded.ignored)} row(s) were skipped, e.g. {where}: "
+                        f"{reason}")
+        raise DatasetError(message)
     return check_and_split(
         loaded,
         loader.id,
@@ -253,20 +267,33 @@ def check_and_split(
         raise DatasetError(f"dataset loader {loader_id!r} returned labels that are not among "
                            f"its class names: {', '.join(unknown[:5])}")
     ignored = list(loaded.ignored)
+    warnings = list(loaded.warnings)
 
-    samples, first_seen = [], {}
+    # Keyed by the real file, so that a link cannot put one image under two classes.
+    samples, first_seen, relabelled = [], {}, []
     for sample in loaded.samples:
         if not os.path.isabs(sample.path):  # a loader may give paths relative to its root
             sample = replace(sample, path=os.path.join(root, sample.path))
-        key = os.path.normcase(os.path.abspath(sample.path))
+        key = os.path.normcase(os.path.realpath(sample.path))
         first = first_seen.setdefault(key, sample)
         if first is sample:
             samples.append(sample)
-        elif first.label == sample.label:
-            ignored.append((sample.path, "listed more than once"))
+            continue
+        same_path = os.path.abspath(first.path) == os.path.abspath(sample.path)
+        again = "listed again" if same_path else f"same file as {first.path}, listed"
+        if first.label == sample.label:
+            ignored.append((sample.path, "listed more than once" if same_path else again))
         else:
-            ignored.append((sample.path, f"listed again with label {sample.label!r}; the "
-                                         f"first label {first.label!r} is used"))
+            ignored.append((sample.path, f"{again} with label {sample.label!r}; the first "
+                                         f"label {first.label!r} is used"))
+            relabelled.append(f"{Path(sample.path).name}: {first.label!r}, then "
+                              f"{sample.label!r}")
+    if relabelled:
+        more = f" and {len(relabelled) - 3} more" if len(relabelled) > 3 else ""
+        warnings.append(f"{len(relabelled)} image(s) listed again with a different label; "
+                        f"the first label is used ({'; '.join(relabelled[:3])}{more}); "
+                        "give each image one label")
+    warnings += _case_variant_warnings(class_names)
     if not samples:
         raise DatasetError(_no_images_message(root, class_names, ignored))
 
@@ -289,8 +316,17 @@ def check_and_split(
         missing = [name for i, name in enumerate(class_names) if i not in in_train]
         if missing:
             noun = "class" if len(missing) == 1 else "classes"
-            raise DatasetError(f"{noun} {_names(missing)} without training images; add images to "
-                               f"train/{missing[0]}/ (or rows with split=train)")
+            message = (f"{noun} {_names(missing)} without training images; add images to "
+                       f"train/{missing[0]}/ (or rows with split=train)")
+            trained = [name for i, name in enumerate(class_names) if i in in_train]
+            for name in missing:
+                twin = next((t for t in trained if _same_but_case(t, name)), None)
+                if twin is not None:
+                    message += (f"; {name!r} differs only in letter case from {twin!r}, "
+                                "which has training images: a class needs the same name, "
+                                "case included, in every subset")
+                    break
+            raise DatasetError(message)
         if not val and val_fraction > 0:
             # train/ (and maybe test/) but no val/: draw validation images from train/, as
             # a person would by hand, and say so.
@@ -317,10 +353,51 @@ def check_and_split(
                                    "above 0 (e.g. 0.2) so that training can be checked")
             raise DatasetError("too few images to set any aside for validation; every class "
                                "needs at least 2 readable images")
+    warnings += _unvalidated_class_warnings(class_names, train, val, split_source)
     return PreparedData(
         root=root, loader_id=loader_id, class_names=class_names, train=train, val=val,
         test=test, bad_files=bad_files, ignored=ignored, split_source=split_source,
+        warnings=warnings,
     )
+
+
+def _same_but_case(a: str, b: str) -> bool:
+    return a != b and a.strip().casefold() == b.strip().casefold()
+
+
+def _case_variant_warnings(class_names: Sequence[str]) -> list[str]:
+    """'Cats' and 'cats' are two classes to a classifier; a person rarely means that."""
+    groups: dict[str, list[str]] = {}
+    for name in class_names:
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    return [f"classes {' and '.join(repr(n) for n in names)} differ only in letter case and "
+            "are trained as different classes; if they are one class, give them one name "
+            "(merge the folders, or correct the labels)"
+            for names in groups.values() if len(names) > 1]
+
+
+def _unvalidated_class_warnings(class_names, train, val, split_source) -> list[str]:
+    """A class without validation images is trained but never measured: its accuracy and
+    the choice of the best checkpoint know nothing of it."""
+    in_val = {label for _, label in val}
+    missing = [i for i in range(len(class_names)) if i not in in_val]
+    if not missing:
+        return []
+    one = len(missing) == 1
+    noun, verb, its = ("class", "has", "its") if one else ("classes", "have", "their")
+    if split_source == "predefined":
+        names = [class_names[i] for i in missing]
+        return [f"{noun} {_names(names)} {verb} no validation images, so {its} accuracy is "
+                f"never measured; add images to {Path('val', names[0])}{os.sep} (for a "
+                "manifest: rows with split=val)"]
+    per_class = Counter(label for _, label in train)
+    described = ", ".join(f"{class_names[i]!r} ({per_class[i]} readable image"
+                          f"{'' if per_class[i] == 1 else 's'})" for i in missing[:5])
+    if len(missing) > 5:
+        described += f" and {len(missing) - 5} more"
+    return [f"{noun} {described} {verb} too few images to set any aside, so validation has "
+            f"none of {'it' if one else 'them'} and {its} accuracy is never measured; give "
+            "every class at least 2 images (better 10 or more)"]
 
 
 def stratified_split(
@@ -402,7 +479,7 @@ def _refuse_unusable_classes(root, class_names, good, bad_files, samples) -> Non
     if not good:
         example_path, example_reason = bad_files[0]
         raise DatasetError(f"none of the {len(samples)} images in {root} could be read (e.g. "
-                           f"{example_path}: {example_reason}); see the bad-file report")
+                           f"{example_path}: {example_reason})")
     label_of = {s.path: s.label for s in samples}
     bad_per_class = Counter(label_of[p] for p, _ in bad_files)
     empty = [name for name in class_names if good_per_class[name] == 0]

@@ -5,10 +5,18 @@ photos must see them the way a person does: rotated as the EXIF tag says, transp
 areas on white, 16-bit and float images scaled down to 8 bits over their full range
 rather than clipped to white. Every failure becomes an :class:`ImageReadError` whose
 reason a person can act on.
+
+Very large images (scanned plates, stitched panoramas) are decoded at the size training
+needs rather than in full, and those above a pixel limit (:data:`PIXEL_LIMIT_VARIABLE`)
+are refused with a message, in place of Pillow's decompression-bomb warning.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import stat
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +43,32 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 #: Integer modes wider than 8 bits per sample.
 _WIDE_INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+#: Environment variable that sets the largest image accepted, in megapixels.
+PIXEL_LIMIT_VARIABLE = "DTL_MAX_IMAGE_MEGAPIXELS"
+
+#: Default for :data:`PIXEL_LIMIT_VARIABLE`: above the largest camera photos (150 MP),
+#: below what an image can claim in its header to exhaust memory.
+DEFAULT_MAX_MEGAPIXELS = 200
+
+#: Images with more pixels than this are decoded reduced. Above every full-frame camera
+#: photo (61 MP), so those decode exactly as before.
+REDUCE_ABOVE_PIXELS = 70_000_000
+
+#: A reduced image keeps at least this many pixels on its short side: more than any
+#: backbone resizes to (600 at most) even after a random crop of 60 % of the area.
+DECODE_SHORT_SIDE = 1024
+
+#: Pillow's own default pixel limit; replaced by ours unless someone changed it.
+_PILLOW_DEFAULT_LIMIT = int(1024 * 1024 * 1024 // 4 // 3)
+
+#: Large images that cannot be decoded reduced (PNG, TIFF) briefly need their full size;
+#: the image check decodes on many threads, so only two of those at a time.
+_LARGE_DECODES = threading.BoundedSemaphore(2)
+
+#: EXIF orientation -> the transpose that makes the image upright (as ImageOps does).
+_ORIENTATION_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM",
+                          5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+
 
 class ImageReadError(UserError):
     """An image file cannot be decoded; ``reason`` says why in plain words."""
@@ -56,12 +90,30 @@ def is_image_file_name(name: str) -> bool:
 def open_rgb(path: str | Path) -> "PILImage.Image":
     """Decode ``path`` fully and return it as an RGB image, upright.
 
-    Raises :class:`ImageReadError` for a missing, truncated, corrupt or oversized file.
+    An image above :data:`REDUCE_ABOVE_PIXELS` comes back reduced so that its short side
+    stays at least :data:`DECODE_SHORT_SIDE` (JPEGs are decoded at that scale directly).
+    Raises :class:`ImageReadError` for a missing, truncated, corrupt or oversized file, or
+    one that is not a regular file (reading a named pipe would wait forever).
     """
     from PIL import Image, ImageOps
 
     try:
+        limit = max_image_pixels()
+    except ValueError as exc:
+        raise ImageReadError(path, str(exc)) from None
+    if Image.MAX_IMAGE_PIXELS == _PILLOW_DEFAULT_LIMIT:
+        # Our limit, checked on the header below, replaces Pillow's; its bare warning
+        # would reach stderr for images we accept.
+        Image.MAX_IMAGE_PIXELS = None
+    try:
+        _refuse_special_file(path)
         with Image.open(path) as image:
+            pixels = image.width * image.height
+            if pixels > limit:
+                raise ImageReadError(path, _too_many_pixels_reason(image.size, limit))
+            if pixels > REDUCE_ABOVE_PIXELS:
+                with _LARGE_DECODES:
+                    return _open_reduced(image, Image)
             image.load()  # decode everything now: truncation shows up here, not later
             image = _exif_upright(image, ImageOps)
             return _to_rgb(image, Image)
@@ -69,6 +121,27 @@ def open_rgb(path: str | Path) -> "PILImage.Image":
         raise
     except Exception as exc:  # decoders raise many types for broken files
         raise ImageReadError(path, _reason(exc, Image)) from None
+
+
+def max_image_pixels() -> int:
+    """The largest image accepted, in pixels, from :data:`PIXEL_LIMIT_VARIABLE`.
+
+    Raises ``ValueError`` with a message to show when the setting is not a number above 0.
+    """
+    raw = os.environ.get(PIXEL_LIMIT_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MEGAPIXELS * 1_000_000
+    try:
+        megapixels = float(raw)
+    except ValueError:
+        megapixels = math.nan
+    if not (0 < megapixels < math.inf):
+        raise ValueError(
+            f"{PIXEL_LIMIT_VARIABLE}={raw!r} is not a number of megapixels above 0; set it "
+            f"to e.g. 300, or unset it for the default limit of {DEFAULT_MAX_MEGAPIXELS} "
+            "megapixels"
+        )
+    return int(megapixels * 1_000_000)
 
 
 def probe_image(path: str | Path) -> str | None:
@@ -85,6 +158,48 @@ def probe_image(path: str | Path) -> str | None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _refuse_special_file(path: str | Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # Image.open reports it (not found, permission denied)
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise ImageReadError(path, "is a folder, not an image file")
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+    raise ImageReadError(path, f"not a regular file ({kind}); reading it could wait forever, "
+                               "so it is skipped")
+
+
+def _too_many_pixels_reason(size: tuple[int, int], limit: int) -> str:
+    megapixels = size[0] * size[1] / 1_000_000
+    return (f"image has {megapixels:.1f} megapixels ({size[0]} x {size[1]}), more than the "
+            f"limit of {limit / 1_000_000:g} megapixels; shrink it or remove it from the "
+            f"dataset, or raise the limit with the environment variable "
+            f"{PIXEL_LIMIT_VARIABLE} (e.g. {PIXEL_LIMIT_VARIABLE}={math.ceil(megapixels)})")
+
+
+def _open_reduced(image: "PILImage.Image", image_module) -> "PILImage.Image":
+    """Decode a very large image no bigger than training needs, upright, as RGB."""
+    if image.format == "JPEG":  # decodes at 1/2, 1/4 or 1/8 scale: never the full size
+        image.draft(image.mode, (DECODE_SHORT_SIDE, DECODE_SHORT_SIDE))
+    image.load()
+    try:
+        orientation = image.getexif().get(0x0112)
+    except Exception:  # a damaged EXIF block must not make the pixels unusable
+        orientation = None
+    rgb = _to_rgb(image, image_module)
+    factor = min(rgb.size) // DECODE_SHORT_SIDE
+    if factor >= 2:
+        rgb = rgb.reduce(factor)
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    if method is not None:
+        rgb = rgb.transpose(getattr(image_module.Transpose, method))
+    return rgb
 
 
 def _exif_upright(image: "PILImage.Image", image_ops) -> "PILImage.Image":
@@ -114,7 +229,9 @@ def _wide_to_rgb(image: "PILImage.Image", image_module) -> "PILImage.Image":
     """Scale a 16/32-bit integer or float single-channel image to 8 bits.
 
     Integer images holding 0..65535 are scaled by their type's range (65535 -> 255), so a
-    dark 16-bit exposure stays dark. Float images in 0..1 are scaled by 255, those in
+    dark 16-bit exposure stays dark; those whose values never exceed 4095 hold 12-bit data
+    (many scientific and medical cameras) and are scaled by 4095, or they would come out
+    nearly black. Float images in 0..1 are scaled by 255, those in
     0..255 kept; anything else (signed or unbounded values) is stretched from its minimum
     to its maximum, the only mapping that keeps every detail visible.
     """
@@ -125,7 +242,8 @@ def _wide_to_rgb(image: "PILImage.Image", image_module) -> "PILImage.Image":
     low = float(values.min()) if values.size else 0.0
     high = float(values.max()) if values.size else 0.0
     if image.mode != "F" and low >= 0 and high <= 65535:
-        scaled = values * (255.0 / 65535.0)
+        full_scale = 4095.0 if high <= 4095 else 65535.0
+        scaled = values * (255.0 / full_scale)
     elif image.mode == "F" and low >= 0 and high <= 1.0:
         scaled = values * 255.0
     elif image.mode == "F" and low >= 0 and high <= 255.0:

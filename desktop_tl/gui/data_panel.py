@@ -387,6 +387,8 @@ class DataPanel(QWidget):
         self._finish_task()
         self._set_prepared(prepared)
         self.log.emit("info", f"dataset {prepared.root}: {self._summary_text(prepared)}")
+        for message in prepared.warnings:
+            self.log.emit("warning", message)
 
     def _on_failed(self, generation: int, exc: BaseException, tb: str) -> None:
         if generation != self._generation:
@@ -435,11 +437,18 @@ class DataPanel(QWidget):
         self.summary_label.setText(self._summary_text(prepared))
         self._show_skipped(list(prepared.bad_files), list(prepared.ignored))
         self._show_split_hint()
+        problems = []
         if prepared.bad_files:
-            self.notice.show_message(
-                "warning", f"{len(prepared.bad_files)} image file"
+            problems.append(
+                f"{len(prepared.bad_files)} image file"
                 f"{'s' if len(prepared.bad_files) != 1 else ''} could not be read and will be "
                 "skipped (see the list below).")
+        warnings = list(prepared.warnings)
+        problems += warnings[:3]  # the rest are in the log, one line each
+        if len(warnings) > 3:
+            problems.append(f"{len(warnings) - 3} more warnings in the Log tab.")
+        if problems:
+            self.notice.show_message("warning", "\n".join(problems))
         else:
             self.notice.clear_message()
         self.prepared_changed.emit(prepared)

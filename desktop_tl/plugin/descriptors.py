@@ -164,12 +164,15 @@ class Sample:
 @dataclass
 class LoadedDataset:
     """What a dataset loader found. ``ignored`` lists (path, reason) for files it skipped
-    on purpose (stray files, unknown extensions) so that they can be shown."""
+    on purpose (stray files, unknown extensions) so that they can be shown. ``warnings``
+    are sentences a person should read before training (a link loop not followed, rows
+    skipped), shown in the window, the command line and the run's log."""
 
     samples: list[Sample]
     class_names: list[str]
     root: str
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def has_predefined_split(self) -> bool:

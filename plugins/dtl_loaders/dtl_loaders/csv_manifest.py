@@ -11,7 +11,9 @@ whole; backslashes written on Windows work on every system. The file's header ro
 the columns (any order, any case). A row whose image is missing is kept: the core reports
 it as a bad file with its path, beside every other unreadable image. Columns are separated
 by tabs in a ``.tsv`` file; in a ``.csv`` file by commas, or by tabs or semicolons when
-the header row uses those (as some spreadsheet programs write).
+the header row uses those (as some spreadsheet programs write). Rows separated
+differently from the header are named as such: all of them is a refusal, some of them a
+warning, as is any other row that had to be skipped.
 """
 
 from __future__ import annotations
@@ -60,13 +62,20 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
     base = manifest.parent
     samples: list[Sample] = []
     ignored: list[tuple[str, str]] = []
+    other_separator: str | None = None
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue  # blank lines are allowed anywhere
         where = f"{manifest}:{reader.line_num}"
         if len(row) < needed:
-            ignored.append((where, f"row has {len(row)} column(s), the header names "
-                                   f"{len(columns)}"))
+            separator = _separator_that_fits(delimiter.join(row), delimiter, needed)
+            if separator is not None:
+                other_separator = other_separator or separator
+                ignored.append((where, f"row is separated by {separator!r} but the header "
+                                       f"row by {delimiter!r}"))
+            else:
+                ignored.append((where, f"row has {len(row)} column(s), the header names "
+                                       f"{len(columns)}"))
             continue
         raw_path, label = row[path_col].strip(), row[label_col].strip()
         if not raw_path:
@@ -86,9 +95,32 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
                 )
         samples.append(Sample(path=str(_resolve(base, raw_path)), label=label,
                               subset=subset))
+    if not samples and other_separator is not None:
+        raise DatasetError(
+            f"manifest {manifest}: its header row is separated by {delimiter!r} but its rows "
+            f"by {other_separator!r}; use one separator throughout (e.g. save it again as "
+            "CSV from the spreadsheet program)"
+        )
+    warnings = []
+    if ignored:
+        where, reason = ignored[0]
+        warnings.append(
+            f"{len(ignored)} row{'s' if len(ignored) != 1 else ''} of {manifest.name} "
+            f"{'were' if len(ignored) != 1 else 'was'} skipped, so their images are not used "
+            f"(e.g. line {where.rsplit(':', 1)[1]}: {reason}); correct "
+            f"{'them' if len(ignored) != 1 else 'it'} to include those images"
+        )
     class_names = sorted({sample.label for sample in samples})
     return LoadedDataset(samples=samples, class_names=class_names, root=str(base),
-                         ignored=ignored)
+                         ignored=ignored, warnings=warnings)
+
+
+def _separator_that_fits(line: str, delimiter: str, needed: int) -> str | None:
+    """Another separator that splits ``line`` into the ``needed`` columns, if any."""
+    for candidate in (",", ";", "\t"):
+        if candidate != delimiter and len(next(csv.reader([line], delimiter=candidate))) >= needed:
+            return candidate
+    return None
 
 
 def _read_text(manifest: Path) -> str:
