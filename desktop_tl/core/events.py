@@ -59,7 +59,16 @@ class EpochEnded:
 
 @dataclass(frozen=True)
 class FreezeApplied:
-    """A freeze change reached the model at this step (for plot markers and the log)."""
+    """Freeze changes reached the model at this step (for plot markers, the log and the
+    layer tree).
+
+    ``changes`` is what the commands taken at this step did, as one map that
+    ``apply_freeze_map`` applies with the same result (empty when every one of them was
+    refused). ``state`` is the model's whole trainable state afterwards, in the format of
+    a checkpoint's ``freeze_map``: a view that shows it shows exactly what trains.
+    ``commands`` counts the SetFreeze commands taken since the run started, these
+    included, so a sender knows which of the changes it sent ``state`` already holds.
+    """
 
     step: int
     epoch: int
@@ -67,6 +76,8 @@ class FreezeApplied:
     trainable_params: int
     total_params: int
     feature_cache: str  # "on", "off" or a short reason it was left
+    state: dict[str, bool] = field(default_factory=dict)  # qualified name -> trainable
+    commands: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,10 @@ class Resume:
 
 @dataclass(frozen=True)
 class SetFreeze:
-    """Set modules (qualified names) trainable (True) or frozen (False)."""
+    """Set modules (qualified names) trainable (True) or frozen (False).
+
+    Commands are applied in the order they were sent, each over the result of the ones
+    before; within one command a deeper name wins over a module that contains it.
+    """
 
     changes: dict[str, bool]

@@ -9,6 +9,7 @@ drop-connect noise), which is what makes caching its output exact.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from torch import nn
 
@@ -125,12 +126,40 @@ def freeze_map(model: nn.Module, preset: str, overrides: dict[str, bool] | None 
                 )
             for name in stages[-n:]:
                 result[name] = True
-    result.update(overrides or {})
+    # The overrides come after the preset: an override of a module replaces what the
+    # preset said about that module and everything inside it.
+    return ordered_freeze_map([result, overrides or {}])
+
+
+def _depth_key(name: str) -> tuple[int, str]:
+    return (name.count(".") if name else -1, name)
+
+
+def _covers(outer: str, inner: str) -> bool:
+    """Whether module ``outer`` is ``inner`` or one of its ancestors ("" is the root)."""
+    return outer == "" or inner == outer or inner.startswith(outer + ".")
+
+
+def ordered_freeze_map(changes: Iterable[dict[str, bool]]) -> dict[str, bool]:
+    """One map that :func:`apply_freeze_map` turns into the state that applying each of
+    ``changes`` in turn gives.
+
+    A later change to a module replaces every earlier change to it or to a module inside
+    it, so in the result an outer module always precedes the modules inside it; applying
+    it shallowest first is then the same as applying the changes in their order. Within
+    one change, deeper names win (as in :func:`apply_freeze_map`).
+    """
+    result: dict[str, bool] = {}
+    for change in changes:
+        for name in sorted(change, key=_depth_key):
+            for earlier in [n for n in result if _covers(name, n)]:
+                del result[earlier]
+            result[name] = bool(change[name])
     return result
 
 
-def apply_freeze_map(model: nn.Module, mapping: dict[str, bool]) -> None:
-    """Set ``requires_grad`` by subtree, shallowest names first so deeper ones win."""
+def check_freeze_names(model: nn.Module, mapping: dict[str, bool]) -> None:
+    """Raise :class:`FreezeError` unless every name in ``mapping`` is a module of ``model``."""
     modules = dict(model.named_modules())
     missing = [name for name in mapping if name not in modules]
     if missing:
@@ -138,7 +167,13 @@ def apply_freeze_map(model: nn.Module, mapping: dict[str, bool]) -> None:
             f"no layer named {', '.join(repr(m) for m in missing[:3])} in this model; "
             "use qualified module names as the layer tree shows them, e.g. backbone.layer4 or head"
         )
-    for name in sorted(mapping, key=lambda n: (n.count(".") if n else -1, n)):
+
+
+def apply_freeze_map(model: nn.Module, mapping: dict[str, bool]) -> None:
+    """Set ``requires_grad`` by subtree, shallowest names first so deeper ones win."""
+    check_freeze_names(model, mapping)
+    modules = dict(model.named_modules())
+    for name in sorted(mapping, key=_depth_key):
         for param in modules[name].parameters():
             param.requires_grad_(bool(mapping[name]))
 

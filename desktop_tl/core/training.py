@@ -34,7 +34,9 @@ from .layers import (
     apply_freeze,
     apply_freeze_map,
     backbone_chain,
+    check_freeze_names,
     count_params,
+    ordered_freeze_map,
     set_train_mode,
     trainable_state,
 )
@@ -638,7 +640,10 @@ class _EpochLoop:
         self._row_numel: dict[int, int] = {}
         self._off_logged: dict[str, str] = {}
         self.paused = False
-        self._pending_freeze: dict[str, bool] = {}
+        # SetFreeze changes in the order they came: a later one may undo part of an
+        # earlier one, so they are never merged into one unordered map.
+        self._pending_freeze: list[dict[str, bool]] = []
+        self.freeze_commands = 0  # SetFreeze commands taken this run (FreezeApplied.commands)
         self._epoch_t0 = None
 
     @property
@@ -733,19 +738,34 @@ class _EpochLoop:
                 self.paused = False
                 trainer._emit_log("info", "resumed")
             elif isinstance(command, ev.SetFreeze):
-                self._pending_freeze.update(command.changes)
+                self._pending_freeze.append(dict(command.changes))
         trainer._check_cancel()
         if self._pending_freeze:
-            changes, self._pending_freeze = self._pending_freeze, {}
-            self.apply_freeze_change(changes, epoch)
+            commands, self._pending_freeze = self._pending_freeze, []
+            self.apply_freeze_change(commands, epoch)
 
-    def apply_freeze_change(self, changes: dict[str, bool], epoch: int) -> None:
+    def apply_freeze_change(self, commands: list[dict[str, bool]], epoch: int) -> None:
+        """Apply SetFreeze changes in the order they were sent and report the result."""
         trainer = self.trainer
-        try:
-            apply_freeze_map(self.model, changes)
-        except UserError as exc:
-            trainer._emit_log("error", f"freeze change ignored: {exc}")
+        self.freeze_commands += len(commands)
+        valid = []
+        for command in commands:
+            try:
+                check_freeze_names(self.model, command)
+            except UserError as exc:
+                trainer._emit_log("error", f"freeze change ignored: {exc}")
+            else:
+                valid.append(command)
+        # Equal to applying each command in turn (see ordered_freeze_map).
+        changes = ordered_freeze_map(valid)
+        if not changes:
+            # The sender still learns that these commands were taken, and what trains.
+            trainable, total = count_params(self.model)
+            note = "on" if self.train_cache is not None else "off"
+            trainer._emit(ev.FreezeApplied(self.step, epoch, {}, trainable, total, note,
+                                           trainable_state(self.model), self.freeze_commands))
             return
+        apply_freeze_map(self.model, changes)
         for param in self.model.parameters():
             if not param.requires_grad:
                 param.grad = None
@@ -766,7 +786,8 @@ class _EpochLoop:
         desc = ", ".join(f"{name} {'trainable' if on else 'frozen'}" for name, on in changes.items())
         trainer._emit_log("info", f"freeze change at step {self.step} (epoch {epoch + 1}): {desc}; "
                                   f"{trainable:,}/{total:,} parameters trainable")
-        trainer._emit(ev.FreezeApplied(self.step, epoch, dict(changes), trainable, total, note))
+        trainer._emit(ev.FreezeApplied(self.step, epoch, dict(changes), trainable, total, note,
+                                       trainable_state(self.model), self.freeze_commands))
 
     def leave_cache(self, reason: str, subsets=_SUBSETS) -> None:
         left = [s for s in subsets if self.caches[s] is not None]
