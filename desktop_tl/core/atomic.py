@@ -4,8 +4,35 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
+
+_umask_lock = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:  # Linux: reading it from /proc leaves it alone for other threads
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:  # elsewhere the only way to read it is to set it and put it back
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path, directory: bool = False) -> None:
+    """Give ``path`` the permissions a plain ``open``/``mkdir`` would have given it.
+
+    ``mkstemp`` and ``mkdtemp`` (and some writers) create private 0600/0700 files, which
+    would keep a colleague from reading a shared run folder.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -17,6 +44,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        follow_umask(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -19,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
+from .atomic import follow_umask
+from .run_folder import check_free_space, describe_os_error
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -73,22 +77,55 @@ def versions() -> dict[str, str]:
     }
 
 
+def tensor_bytes(obj: Any) -> int:
+    """How many bytes the tensors in ``obj`` (nested dicts, lists, tuples) hold."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+#: Room kept beyond the tensors: metadata, file headers, pickled containers.
+CHECKPOINT_OVERHEAD = 2**20
+
+
 def save_checkpoint(
     folder: Path,
     model_state: dict[str, torch.Tensor],
     meta: dict[str, Any],
     training_state: dict[str, Any] | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically (temp folder, then renames)."""
+    """Write a checkpoint folder atomically (temp folder, then renames).
+
+    Free space is checked first (the new checkpoint is written whole before the old one
+    goes), and a failed write becomes one :class:`CheckpointError` naming the folder.
+    """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    needed = tensor_bytes(model_state) + tensor_bytes(training_state) + CHECKPOINT_OVERHEAD
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(folder.parent, needed, f"save checkpoint {folder.name}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise CheckpointError(describe_os_error(exc, folder)) from None
+    try:
+        follow_umask(tmp, directory=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
-        save_file(tensors, str(tmp / MODEL_FILE))
+        try:
+            save_file(tensors, str(tmp / MODEL_FILE))
+        except SafetensorError as exc:  # its I/O errors come as this type, not OSError
+            raise CheckpointError(
+                f"cannot write checkpoint {folder}: {exc}; free some space on that disk or make it "
+                "writable, then try again"
+            ) from None
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILE)
+        for written in tmp.iterdir():  # the safetensors writer makes its file 0600
+            follow_umask(written)
         old = folder.with_name(folder.name + ".old")
         if old.exists():
             shutil.rmtree(old)
@@ -97,9 +134,44 @@ def save_checkpoint(
         tmp.rename(folder)
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(describe_os_error(exc, folder)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: ``mkdtemp`` names of :func:`save_checkpoint`'s temporary folders: ``.<name>.<random>``.
+_TEMP_CHECKPOINT = re.compile(r"^\.[^.]+\.[A-Za-z0-9_]+$")
+
+
+def tidy_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Clear what a killed :func:`save_checkpoint` leaves behind; returns what it removed.
+
+    Temporary folders are removed. A ``<name>.old`` is removed when ``<name>`` is in
+    place, and renamed back to ``<name>`` when the swap stopped between its two renames.
+    Only call it while holding the run's lock: then no save can be under way.
+    """
+    checkpoints_dir = Path(checkpoints_dir)
+    removed: list[Path] = []
+    if not checkpoints_dir.is_dir():
+        return removed
+    for path in sorted(checkpoints_dir.iterdir()):
+        try:
+            if path.is_dir() and _TEMP_CHECKPOINT.match(path.name):
+                shutil.rmtree(path)
+                removed.append(path)
+            elif path.is_dir() and path.name.endswith(".old"):
+                current = path.with_name(path.name[: -len(".old")])
+                if current.exists():
+                    shutil.rmtree(path)
+                    removed.append(path)
+                else:
+                    path.rename(current)
+        except OSError:
+            pass  # left for the next start; the checkpoints in place are untouched
+    return removed
 
 
 def load_checkpoint(folder: Path) -> Checkpoint:

@@ -26,7 +26,15 @@ from torch import nn
 
 from ..errors import UserError
 from . import events as ev
-from .checkpoints import find_run_checkpoint, save_checkpoint, versions
+from .checkpoints import (
+    CheckpointError,
+    find_run_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    tensor_bytes,
+    tidy_checkpoints,
+    versions,
+)
 from .config import RunConfig
 from .device import autocast, resolve_device, resolve_precision
 from .feature_cache import FeatureStore
@@ -47,12 +55,18 @@ from .run_folder import (
     RUN_FILE,
     SPLIT_FILE,
     RunFolderError,
+    RunLock,
     RunLog,
+    check_free_space,
     check_new_run_dir,
+    describe_os_error,
+    lock_run_dir,
     new_run_dir,
     prepare_new_run_dir,
+    read_summary,
+    remove_temporary_files,
+    update_summary,
     write_metrics,
-    write_summary,
 )
 
 EventCallback = Callable[[object], None]
@@ -90,6 +104,9 @@ class Trainer:
         self._log: RunLog | None = None
         self._t0: float | None = None  # set when the first epoch starts
         self._early_log: list[tuple[str, str]] = []  # written to run.log once the folder exists
+        self._lock: RunLock | None = None  # held from the folder's first write to the end
+        # What the last saved checkpoint covers, so a failure still leaves a full summary.
+        self._progress: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -102,14 +119,23 @@ class Trainer:
     def run(self) -> ev.RunFinished:
         """Train to the end; returns (and emits) the final :class:`RunFinished`."""
         try:
-            finished = self._run()
-        except _Cancelled:
-            finished = self._finish("cancelled", "stopped by the user")
-        except UserError as exc:
-            finished = self._finish("failed", str(exc))
-        except Exception as exc:  # a bug or a library failure: keep its traceback in the log
-            self._emit_log("error", traceback.format_exc())
-            finished = self._finish("failed", f"{type(exc).__name__}: {exc}")
+            try:
+                finished = self._run()
+            except _Cancelled:
+                finished = self._finish("cancelled", "stopped by the user")
+            except KeyboardInterrupt:  # Ctrl+C: the same as Stop, the run stays resumable
+                finished = self._finish("cancelled", "interrupted (Ctrl+C)")
+            except UserError as exc:
+                finished = self._finish("failed", str(exc))
+            except OSError as exc:  # a full or read-only disk: the path and what to do, no traceback
+                finished = self._finish("failed", describe_os_error(exc, self.run_dir))
+            except Exception as exc:  # a bug or a library failure: keep its traceback in the log
+                self._emit_log("error", traceback.format_exc())
+                finished = self._finish("failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
         self._emit(finished)
         return finished
 
@@ -149,9 +175,13 @@ class Trainer:
             run_dir = Path(cfg.out)
             if not (run_dir / RUN_FILE).exists():
                 raise RunFolderError(f"{run_dir} is not a run folder (no {RUN_FILE}); nothing to resume")
-            checkpoint = find_run_checkpoint(run_dir, "last")
+            self._lock = lock_run_dir(run_dir)
             self.run_dir = run_dir
             self._open_log()
+            self._remove_interrupted_writes()
+            checkpoint = _resume_checkpoint(run_dir)
+            if checkpoint is None:
+                self._emit_log("info", "no epoch of this run had finished; starting from the beginning")
         else:
             # The folder is made only once the data and the model are known to be usable,
             # so a refused configuration leaves nothing behind.
@@ -162,6 +192,7 @@ class Trainer:
         self._stage("data", "Checking images…")
         if self.resume and (self.run_dir / SPLIT_FILE).exists():
             prepared = PreparedData.load_manifest(self.run_dir / SPLIT_FILE)
+            _check_data_present(prepared)
         else:
             try:
                 prepared = prepare_data(
@@ -175,6 +206,8 @@ class Trainer:
         self.prepared = prepared
         for path, reason in prepared.bad_files:
             self._emit_log("warning", f"skipped unreadable image {path}: {reason}")
+        for message in prepared.warnings:
+            self._emit_log("warning", message)
         class_names = list(prepared.class_names)
 
         # ---- model
@@ -195,10 +228,20 @@ class Trainer:
         device = resolve_device(cfg.train.device)
         precision = resolve_precision(cfg.train.precision, device)
         self.device, self.precision = device, precision
+        # Room for at least one checkpoint, checked before the folder or anything in it is
+        # written (a full disk would otherwise fail later, leaving an empty run.log).
+        checkpoint_bytes = tensor_bytes(model.state_dict()) + (1 << 20)
         if not self.resume:
+            check_free_space(run_dir, checkpoint_bytes, "start this run (a checkpoint of this model)",
+                             "try again, or choose another output folder")
             self.run_dir = prepare_new_run_dir(run_dir)
+            # Two runs started at once both passed the check above: the lock picks one, and
+            # the run.toml check is repeated under it.
+            self._lock = lock_run_dir(self.run_dir)
+            check_new_run_dir(self.run_dir, locked_by_us=True)
             cfg.out = str(self.run_dir)
             self._open_log()
+            self._remove_interrupted_writes()
 
         state: dict[str, Any] = {}
         if checkpoint is not None:
@@ -220,6 +263,7 @@ class Trainer:
         stale_epochs = 0
         start_epoch = 0
         step = 0
+        finishing = False  # resuming a run that trained every epoch but was not finished
         if state:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and "scheduler" in state:
@@ -235,18 +279,32 @@ class Trainer:
             best = dict(state["best"])
             lowest = dict(state.get("lowest", lowest))
             stale_epochs = int(state["stale_epochs"])
-            if start_epoch >= cfg.train.epochs:
-                raise RunFolderError(
-                    f"{self.run_dir} already finished its {start_epoch} epochs; to train longer, "
-                    f"resume with --epochs N (N > {start_epoch})"
-                )
             patience = cfg.train.early_stopping_patience
-            if patience and stale_epochs >= patience:
-                raise RunFolderError(
-                    f"{self.run_dir} stopped early after epoch {start_epoch} (validation loss did "
-                    f"not improve for {stale_epochs} epochs); there is nothing to resume"
-                )
-            self._emit_log("info", f"resuming after epoch {start_epoch} of {cfg.train.epochs}")
+            stopped_early = bool(patience and stale_epochs >= patience)
+            if start_epoch >= cfg.train.epochs or stopped_early:
+                # A run killed while finishing (after its last checkpoint, before its summary)
+                # is finished now; only one with its final summary is refused.
+                if not _summary_is_final(read_summary(self.run_dir), len(history)):
+                    finishing = True
+                elif stopped_early:
+                    raise RunFolderError(
+                        f"{self.run_dir} stopped early after epoch {start_epoch} (validation loss did "
+                        f"not improve for {stale_epochs} epochs); there is nothing to resume"
+                    )
+                else:
+                    raise RunFolderError(
+                        f"{self.run_dir} already finished its {start_epoch} epochs; to train longer, "
+                        f"resume with --epochs N (N > {start_epoch})"
+                    )
+            check_free_space(self.run_dir / CHECKPOINTS, checkpoint_bytes,
+                             "continue this run (a checkpoint of this model)",
+                             f"resume again with --resume {self.run_dir}")
+            self._restore_best(checkpoint, best, start_epoch)
+            if finishing:
+                self._emit_log("info", f"all {start_epoch} epochs had finished but the run was stopped "
+                                       "before its summary was written; evaluating and finishing it")
+            else:
+                self._emit_log("info", f"resuming after epoch {start_epoch} of {cfg.train.epochs}")
         else:
             prepared.save_manifest(self.run_dir / SPLIT_FILE)
         cfg.save(self.run_dir / RUN_FILE)
@@ -279,8 +337,18 @@ class Trainer:
         epoch = start_epoch - 1
         loop.step = step
         loop.freeze_changes = freeze_changes
+        saved_epochs = len(history)  # epochs the checkpoint on disk covers
+        self._progress = dict(history=list(history), best=dict(best), class_names=class_names,
+                              last_eval=None, loop=loop)
         try:
-            for epoch in range(start_epoch, cfg.train.epochs):
+            if finishing:
+                last_eval = loop.evaluate(epoch)
+                if cfg.train.early_stopping_patience and stale_epochs >= cfg.train.early_stopping_patience:
+                    status = "early-stopped"
+                    reason = (f"validation loss did not improve for {stale_epochs} epochs "
+                              f"(lowest at epoch {lowest['epoch']})")
+            end_epoch = start_epoch if finishing else cfg.train.epochs
+            for epoch in range(start_epoch, end_epoch):
                 epoch_t0 = time.perf_counter()
                 train_loss, train_acc = loop.train_epoch(epoch)
                 last_eval = loop.evaluate(epoch)
@@ -324,6 +392,9 @@ class Trainer:
                 meta = self._checkpoint_meta(built, class_names, metrics, epoch)
                 model_state = model.state_dict()
                 save_checkpoint(self.run_dir / CHECKPOINTS / "last", model_state, meta, training_state)
+                saved_epochs = len(history)
+                self._progress = dict(history=list(history), best=dict(best), class_names=class_names,
+                                      last_eval=last_eval, loop=loop)
                 if is_best:
                     save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta)
                 write_metrics(self.run_dir, history)
@@ -348,8 +419,10 @@ class Trainer:
                         f"(lowest at epoch {lowest['epoch']})"
                     )
                     break
-        except _Cancelled:
-            status, reason = "cancelled", "stopped by the user"
+        except (_Cancelled, KeyboardInterrupt) as exc:
+            status = "cancelled"
+            reason = "interrupted (Ctrl+C)" if isinstance(exc, KeyboardInterrupt) else "stopped by the user"
+            del history[saved_epochs:]  # an epoch whose checkpoint was not written is not done
         except _NonFinite as exc:
             status = "failed"
             if history:
@@ -366,7 +439,7 @@ class Trainer:
         summary = self._summary(status, reason, history, best, class_names, last_eval, loop)
         if test_result is not None:
             summary.update(test_result)
-        write_summary(self.run_dir, summary)
+        update_summary(self.run_dir, summary)
         self._emit_log("warning" if status == "failed" else "info",  # a user's Stop is no problem
                        f"run {status}{': ' + reason if reason else ''}")
         return ev.RunFinished(status, reason, str(self.run_dir), summary)
@@ -375,10 +448,44 @@ class Trainer:
 
     def _open_log(self) -> None:
         self._log = RunLog(self.run_dir)
-        for level, message in self._early_log:
-            self._log.write(level, message)
-        self._early_log.clear()
+        early, self._early_log = self._early_log, []
+        for level, message in early:
+            try:
+                self._log.write(level, message)
+            except OSError:
+                break  # a full disk: the run itself will say so, with what to do
         self._emit_log("info", f"run folder: {self.run_dir}")
+
+    def _remove_interrupted_writes(self) -> None:
+        """Temp files and folders of writes a killed run left; safe under the run lock."""
+        removed = [*remove_temporary_files(self.run_dir), *tidy_checkpoints(self.run_dir / CHECKPOINTS)]
+        if removed:
+            names = ", ".join(str(p.relative_to(self.run_dir)) for p in removed)
+            self._emit_log("info", f"removed what an interrupted write left: {names}")
+
+    def _restore_best(self, checkpoint, best: dict[str, Any], last_epoch: int) -> None:
+        """Rewrite checkpoints/best from last when a kill cut the save of the best epoch.
+
+        Best and last of one epoch hold the same model and metadata, and last is written
+        first; so when the best epoch is the last one saved, best can be made again.
+        """
+        folder = self.run_dir / CHECKPOINTS / "best"
+        if best.get("epoch", -1) <= 0:
+            return
+        try:
+            saved_epoch = load_checkpoint(folder).meta.get("epoch")
+        except CheckpointError:
+            saved_epoch = None
+        if saved_epoch == best["epoch"]:
+            return
+        if best["epoch"] == last_epoch:
+            save_checkpoint(folder, checkpoint.model_state(), checkpoint.meta)
+            self._emit_log("info", f"checkpoints/best held epoch {saved_epoch}, not the best epoch "
+                                   f"{last_epoch}; rewrote it from checkpoints/last")
+        else:
+            self._emit_log("warning", f"checkpoints/best holds epoch {saved_epoch}, but the best "
+                                      f"epoch was {best['epoch']}; its weights were lost when the run "
+                                      "was interrupted")
 
     def _evaluate_test(self, model: nn.Module, prepared, loop) -> dict[str, Any]:
         """Score the best checkpoint on the held-out test images, once, at the end."""
@@ -473,16 +580,56 @@ class Trainer:
 
     def _finish(self, status: str, reason: str) -> ev.RunFinished:
         summary = {"status": status, "reason": reason}
-        # A refused resume leaves the run's own summary as it was.
-        if self.run_dir is not None and self.run_dir.exists() and not (self.resume and self._t0 is None):
+        if self._progress is not None:  # what the saved checkpoint covers, with this ending
             try:
-                write_summary(self.run_dir, summary)
+                summary = self._summary(status, reason, **self._progress)
+            except Exception:  # a summary must never hide why the run ended
+                pass
+        # Only the run holding the folder writes into it; a refused resume leaves the
+        # run's own summary as it was, and a stub never replaces a complete summary.
+        owned = self._lock is not None and self.run_dir is not None
+        if owned and self.run_dir.exists() and not (self.resume and self._t0 is None):
+            try:
+                update_summary(self.run_dir, summary)
             except OSError:
                 pass
             self._emit_log("error" if status == "failed" else "info", f"run {status}: {reason}")
         else:
             self._emit(ev.LogMessage("error" if status == "failed" else "info", f"run {status}: {reason}"))
         return ev.RunFinished(status, reason, str(self.run_dir or ""), summary)
+
+
+# ---------------------------------------------------------------------- resuming
+
+
+def _resume_checkpoint(run_dir: Path):
+    """The checkpoint to resume from; None when no epoch finished (start from the beginning)."""
+    folder = run_dir / CHECKPOINTS
+    if not any((folder / name).exists() for name in ("last", "last.old", "best", "best.old")):
+        return None
+    return find_run_checkpoint(run_dir, "last")
+
+
+def _summary_is_final(summary: dict[str, Any], epochs: int) -> bool:
+    """Whether ``summary`` is the one a run writes once it has finished all ``epochs``."""
+    return summary.get("status") in ("completed", "early-stopped") and summary.get("epochs_completed") == epochs
+
+
+def _check_data_present(prepared) -> None:
+    """Refuse to resume when the run's images are gone (a moved or unmounted dataset),
+    rather than skipping every image as unreadable."""
+    root = Path(prepared.root)
+    if not root.exists():
+        raise RunFolderError(
+            f"the data folder of this run, {root}, is missing (moved, renamed or not mounted?); "
+            "put it back at that path (or mount it), then resume again"
+        )
+    items = [*prepared.train, *prepared.val]
+    if items and not any(Path(path).exists() for path, _ in items):
+        raise RunFolderError(
+            f"none of the {len(items)} images of this run are in {root} any more; put them back "
+            "at that path, then resume again"
+        )
 
 
 # ---------------------------------------------------------------------- optimiser

@@ -648,7 +648,14 @@ class PredictionView(QWidget):
         self._show_status("")
         if self._settings is not None:
             self._settings.last_run_folder = folder
-        self.set_predictor(predictor, self._loading_label)
+        from ..core.run_folder import run_in_progress
+
+        running = run_in_progress(folder)  # another process (or this window) still trains it
+        label = self._loading_label + (" (still training)" if running else "")
+        self.set_predictor(predictor, label)
+        if running:
+            self._show_status(f"This run is still training ({running}); predictions use its best "
+                              "checkpoint so far. Load it again when training has finished.", "warning")
         self.run_loaded.emit(folder)
 
     def _on_run_failed(self, folder: str, failure: JobFailure) -> None:
