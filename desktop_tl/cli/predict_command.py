@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from .paths import check_path
 
 
 def add_parser(subparsers) -> None:
@@ -24,6 +25,7 @@ def _expand(paths: list[str]) -> list[str]:
 
     result: list[str] = []
     for raw in paths:
+        check_path(raw, "IMAGE")
         path = Path(raw)
         if path.is_dir():
             result.extend(str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.top_k < 1:
         raise UserError("--top-k must be at least 1")
+    check_path(args.run_dir, "RUN_DIR")
     images = _expand(args.images)
     if not images:
         raise UserError("no images to predict: the folders given hold no image files")

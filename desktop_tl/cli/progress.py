@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 from tqdm import tqdm
@@ -12,9 +13,10 @@ from ..core import events as ev
 class ProgressPrinter:
     """Turns engine events into a tqdm bar per epoch and one line per epoch result."""
 
-    def __init__(self, enabled: bool = True, stream=sys.stderr) -> None:
+    def __init__(self, enabled: bool = True, stream=None) -> None:
         self.enabled = enabled
-        self.stream = stream
+        # looked up now, not at import: sys.stderr may have been replaced since
+        self.stream = sys.stderr if stream is None else stream
         self.bar: tqdm | None = None
         self.epochs = 0
         self._stage: tuple[str, str] | None = None
@@ -35,10 +37,22 @@ class ProgressPrinter:
                         f"val_loss {m['val_loss']:.4f} val_acc {m['val_acc']:.3f}"
                         f"{' (best)' if event.is_best else ''}")
         elif isinstance(event, ev.LogMessage) and event.level in ("warning", "error"):
-            # shown even with --quiet: a random start or skipped images must never go unseen
-            tqdm.write(f"{event.level}: {event.message}", file=self.stream)
+            self._on_problem(event)
         elif isinstance(event, ev.FreezeApplied):
             self._write(f"freeze change at step {event.step}: {event.changes}")
+
+    def _on_problem(self, event: ev.LogMessage) -> None:
+        message = event.message.strip()
+        # `desktop-tl train` prints how the run ended as its last line; saying it here too
+        # printed every failure twice. A traceback stays in run.log; the last line names
+        # the exception.
+        if re.match(r"run (failed|cancelled|interrupted)\b", message):
+            return
+        if message.startswith("Traceback (most recent call last)"):
+            return
+        first = message.splitlines()[0] if message else ""
+        # shown even with --quiet: a random start or skipped images must never go unseen
+        tqdm.write(f"{event.level}: {first}", file=self.stream)
 
     def _on_stage(self, event: ev.StageChanged) -> None:
         key = (event.stage, event.message)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.config import ConfigError, RunConfig, parse_freeze_preset
 from ..errors import UserError
+from .paths import check_path
 
 
 def add_parser(subparsers) -> None:
@@ -63,6 +64,10 @@ _FLAGS = {
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     """The run configuration the flags describe, and whether it resumes a run."""
+    for value, what in ((args.run_file, "RUN.toml"), (args.data, "--data"), (args.out, "--out"),
+                        (args.resume, "--resume"), (args.weights, "--weights")):
+        if value:
+            check_path(value, what)
     if args.resume:
         if args.run_file or args.demo:
             raise ConfigError("--resume continues a run folder; give no RUN.toml or --demo with it")
@@ -112,6 +117,9 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     if not config.data.path:
         raise ConfigError("no data given: pass --data DIR (a folder with one subfolder per class), "
                           "a RUN.toml with [data] path, or --demo")
+    check_path(config.data.path, "data.path")
+    if config.out:
+        check_path(config.out, "out")
     config.validate()
     return config, False
 
@@ -140,5 +148,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     where = f" (run folder: {finished.run_dir})" if finished.run_dir else ""
+    log_file = Path(finished.run_dir) / "run.log" if finished.run_dir else None
+    if finished.status == "failed" and log_file is not None and log_file.is_file():
+        where = f" (details in {log_file})"
     print(f"desktop-tl train: {finished.status}: {finished.reason}{where}", file=sys.stderr)
     return 1 if finished.status == "failed" else 130

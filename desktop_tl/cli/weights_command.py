@@ -35,12 +35,10 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.weights_action != "import":
         args.weights_parser.error("choose an action: import")
-    from ..core.weights import find_local_weights, import_weights, sha256_file
+    from ..core.weights import import_weights_report
 
-    target = import_weights(args.file, model_name=args.model)
-    print(f"Imported {args.file} -> {target} (sha256 {sha256_file(target)})")
-    found = find_local_weights([target.name])
-    if found is not None and found[1].resolve() != target.resolve():
-        print(f"Note: {found[1]} in the torch hub cache is found first and will be used "
-              "instead; remove it to use the imported file.")
+    report = import_weights_report(args.file, model_name=args.model)
+    print(f"Imported {args.file} -> {report.target} (sha256 {report.sha256})")
+    for note in report.notes:
+        print(f"Note: {note}.")
     return 0

@@ -6,6 +6,7 @@ all this format, so any session can be re-run with ``desktop-tl train run.toml``
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FEATURE_CACHE_MODES = ("auto", "off")
+#: Seeds go to torch, numpy and Python's random; numpy takes 32-bit seeds only.
+MAX_SEED = 2**32 - 1
 
 
 class ConfigError(UserError, ValueError):
@@ -171,6 +174,9 @@ class RunConfig:
                     "or false (frozen)"
                 )
         _range("train.cache_budget_mb", self.train.cache_budget_mb, 0, 1_000_000)
+        _range("train.seed", self.train.seed, 0, MAX_SEED)
+        _range("data.split_seed", self.data.split_seed, 0, MAX_SEED)
+        _range("data.num_workers", self.data.num_workers, -1, 1024)
 
 
 def parse_freeze_preset(preset: str) -> tuple[str, int]:
@@ -197,8 +203,19 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 def _range(key: str, value: Any, low: float, high: float, exclusive_low: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{key} must be a number, got {value!r}")
+    # NaN compares false with everything, so it would pass the range test below.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(
+            f"{key} = {value!r} is not a finite number; give a value in "
+            f"[{_number(low)}, {_number(high)}]"
+        )
     if value < low or value > high or (exclusive_low and value == low):
-        raise ConfigError(f"{key} = {value!r} is out of range [{low:g}, {high:g}]")
+        raise ConfigError(f"{key} = {value!r} is out of range [{_number(low)}, {_number(high)}]")
+
+
+def _number(value: float) -> str:
+    # whole bounds as integers (a seed's 4294967295, not 4.29497e+09)
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _merge_into(obj: Any, data: dict[str, Any], prefix: str) -> None:

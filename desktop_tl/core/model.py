@@ -50,7 +50,11 @@ class BuiltModel:
 def build_model(config: "RunConfig", host: Any, num_classes: int) -> BuiltModel:
     """Create the configured backbone (resolving its weights) and a fresh head."""
     provider, model_name = host.resolve_backbone(config.model.backbone)
-    backbone = provider.create(model_name, config.model.weights)
+    create = getattr(host, "create_backbone", None)  # names the plugin when create() breaks
+    if create is not None:
+        backbone = create(provider, model_name, config.model.weights)
+    else:
+        backbone = provider.create(model_name, config.model.weights)
     head_id, head_options, head = build_head(
         host, config.model.head, config.model.head_options, backbone.feature_dim, num_classes
     )

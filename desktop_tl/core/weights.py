@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -167,7 +168,7 @@ def _torch_load_weights_only(path: Path) -> Any:
         refused = _UNSAFE_GLOBAL.search(str(exc))
         if refused is None:
             detail = str(exc).partition("WeightsUnpickler error:")[2].strip()
-            reason = detail.splitlines()[0] if detail else _first_line(exc)
+            reason = detail.splitlines()[0] if detail else _torch_reason(exc)
             raise WeightsFileError(
                 f"cannot read weights file {path} with torch.load(weights_only=True): it is "
                 f"damaged or holds more than tensors ({reason}); nothing in it was run"
@@ -179,10 +180,16 @@ def _torch_load_weights_only(path: Path) -> Any:
             "torch.save(model.state_dict(), 'weights.pth'), or use a .safetensors file"
         ) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as exc:
+        if "TorchScript" in str(exc):
+            raise WeightsFileError(
+                f"weights file {path} is a TorchScript archive (torch.jit.save), not a state "
+                "dict; save the weights with torch.save(model.state_dict(), 'weights.pth') "
+                "or use a .safetensors file"
+            ) from None
         # torch raises these for truncated or foreign files (not a zip, a bad record...)
         raise WeightsFileError(
             f"cannot read weights file {path}: it is damaged or not a PyTorch weights file "
-            f"({_first_line(exc)})"
+            f"({_torch_reason(exc)})"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise WeightsFileError(
@@ -256,6 +263,7 @@ def load_into_model(
             (k, v) for k, v in expected.items() if not k.startswith(tuple(optional_prefixes))
         )
     where = source or "the weights file"
+    _check_values(expected, state_dict, where)
     problems = _mismatch(expected, state_dict)
     try:
         result = model.load_state_dict(state_dict, strict=False)
@@ -277,6 +285,38 @@ def load_into_model(
             + ". Is the file for a different model?"
         )
     return skipped
+
+
+def _check_values(expected: Mapping[str, "Tensor"], given: Mapping[str, "Tensor"], where: str) -> None:
+    """Refuse values that would load without complaint and then ruin training: integer
+    tensors where the model has floating ones (load_state_dict silently converts them),
+    and NaN or infinite values (they surface later as a loss of NaN, which looks like a
+    learning-rate problem)."""
+    import torch
+
+    not_float: list[str] = []
+    not_finite: list[str] = []
+    for key, target in expected.items():
+        value = given.get(key)
+        if not isinstance(value, torch.Tensor) or not target.is_floating_point():
+            continue
+        if not value.is_floating_point():
+            not_float.append(f"{key} is {str(value.dtype).replace('torch.', '')}")
+        elif value.numel() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            not_finite.append(f"{key}: {bad} of {value.numel()}")
+    if not_float:
+        raise WeightsFileError(
+            f"the weights in {where} are not floating-point numbers where the model has "
+            f"them ({len(not_float)} tensor(s): {_few(not_float)}); they would train from "
+            "meaningless values. Is the file quantised or damaged? Use the float weights"
+        )
+    if not_finite:
+        raise WeightsFileError(
+            f"the weights in {where} hold values that are not finite (NaN or infinite) in "
+            f"{len(not_finite)} tensor(s) ({_few(not_finite)}); training from them gives a "
+            "loss of NaN. The file is damaged or came from a diverged run: use another one"
+        )
 
 
 def _mismatch(expected: Mapping[str, "Tensor"], given: Mapping[str, "Tensor"]) -> str:
@@ -307,6 +347,25 @@ def _describe_keys(missing: Sequence[str], unexpected: Sequence[str]) -> str:
 def _few(items: Sequence[str], count: int = 3) -> str:
     shown = ", ".join(items[:count])
     return shown + (", ..." if len(items) > count else "")
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The first line of torch's message without its advice to re-run with
+    ``weights_only=False``: that unpickles without restriction, which this app never does
+    and must not suggest."""
+    text = str(exc)
+    try:
+        from torch.serialization import UNSAFE_MESSAGE
+
+        text = text.replace(UNSAFE_MESSAGE, "")
+    except ImportError:  # pragma: no cover - older torch without the constant
+        pass
+    text = text.replace("Weights only load failed.", "")
+    for line in text.splitlines():
+        line = line.strip()
+        if line and "weights_only" not in line:
+            return line
+    return type(exc).__name__
 
 
 def _first_line(exc: BaseException) -> str:
@@ -389,14 +448,17 @@ def resolve_weights(
                 "or .pt file, 'auto' (pretrained weights found on this machine) or 'none' "
                 "(random initialisation)"
             )
-        provenance = file_provenance("file", path, f"file chosen by the user{suffix}")
+        provenance = file_provenance(
+            "file", path, f"file chosen by the user{suffix}", chosen=True
+        )
         return load_state_dict_file(path), provenance
 
     found = find_local_weights(file_names)
     if found is not None:
         source, path = found
         where = "torch hub cache" if source == "hub-cache" else "local weights folder"
-        return load_state_dict_file(path), file_provenance(source, path, f"{where}{suffix}")
+        provenance = file_provenance(source, path, f"{where}{suffix}")  # refuses a fake
+        return load_state_dict_file(path), provenance
 
     if download_url and downloads_allowed():
         path = download_weights(download_url, model_name, file_names)
@@ -406,15 +468,49 @@ def resolve_weights(
     raise WeightsUnavailableError(no_weights_message(model_name, file_names))
 
 
-def file_provenance(source: str, path: str | Path, detail: str) -> WeightsProvenance:
-    """Provenance of pretrained weights read from ``path`` (hashes the file)."""
+def published_hash_prefix(path: str | Path) -> str | None:
+    """The sha256 prefix a ``.pth``/``.pt`` file name promises (``resnet18-f37072fd.pth``
+    -> ``f37072fd``), or None. A ``.safetensors`` file under such a stem is a copy in
+    another format, so the prefix (of the original file) says nothing about it."""
+    path = Path(path)
+    if path.suffix.lower() not in TORCH_SUFFIXES:
+        return None
+    match = _HASH_IN_NAME.search(path.name)
+    return match.group(1) if match else None
+
+
+def not_published_message(path: str | Path, digest: str, prefix: str) -> str:
+    return (
+        f"{path} is not the published weights file its name claims: its sha256 is {digest}, "
+        f"but the name promises one starting with {prefix} (a damaged download, or other "
+        "weights under that name)"
+    )
+
+
+def file_provenance(
+    source: str, path: str | Path, detail: str, *, chosen: bool = False
+) -> WeightsProvenance:
+    """Provenance of pretrained weights read from ``path`` (hashes the file).
+
+    A ``.pth``/``.pt`` whose name carries a sha256 prefix (as torchvision's do) must
+    match it: otherwise other weights would be shown as the published ones, so the file
+    is refused with :class:`WeightsFileError`, unless the user ``chosen`` it explicitly,
+    in which case it is loaded and recorded as unverified."""
     path = Path(path)
     digest = sha256_file(path)
-    match = _HASH_IN_NAME.search(path.name)
-    if match and not digest.startswith(match.group(1)):
+    prefix = published_hash_prefix(path)
+    if prefix and not digest.startswith(prefix):
+        message = not_published_message(path, digest, prefix)
+        if not chosen:
+            raise WeightsFileError(
+                f"refused {message}. Delete or replace it; to train from it anyway, choose "
+                f"it explicitly with --weights {path} (recorded as unverified)"
+            )
+        detail += f"; unverified: {message}"
+    elif _HASH_IN_NAME.search(path.name) and path.suffix.lower() in SAFETENSORS_SUFFIXES:
         detail += (
-            f"; note: its sha256 does not start with {match.group(1)} as its name says, "
-            "so it is not the published file of that name"
+            "; unverified: a .safetensors copy, which cannot be checked against the "
+            "published file's sha256"
         )
     return WeightsProvenance(
         source=source, pretrained=True, path=str(path.resolve()), sha256=digest, detail=detail
@@ -443,18 +539,45 @@ def download_weights(url: str, model_name: str, file_names: Sequence[str]) -> Pa
 # --------------------------------------------------------------------------- importing
 
 
+@dataclass
+class ImportReport:
+    """Where :func:`import_weights_report` put a file, and what the user should know:
+    an earlier import it replaced, other weights that ``weights = auto`` uses instead."""
+
+    target: Path
+    sha256: str
+    notes: list[str] = field(default_factory=list)
+
+
 def import_weights(
     path: str | Path, model_name: str | None = None, host: "PluginHost | None" = None
 ) -> Path:
+    """:func:`import_weights_report`, returning only the path of the copy."""
+    return import_weights_report(path, model_name, host).target
+
+
+def import_weights_report(
+    path: str | Path, model_name: str | None = None, host: "PluginHost | None" = None
+) -> ImportReport:
     """Verify a weights file and copy it into :func:`weights_dir` under its usual name.
 
     The file is read safely (see :func:`load_state_dict_file`) and then loaded into the
-    model by its backbone provider, so a file for another model is refused. Without
+    model by its backbone provider, so a file for another model, or one holding NaN,
+    infinite or integer values, is refused. A ``.pth`` is stored under a name that
+    promises the published file's sha256 only when it is that file. Without
     ``model_name`` the model is recognised from the file name (e.g.
-    ``resnet18-f37072fd.pth``). Returns the path of the copy.
+    ``resnet18-f37072fd.pth``).
     """
     source = Path(path).expanduser()
     load_state_dict_file(source)  # fail fast, before building any model
+    digest = sha256_file(source)
+    prefix = published_hash_prefix(source)
+    if prefix and not digest.startswith(prefix):
+        raise WeightsFileError(
+            f"refused {not_published_message(source, digest, prefix)}. Get the published "
+            "file again; or, for other weights, give the file a name of its own and train "
+            f"with --weights FILE (recorded as unverified)"
+        )
     if host is None:
         from ..plugin.manager import get_host
 
@@ -472,12 +595,45 @@ def import_weights(
     elif os.path.splitext(target_name)[1].lower() not in TORCH_SUFFIXES:
         target_name = os.path.splitext(target_name)[0] + source.suffix.lower()
     target = weights_dir() / target_name
+    promised = published_hash_prefix(target)
+    if promised and not digest.startswith(promised):
+        raise WeightsFileError(
+            f"refused to store {source} as {target_name}: that name is the published "
+            f"weights file's, whose sha256 starts with {promised}, but this file's is "
+            f"{digest}, so it would be taken for the published weights. Train from it "
+            f"with --weights {source} (recorded as unverified), or import a .safetensors "
+            "copy of it (recorded as a copy)"
+        )
+    report = ImportReport(target, digest)
     if target.exists() and target.resolve() == source.resolve():
-        return target
+        return report
+    if target.is_file():
+        earlier = sha256_file(target)
+        if earlier != digest:
+            report.notes.append(
+                f"replaced an earlier import, {target} (sha256 {earlier}), with this file"
+            )
     from .atomic import atomic_write
 
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
-    return target
+    report.notes.extend(_what_auto_uses(provider, model, target))
+    return report
+
+
+def _what_auto_uses(provider: Any, model: str, target: Path) -> list[str]:
+    """A note when ``weights = auto`` for ``model`` picks other weights than ``target``
+    (the torch hub cache, weights shipped in a package...)."""
+    try:
+        status = provider.weights_status(model)
+    except Exception:  # a provider's status problem must not undo a finished import
+        return []
+    if not status.path or Path(status.path).resolve() == target.resolve():
+        return []
+    if status.source == "hub-cache":
+        return [f"{status.path} in the torch hub cache is found first and will be used "
+                "instead; remove it to use the imported file"]
+    return [f"with weights = auto, {model} uses {status.path} ({status.detail}), not this "
+            f"import; to train from the import, pass --weights {target}"]
 
 
 def _recognise_model(file_name: str, host: "PluginHost") -> tuple[Any, str]:

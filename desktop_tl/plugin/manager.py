@@ -94,6 +94,11 @@ class AmbiguousBackboneError(PluginLookupError):
     """A bare model name is offered by several providers; ``provider:model`` is needed."""
 
 
+class BackboneCreateError(UserError):
+    """A backbone plugin's ``create()`` raised or returned something that is not a
+    Backbone; the message names the plugin and its distribution."""
+
+
 class LoaderNotFoundError(PluginLookupError):
     """No installed dataset loader has the id asked for, or none can read the path."""
 
@@ -240,6 +245,9 @@ class PluginHost:
         self._items: dict[str, dict[str, Any]] = {kind.prefix: {} for kind in _KINDS}
         self._owners: dict[str, dict[str, PluginRecord]] = {kind.prefix: {} for kind in _KINDS}
         self._model_lists: dict[str, tuple[str, ...]] = {}
+        #: Plugin calls that raised after loading (a hook, a provider's create), each as
+        #: its message followed by the traceback, for `desktop-tl plugins` style reports.
+        self.hook_failures: list[str] = []
 
     # ------------------------------------------------------------------ loading
 
@@ -597,6 +605,7 @@ class PluginHost:
                 f"no backbone providers are installed, so {text!r} cannot be found. "
                 "Install a backbone plugin (for example pip install -e "
                 "plugins/dtl_efficientnet_lite) and check `desktop-tl plugins`"
+                + self._disabled_hint()
             )
         if not text:
             raise BackboneNotFoundError(
@@ -633,6 +642,7 @@ class PluginHost:
         raise BackboneNotFoundError(
             f"no installed backbone provider offers a model named {text!r}{hint} "
             f"(`desktop-tl models` lists them; providers: {', '.join(providers)})"
+            + self._disabled_hint()
         )
 
     def _resolve_qualified(
@@ -647,6 +657,7 @@ class PluginHost:
                     f"no backbone provider has the id {provider_id!r} (in {text!r})"
                     + _suggest(provider_id, list(providers))
                     + _installed("backbone providers", providers)
+                    + self._disabled_hint()
                 )
             provider_id = folded[0]
         models = self.provider_models(provider_id)
@@ -664,6 +675,61 @@ class PluginHost:
             f"backbone provider {provider_id!r} has no model named {model!r}"
             + _suggest(model, list(models))
             + " (`desktop-tl models` lists them)"
+        )
+
+    def _disabled_hint(self) -> str:
+        """Which plugins are switched off, for a lookup that found nothing: a disabled
+        plugin is never imported, so what it would provide is unknown, but it is the
+        likely reason."""
+        disabled = [r for r in self.records if r.status == DISABLED]
+        if not disabled:
+            return ""
+        names = ", ".join(f"{r.name} ({r.distribution})" for r in disabled)
+        return (
+            f". Disabled plugins, which may provide it: {names}; enable them by removing "
+            f"them from {DISABLED_ENV} or from the disabled plugins in the window's plugin "
+            "settings"
+        )
+
+    def create_backbone(self, provider: BackboneProvider, model_name: str, weights: str) -> Any:
+        """``provider.create(model_name, weights)``, guarded: a :class:`UserError` (no
+        weights, a bad file...) passes through; anything else the plugin raises, or a
+        result that is not a :class:`~desktop_tl.plugin.descriptors.Backbone`, becomes a
+        :class:`BackboneCreateError` naming the plugin and its distribution. The
+        traceback is kept in :attr:`hook_failures` and the debug log; strict mode
+        re-raises the original error."""
+        from .descriptors import Backbone
+
+        self._ensure_loaded()
+        owner = self._owners["backbone"].get(provider.id)
+        who = f"backbone provider {provider.id!r}" + (f" of {owner.label}" if owner else "")
+        call = f"create({model_name!r}, weights={weights!r})"
+        try:
+            backbone = provider.create(model_name, weights)
+        except UserError:
+            raise
+        except Exception as exc:
+            if self.strict:
+                raise
+            message = f"{who} failed in {call}: {_describe(exc)}"
+            log.debug("%s", message, exc_info=exc)
+            self.hook_failures.append(_with_traceback(message, exc))
+            raise BackboneCreateError(message + self._create_way_out(owner)) from exc
+        problem = _backbone_problem(backbone, Backbone)
+        if problem is not None:
+            message = f"{who} returned {problem} from {call}; expected a Backbone"
+            if self.strict:
+                raise PluginError(message)
+            self.hook_failures.append(message)
+            raise BackboneCreateError(message + self._create_way_out(owner))
+        return backbone
+
+    def _create_way_out(self, owner: PluginRecord | None) -> str:
+        name = owner.name if owner else "the plugin"
+        return (
+            f". This is a fault in the plugin: report it to its author, choose another "
+            f"backbone, or disable it with {DISABLED_ENV}={name} "
+            f"({STRICT_ENV}=1 shows the full traceback)"
         )
 
     def _example_names(self, providers: dict[str, BackboneProvider]) -> str:
@@ -699,12 +765,34 @@ class PluginHost:
                 record = self._plugin_record.get(id(impl.plugin))
                 who = record.label if record else repr(impl.plugin_name)
                 message = f"{who} raised in {hook_name}: {_describe(exc)}"
-                log.warning("%s", message, exc_info=exc)
+                # The caller reports the message; with no logging set up, a warning here
+                # would print the raw traceback on stderr. Kept at debug for those who log.
+                log.debug("%s", message, exc_info=exc)
+                self.hook_failures.append(_with_traceback(message, exc))
                 errors.append(message)
         return errors
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _with_traceback(message: str, exc: BaseException) -> str:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{message}\n\n{tb.rstrip()}"
+
+
+def _backbone_problem(backbone: Any, backbone_type: type) -> str | None:
+    """What is wrong with what ``create()`` returned, or None when it is usable."""
+    if not isinstance(backbone, backbone_type):
+        return f"{type(backbone).__name__} {backbone!r:.60}"
+    from torch import nn  # only ever reached after create() ran, so torch is loaded
+
+    if not isinstance(backbone.module, nn.Module):
+        return f"a Backbone whose module is {type(backbone.module).__name__}, not a torch module"
+    if isinstance(backbone.feature_dim, bool) or not isinstance(backbone.feature_dim, int) \
+            or backbone.feature_dim < 1:
+        return f"a Backbone with feature_dim {backbone.feature_dim!r} (a positive int is needed)"
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -791,6 +879,7 @@ def get_host(refresh: bool = False, *, disabled: Iterable[str] | None = None) ->
 
 __all__ = [
     "AmbiguousBackboneError",
+    "BackboneCreateError",
     "BackboneNotFoundError",
     "DISABLED",
     "FAILED",

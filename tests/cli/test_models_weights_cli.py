@@ -20,6 +20,7 @@ from desktop_tl.core.weights import import_weights
 from desktop_tl.plugin.manager import get_host
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
+RESNET18_COPY = "resnet18-f37072fd.safetensors"
 
 
 
@@ -98,9 +99,10 @@ def test_models_with_an_unknown_provider_is_one_line(places, capsys):
 
 def test_import_recognises_the_model_from_the_file_name(places, capsys):
     state = resnet_state(seed=1)
-    source = write(state, places["outside"] / RESNET18_FILE)
+    # random weights: as a .safetensors copy, not under the published .pth name
+    source = write(state, places["outside"] / RESNET18_COPY)
     assert main(["weights", "import", str(source)]) == 0
-    target = places["weights"] / RESNET18_FILE
+    target = places["weights"] / RESNET18_COPY
     assert target.read_bytes() == source.read_bytes()
     assert str(target) in capsys.readouterr().out
 
@@ -209,9 +211,9 @@ def _pickled_payload(marker: Path) -> bytes:
 
 
 def test_import_says_when_the_hub_cache_would_shadow_it(places, capsys):
-    write(resnet_state(seed=3), places["hub"] / RESNET18_FILE)
-    source = write(resnet_state(seed=4), places["outside"] / RESNET18_FILE)
+    write(resnet_state(seed=3), places["hub"] / RESNET18_COPY)
+    source = write(resnet_state(seed=4), places["outside"] / RESNET18_COPY)
     assert main(["weights", "import", str(source)]) == 0
     out = capsys.readouterr().out
     assert "torch hub cache is found first" in out
-    assert (places["weights"] / RESNET18_FILE).read_bytes() == source.read_bytes()
+    assert (places["weights"] / RESNET18_COPY).read_bytes() == source.read_bytes()

@@ -110,9 +110,11 @@ def test_torchvision_backbone_with_imported_weights_end_to_end(photos, tmp_path,
     monkeypatch.setenv("DTL_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(3)
-    weights_file = tmp_path / "downloads" / "resnet18-f37072fd.pth"
+    weights_file = tmp_path / "downloads" / "resnet18-f37072fd.safetensors"
     weights_file.parent.mkdir()
-    torch.save(torchvision.models.resnet18().state_dict(), weights_file)
+    from safetensors.torch import save_file
+
+    save_file(torchvision.models.resnet18().state_dict(), weights_file)
 
     assert main(["weights", "import", str(weights_file)]) == 0
     capsys.readouterr()
@@ -125,7 +127,7 @@ def test_torchvision_backbone_with_imported_weights_end_to_end(photos, tmp_path,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["backbone"] == "torchvision:resnet18"
     assert summary["weights"]["source"] == "weights-dir" and summary["weights"]["pretrained"]
-    assert summary["weights"]["path"] == str(tmp_path / "weights" / "resnet18-f37072fd.pth")
+    assert summary["weights"]["path"] == str(tmp_path / "weights" / "resnet18-f37072fd.safetensors")
     meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())
     assert meta["weights"]["sha256"] == summary["weights"]["sha256"]
     assert meta["freeze_map"]["backbone.layer4.1"] is True and meta["freeze_map"]["backbone.conv1"] is False

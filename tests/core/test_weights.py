@@ -226,6 +226,12 @@ def test_weights_folder_file_is_found_with_provenance(places):
     path = places["weights"] / FILE
     path.parent.mkdir(parents=True)
     torch.save(state, path)
+    # its name promises a sha256 starting 0a1b2c3d; a file that is not that one is refused
+    with pytest.raises(WeightsFileError, match="0a1b2c3d"):
+        w.resolve_weights("tinynet", "auto", [FILE])
+    path.unlink()
+    path = path.with_suffix(".safetensors")
+    save_file(dict(state), path)
 
     status = w.local_weights_status("tinynet", [FILE])
     assert (status.available, status.source, status.path) == (True, "weights-dir", str(path))
@@ -234,18 +240,18 @@ def test_weights_folder_file_is_found_with_provenance(places):
     assert provenance.path == str(path.resolve())
     assert provenance.sha256 == sha256(path)
     assert "Tiny.V1" in provenance.detail
-    # the name promises a sha256 starting 0a1b2c3d; this file is not that one, and says so
-    assert "not the published file" in provenance.detail
+    # a .safetensors copy cannot be checked against the published hash, and says so
+    assert "unverified" in provenance.detail
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
 def test_hub_cache_comes_before_the_weights_folder(places):
     for folder, seed in ((places["hub"], 6), (places["weights"], 7)):
         folder.mkdir(parents=True)
-        torch.save(tiny_net(seed=seed).state_dict(), folder / FILE)
+        save_file(dict(tiny_net(seed=seed).state_dict()), folder / "tinynet-0a1b2c3d.safetensors")
     loaded, provenance = w.resolve_weights("tinynet", "auto", [FILE])
     assert provenance.source == "hub-cache"
-    assert provenance.path == str((places["hub"] / FILE).resolve())
+    assert provenance.path == str((places["hub"] / "tinynet-0a1b2c3d.safetensors").resolve())
     assert torch.equal(loaded["0.weight"], tiny_net(seed=6).state_dict()["0.weight"])
 
 

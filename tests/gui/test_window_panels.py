@@ -258,10 +258,12 @@ def test_missing_weights_offer_import_or_random_initialisation(qtbot, window, ti
     assert not window.training_panel.start_button.isEnabled()
 
     # Import a (randomly initialised, but correctly shaped) resnet18 weights file.
-    weights_file = tmp_path / "my-resnet18.pth"
+    # as .safetensors: random weights are refused under the published .pth name
+    weights_file = tmp_path / "my-resnet18.safetensors"
     subprocess.run([sys.executable, "-c", (
         "import torch, torchvision, sys; torch.manual_seed(0); "
-        "torch.save(torchvision.models.resnet18().state_dict(), sys.argv[1])"),
+        "from safetensors.torch import save_file; "
+        "save_file(torchvision.models.resnet18().state_dict(), sys.argv[1])"),
         str(weights_file)], check=True)
     model.import_weights(str(weights_file))
     qtbot.waitUntil(lambda: model.weights_label.level == "good", timeout=60_000)

@@ -132,7 +132,7 @@ def test_downloads_are_announced_only_when_allowed(places, monkeypatch):
 
 def test_weights_folder_file_is_loaded_with_provenance(places):
     state = random_state("resnet18", seed=1)
-    path = save_state(state, places["weights"] / RESNET18_FILE)
+    path = save_state(state, places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors"))
 
     status = provider.weights_status("resnet18")
     assert (status.available, status.source, status.path) == (True, "weights-dir", str(path))
@@ -146,9 +146,9 @@ def test_weights_folder_file_is_loaded_with_provenance(places):
 
 
 def test_the_hub_cache_is_looked_at_first(places):
-    save_state(random_state("resnet18", seed=2), places["weights"] / RESNET18_FILE)
+    save_state(random_state("resnet18", seed=2), places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors"))
     hub_state = random_state("resnet18", seed=3)
-    path = save_state(hub_state, places["hub"] / RESNET18_FILE)
+    path = save_state(hub_state, places["hub"] / RESNET18_FILE.replace(".pth", ".safetensors"))
     backbone = provider.create("resnet18", "auto")
     assert backbone.provenance.source == "hub-cache"
     assert backbone.provenance.path == str(path.resolve())
@@ -202,7 +202,7 @@ def test_densenet_files_with_the_published_old_key_names_load(places):
         (_old_densenet_key(k), v) for k, v in state.items() if "num_batches_tracked" not in k
     )
     assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
-    save_state(old_style, places["weights"] / provider.weight_file_names("densenet121")[0])
+    save_state(old_style, places["weights"] / provider.weight_file_names("densenet121")[0].replace(".pth", ".safetensors"))
     backbone = provider.create("densenet121", "auto")
     loaded = backbone.module.state_dict()
     for key, value in state.items():
@@ -228,7 +228,7 @@ def test_mnasnet_loads_with_and_without_its_version_tag(places, tmp_path, suffix
 def test_googlenet_loads_files_with_auxiliary_classifiers_and_drops_them(places):
     state = random_state("googlenet", seed=8, aux_logits=True, init_weights=True)
     assert any(k.startswith("aux1.") for k in state)
-    save_state(state, places["hub"] / provider.weight_file_names("googlenet")[0])
+    save_state(state, places["hub"] / provider.weight_file_names("googlenet")[0].replace(".pth", ".safetensors"))
     backbone = provider.create("googlenet", "auto")
     body = backbone.module.body
     assert body.transform_input is True  # as the published weights expect
