@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test demo-train bench clean
+.PHONY: setup run test demo-train bench clean wheelhouse install-offline
 
 setup: $(STAMP)
 
@@ -27,6 +27,18 @@ demo-train: setup
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench_recipe.py
+
+# make wheelhouse [WHEELHOUSE=DIR] [WHEELHOUSE_ARGS="--torch cpu"] - one folder that installs offline
+# make install-offline WHEELHOUSE=DIR [OFFLINE_VENV=DIR] - verify its checksums, install with --no-index
+WHEELHOUSE ?= wheelhouse
+WHEELHOUSE_ARGS ?=
+OFFLINE_VENV ?=
+
+wheelhouse:
+	$(PYTHON) scripts/wheelhouse.py build $(WHEELHOUSE) $(WHEELHOUSE_ARGS)
+
+install-offline:
+	$(PYTHON) $(WHEELHOUSE)/install.py $(OFFLINE_VENV)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
