@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..errors import UserError
 
-SUBCOMMANDS = ("gui", "train", "predict", "plugins", "models", "weights")
+SUBCOMMANDS = ("gui", "train", "predict", "plugins", "models", "weights", "install-launcher", "runs", "export")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"desktop-tl {__version__}")
     subparsers = parser.add_subparsers(dest="command", parser_class=_Parser)
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"{__name__}.{name}_command")
+        module = importlib.import_module(f"{__name__}.{name.replace('-', '_')}_command")
         module.add_parser(subparsers)
     return parser
 
@@ -54,6 +54,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        import errno
+
+        # a path no file system accepts, found past the up-front checks
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        from .paths import too_long_message
+
+        print(f"desktop-tl {args.command}: error: "
+              f"{too_long_message(exc.filename or '', 'a file or folder')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"desktop-tl {args.command}: interrupted", file=sys.stderr)
         return 130

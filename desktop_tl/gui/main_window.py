@@ -38,12 +38,14 @@ from ..errors import UserError
 from .background import cancel_and_wait_all
 from .data_panel import DataPanel
 from .evaluation_view import EvaluationView
-from .layer_tree import LayerTreePanel, freeze_changes, layer_label, share_text
+from .export_dialog import open_export_dialog
+from .layer_tree import LayerTreePanel, freeze_changes, layer_label
 from .log_view import LogView
 from .model_panel import ModelPanel
 from .plots import TrainingPlots
 from .plugins_dialog import PluginsDialog
 from .prediction_view import PredictionView
+from .runs_view import RunsView
 from .training_panel import TrainingPanel
 from .training_worker import TrainingSession
 
@@ -79,6 +81,12 @@ class MainWindow(QMainWindow):
         self._pending_config: RunConfig | None = None
         self._epochs = 0
         self._ready_announced = False
+        # Freeze changes during a run: those sent and not yet taken by the engine (with
+        # the freeze settings from before each), how many it has taken, and the state
+        # it last reported (None until it reports one).
+        self._freeze_unapplied: list[tuple[dict[str, bool], Any]] = []
+        self._freeze_taken = 0
+        self._engine_freeze: dict[str, bool] | None = None
 
         self.setWindowTitle("desktop-tl[*]")
         self.setAcceptDrops(True)
@@ -154,6 +162,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.train_page, "Train")
         self.tabs.addTab(_padded(self.evaluation_view), "Evaluation")
         self.tabs.addTab(_padded(self.prediction_view), "Prediction")
+        self.runs_view = RunsView(self.settings)
+        self.tabs.addTab(_padded(self.runs_view), "Runs")
         self.tabs.addTab(_padded(self.log_view), "Log")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.log_view.problem_logged.connect(lambda _level, _message: self._label_log_tab())
@@ -219,6 +229,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.save_as_action)
         file_menu.addSeparator()
         file_menu.addAction(self.open_data_action)
+        self.export_action = _action(self, "&Export model…", QKeySequence("Ctrl+E"),
+                                     lambda: open_export_dialog(self, self.run_dir))
+        file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
 
@@ -230,6 +243,10 @@ class MainWindow(QMainWindow):
         self.stop_action = _action(self, "S&top", QKeySequence("Ctrl+."), self.stop_training)
         for action in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(action)
+        run_menu.addSeparator()
+        self.runs_action = _action(self, "Run &history", QKeySequence("Ctrl+H"),
+                                   lambda: self.show_tab(self.runs_view))
+        run_menu.addAction(self.runs_action)
         # Space pauses too, but only while a run is going, so that it still ticks check
         # boxes and presses buttons the rest of the time.
         self.space_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
@@ -253,6 +270,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
 
     def _connect_panels(self) -> None:
+        self.runs_view.attach(self)
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
         self.data_panel.config_changed.connect(self._mark_modified)
@@ -495,6 +513,7 @@ class MainWindow(QMainWindow):
             return
         from ..core.layers import apply_freeze, apply_freeze_map, layer_tree
 
+        freeze_before = copy.deepcopy(self.config.freeze)
         freeze = self.config.freeze
         overrides = {k: v for k, v in freeze.overrides.items()
                      if k != name and not k.startswith(name + ".")}
@@ -502,7 +521,7 @@ class MainWindow(QMainWindow):
         freeze.overrides = overrides
         if self._training_active():
             apply_freeze_map(model, {name: trainable})
-            self._send_freeze({name: trainable})
+            self._send_freeze({name: trainable}, freeze_before)
         else:
             apply_freeze(model, freeze.preset, freeze.overrides)
             self._mark_modified()
@@ -511,6 +530,7 @@ class MainWindow(QMainWindow):
 
     def _on_preset_chosen(self, preset: str) -> None:
         model = self._display_model()
+        freeze_before = copy.deepcopy(self.config.freeze)
         freeze = self.config.freeze
         freeze.preset, freeze.overrides = preset, {}
         self.layer_panel.set_preset(preset, {})
@@ -524,17 +544,60 @@ class MainWindow(QMainWindow):
         if self._training_active():
             changes = freeze_changes(before, after)
             if changes:
-                self._send_freeze(changes)
+                self._send_freeze(changes, freeze_before)
         else:
             self._mark_modified()
         self.layer_panel.update_states(after)
 
-    def _send_freeze(self, changes: dict[str, bool]) -> None:
+    def _send_freeze(self, changes: dict[str, bool], freeze_before: Any) -> None:
+        """Send a change the tree already shows; until the engine reports it applied, it
+        is kept with the freeze settings from before it, to undo it if it never is."""
         assert self.session is not None
         self.session.send(SetFreeze(dict(changes)))
+        self._freeze_unapplied.append((dict(changes), freeze_before))
         self.layer_panel.set_pending(changes)
         described = ", ".join(f"{n} {'trainable' if v else 'frozen'}" for n, v in changes.items())
         self.log("info", f"freeze change sent: {described} (applies at the next batch)")
+
+    def _show_engine_freeze(self) -> None:
+        """Show in the tree the state the engine last reported, with the changes sent
+        since then on top (marked as applying)."""
+        model = self._display_model()
+        if model is None or self._engine_freeze is None:
+            return
+        from ..core.layers import apply_freeze_map, layer_tree
+
+        apply_freeze_map(model, {"": False})  # the reported state names every parameter
+        apply_freeze_map(model, self._engine_freeze)
+        pending: set[str] = set()
+        for changes, _freeze_before in self._freeze_unapplied:
+            apply_freeze_map(model, changes)
+            pending.update(changes)
+        self.layer_panel.clear_pending()
+        self.layer_panel.set_pending(pending)
+        self.layer_panel.update_states(layer_tree(model))
+
+    def _drop_unapplied_freeze(self) -> None:
+        """At the end of a run, undo the changes the engine never took (sent after its
+        last batch): the tree and the settings then show what the run trained."""
+        if not self._freeze_unapplied:
+            return
+        count = len(self._freeze_unapplied)
+        self.config.freeze = self._freeze_unapplied[0][1]
+        self._freeze_unapplied = []
+        model = self._display_model()
+        if model is not None:
+            from ..core.layers import apply_freeze, layer_tree
+
+            if self._engine_freeze is not None:
+                self._show_engine_freeze()
+            else:  # the engine took no change, so it trained the settings it started with
+                apply_freeze(model, self.config.freeze.preset, self.config.freeze.overrides)
+                self.layer_panel.update_states(layer_tree(model))
+        self.layer_panel.set_preset(self.config.freeze.preset, self.config.freeze.overrides)
+        self.log("warning", f"{count} freeze change{'s' if count != 1 else ''} came after the "
+                            "last batch and {} not applied; the layer tree shows what the run "
+                            "trained".format("were" if count != 1 else "was"))
 
     # ================================================================= training
 
@@ -550,6 +613,9 @@ class MainWindow(QMainWindow):
             return False, "Choose a dataset folder (1 · Data) to begin: one subfolder per class."
         if not self.model_panel.model_name():
             return False, "Choose a backbone (2 · Model)."
+        if not self.model_panel.busy and self.model_panel.build_error:
+            return False, (f"The model could not be built: {self.model_panel.build_error.rstrip('.')}. "
+                           "Choose another backbone (2 · Model).")
         ok, why = self.model_panel.weights_ok()
         if not ok:
             return False, why[0].upper() + why[1:] + "."
@@ -579,6 +645,9 @@ class MainWindow(QMainWindow):
         self.training_panel.show_message("info", "Starting: checking images and building "
                                                  "the model…")
         self.layer_panel.clear_pending()
+        self._freeze_unapplied = []
+        self._freeze_taken = 0
+        self._engine_freeze = None
         session = TrainingSession(config, self.host, parent=self)
         worker = session.worker
         worker.stage_changed.connect(self._on_stage)
@@ -667,17 +736,21 @@ class MainWindow(QMainWindow):
                         "images are listed when the run ends")
 
     def _on_freeze_applied(self, event: Any) -> None:
+        # The engine counts the commands it took: those are no longer pending.
+        taken = max(0, event.commands - self._freeze_taken)
+        self._freeze_taken = event.commands
+        del self._freeze_unapplied[:taken]
+        self._engine_freeze = dict(event.state)
+        self._show_engine_freeze()
+        if not event.changes:  # every change was refused; the engine logged why
+            return
         changed = ", ".join(f"{layer_label(name)} {'unfrozen' if on else 'frozen'}"
                             for name, on in event.changes.items())
         self.plots.add_freeze_marker(event.step, changed)
-        self.layer_panel.clear_pending()
-        share = event.trainable_params / event.total_params if event.total_params else 0
-        self.layer_panel.counts_label.setText(
-            f"Trainable: {event.trainable_params:,} of {event.total_params:,} parameters "
-            f"({share_text(share)})")
         cache = f"; feature cache {event.feature_cache}" if event.feature_cache else ""
         self.log("info", f"freeze change applied at step {event.step} "
-                         f"(epoch {event.epoch + 1}): {changed}{cache}")
+                         f"(epoch {event.epoch + 1}): {changed}; {event.trainable_params:,} of "
+                         f"{event.total_params:,} parameters trainable{cache}")
 
     def _on_log_message(self, event: Any) -> None:
         self.log(event.level, event.message)
@@ -732,6 +805,7 @@ class MainWindow(QMainWindow):
             session.setParent(None)
             session.deleteLater()
         self._set_state("idle")
+        self._drop_unapplied_freeze()
         self.layer_panel.clear_pending()
         if event is not None:
             self.run_finished.emit(event)
@@ -763,11 +837,13 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         ok, why = self.can_start()
         self.training_panel.set_run_state(
-            self.run_state if self.run_state != "loading" else "idle", can_start=ok)
+            self.run_state if self.run_state != "loading" else "idle", can_start=ok, why_not=why)
         self.start_action.setEnabled(ok)
         self.pause_action.setEnabled(self.run_state in ("running", "paused"))
         self.stop_action.setEnabled(self.run_state in ("running", "paused"))
-        if self.run_state in ("idle", "loading") and self.last_result is None:
+        # A reason not to start is shown even after a run (e.g. another backbone chosen
+        # that cannot be built); "Ready" only replaces the message of no finished run.
+        if self.run_state in ("idle", "loading") and (self.last_result is None or not ok):
             if ok:
                 self.training_panel.show_message(
                     "info", "Ready. Press Start training (Ctrl+R); the curves appear below.")

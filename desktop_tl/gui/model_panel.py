@@ -157,6 +157,7 @@ class ModelPanel(QWidget):
         self.settings = settings
         self.host: Any = None
         self.built: Any = None
+        self.build_error = ""  # why the chosen model could not be built; "" when it could
         self.weights_status: Any = None
         self._weights_choice = "auto"  # "auto", "none" or a file path
         self._head_values: dict[str, dict[str, Any]] = {}
@@ -391,6 +392,7 @@ class ModelPanel(QWidget):
         self._task = None
         self.build_progress.setVisible(False)
         self.built = built
+        self.build_error = ""
         self.notice.clear_message()
         self._show_params(built)
         self.model_built.emit(built)
@@ -403,6 +405,7 @@ class ModelPanel(QWidget):
         self.build_progress.setVisible(False)
         self.built = None
         self.params_label.setText("")
+        self.build_error = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, UserError):
             self.notice.show_message("error", str(exc))
             self.log.emit("warning", f"model not built: {exc}")

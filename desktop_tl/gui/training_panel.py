@@ -252,10 +252,15 @@ class TrainingPanel(QWidget):
 
     # ------------------------------------------------------------ run state
 
-    def set_run_state(self, state: str, can_start: bool = False) -> None:
-        """``idle``, ``running``, ``paused`` or ``stopping``."""
+    def set_run_state(self, state: str, can_start: bool = False, why_not: str = "") -> None:
+        """``idle``, ``running``, ``paused`` or ``stopping``; ``why_not`` says what keeps
+        Start disabled (shown on the button's tooltip)."""
         running = state in ("running", "paused", "stopping")
         self.start_button.setEnabled(not running and can_start)
+        if not running and not can_start and why_not:
+            self.start_button.setToolTip(f"Start training (Ctrl+R): not yet. {why_not}")
+        else:
+            self.start_button.setToolTip("Start training (Ctrl+R)")
         self.pause_button.setEnabled(state in ("running", "paused"))
         self.stop_button.setEnabled(state in ("running", "paused"))
         self.pause_button.setText("Resume" if state == "paused" else "Pause")
