@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -38,6 +38,7 @@ from ..core.run_history import Comparison, RunRecord, compare_runs, flatten_sett
 from ..errors import UserError
 from .icons import semantic_colour
 from .notice import Notice
+from .plots import apply_palette_to_plots
 
 #: Distinct colours (Tableau 10), one per run in the order the runs were chosen.
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -347,24 +348,8 @@ class ComparisonView(QWidget):
         super().changeEvent(event)
 
     def _apply_palette(self) -> None:
-        palette = self.palette()
-        background = palette.color(QPalette.ColorRole.Base)
-        foreground = palette.color(QPalette.ColorRole.Text)
-        self.canvas.setBackground(background)
-        axis_pen = pg.mkPen(foreground)
-        for plot in self.plots:
-            plot.titleLabel.setText(plot.titleLabel.text, color=foreground, size="10pt")
-            for name in ("left", "bottom"):
-                plot.getAxis(name).setPen(axis_pen)
-                plot.getAxis(name).setTextPen(axis_pen)
-        legend_brush = QColor(background)
-        legend_brush.setAlpha(200)
-        for legend in (self.acc_legend, self.loss_legend):
-            legend.setBrush(legend_brush)
-            legend.setLabelTextColor(foreground)
-            for _sample, label in legend.items:
-                label.setText(label.text, color=foreground)
-
+        apply_palette_to_plots(self.palette(), self.canvas, self.plots,
+                               (self.acc_legend, self.loss_legend))
 
 def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"

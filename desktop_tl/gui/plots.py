@@ -290,25 +290,30 @@ class TrainingPlots(QWidget):
 
     def _apply_palette(self) -> None:
         """Follow the application's light or dark palette."""
-        palette = self.palette()
-        background = palette.color(QPalette.ColorRole.Base)
-        foreground = palette.color(QPalette.ColorRole.Text)
-        self.canvas.setBackground(background)
-        axis_pen = pg.mkPen(foreground)
-        for plot in self.plots:
-            plot.titleLabel.setText(plot.titleLabel.text, color=foreground, size="10pt")
-            for name in ("left", "bottom"):
-                axis = plot.getAxis(name)
-                axis.setPen(axis_pen)
-                axis.setTextPen(axis_pen)
-        legend_brush = QColor(background)
-        legend_brush.setAlpha(200)
-        for legend in (self.batch_legend, self.epoch_legend, self.acc_legend):
-            legend.setBrush(legend_brush)
-            legend.setLabelTextColor(foreground)
-            for _sample, label in legend.items:  # setLabelTextColor does not re-render
-                label.setText(label.text, color=foreground)
+        apply_palette_to_plots(self.palette(), self.canvas, self.plots,
+                               (self.batch_legend, self.epoch_legend, self.acc_legend))
 
+
+def apply_palette_to_plots(palette: QPalette, canvas, plots, legends) -> None:
+    """Colour a canvas's background, its plots' titles and axes and their legends after
+    a light or dark palette."""
+    background = palette.color(QPalette.ColorRole.Base)
+    foreground = palette.color(QPalette.ColorRole.Text)
+    canvas.setBackground(background)
+    axis_pen = pg.mkPen(foreground)
+    for plot in plots:
+        plot.titleLabel.setText(plot.titleLabel.text, color=foreground, size="10pt")
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setPen(axis_pen)
+            axis.setTextPen(axis_pen)
+    legend_brush = QColor(background)
+    legend_brush.setAlpha(200)
+    for legend in legends:
+        legend.setBrush(legend_brush)
+        legend.setLabelTextColor(foreground)
+        for _sample, label in legend.items:  # setLabelTextColor does not re-render
+            label.setText(label.text, color=foreground)
 
 def _finite(value) -> float | None:
     try:
