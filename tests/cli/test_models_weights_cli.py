@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from safetensors.torch import save_file
 
+from helpers_weights import one_error_line, random_state, save_state
 from desktop_tl.cli import main
 from desktop_tl.core.weights import import_weights
 from desktop_tl.plugin.manager import get_host
@@ -25,18 +25,8 @@ RESNET18_COPY = "resnet18-f37072fd.safetensors"
 
 
 
-def resnet_state(name: str = "resnet18", seed: int = 0):
-    torch.manual_seed(seed)
-    return torchvision.models.get_model(name, weights=None).state_dict()
 
 
-def write(state, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        save_file(dict(state), path)
-    else:
-        torch.save(state, path)
-    return path
 
 
 def models_json(capsys, *args: str) -> dict[str, dict]:
@@ -44,10 +34,6 @@ def models_json(capsys, *args: str) -> dict[str, dict]:
     return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 # --------------------------------------------------------------------------- models
@@ -98,9 +84,9 @@ def test_models_with_an_unknown_provider_is_one_line(places, capsys):
 
 
 def test_import_recognises_the_model_from_the_file_name(places, capsys):
-    state = resnet_state(seed=1)
+    state = random_state(seed=1)
     # random weights: as a .safetensors copy, not under the published .pth name
-    source = write(state, places["outside"] / RESNET18_COPY)
+    source = save_state(state, places["outside"] / RESNET18_COPY)
     assert main(["weights", "import", str(source)]) == 0
     target = places["weights"] / RESNET18_COPY
     assert target.read_bytes() == source.read_bytes()
@@ -120,8 +106,8 @@ def test_import_recognises_the_model_from_the_file_name(places, capsys):
 
 
 def test_import_of_a_safetensors_file_under_another_name(places):
-    state = resnet_state(seed=2)
-    source = write(state, places["outside"] / "lab-resnet.safetensors")
+    state = random_state(seed=2)
+    source = save_state(state, places["outside"] / "lab-resnet.safetensors")
     target = import_weights(source, model_name="torchvision:resnet18")
     assert target == places["weights"] / "resnet18-f37072fd.safetensors"
     provider, model = get_host().resolve_backbone("resnet18")
@@ -137,7 +123,7 @@ def test_import_refuses_an_unsafe_pickle_and_runs_nothing(places, capsys, tmp_pa
 
     source = places["outside"] / RESNET18_FILE
     source.parent.mkdir(parents=True)
-    torch.save({"state_dict": resnet_state(), "extra": WritesMarker()}, source)
+    torch.save({"state_dict": random_state(), "extra": WritesMarker()}, source)
     assert main(["weights", "import", str(source)]) == 2
     assert "refused" in one_error_line(capsys)
     assert not (tmp_path / "payload-ran").exists()
@@ -145,7 +131,7 @@ def test_import_refuses_an_unsafe_pickle_and_runs_nothing(places, capsys, tmp_pa
 
 
 def test_import_refuses_weights_of_another_model(places, capsys):
-    source = write(resnet_state("resnet34"), places["outside"] / "mystery.pth")
+    source = save_state(random_state("resnet34"), places["outside"] / "mystery.pth")
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 2
     line = one_error_line(capsys)
     assert "do not fit" in line and "layer1.2." in line
@@ -153,7 +139,7 @@ def test_import_refuses_weights_of_another_model(places, capsys):
 
 
 def test_import_asks_for_the_model_when_the_name_says_nothing(places, capsys):
-    source = write(resnet_state(), places["outside"] / "weights-final.pth")
+    source = save_state(random_state(), places["outside"] / "weights-final.pth")
     assert main(["weights", "import", str(source)]) == 2
     assert "--model NAME" in one_error_line(capsys)
 
@@ -211,8 +197,8 @@ def _pickled_payload(marker: Path) -> bytes:
 
 
 def test_import_says_when_the_hub_cache_would_shadow_it(places, capsys):
-    write(resnet_state(seed=3), places["hub"] / RESNET18_COPY)
-    source = write(resnet_state(seed=4), places["outside"] / RESNET18_COPY)
+    save_state(random_state(seed=3), places["hub"] / RESNET18_COPY)
+    source = save_state(random_state(seed=4), places["outside"] / RESNET18_COPY)
     assert main(["weights", "import", str(source)]) == 0
     out = capsys.readouterr().out
     assert "torch hub cache is found first" in out

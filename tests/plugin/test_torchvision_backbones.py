@@ -7,17 +7,15 @@ check where they are found and that exactly those weights end up in the backbone
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from safetensors.torch import save_file
 
 import dtl_torchvision
 from dtl_torchvision import provider
+from helpers_weights import random_state, save_state, sha256
 from desktop_tl.plugin.descriptors import (
     Backbone,
     BackboneProvider,
@@ -30,22 +28,10 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 
 
 
-def random_state(name: str, seed: int = 0, **kwargs) -> "OrderedDict[str, torch.Tensor]":
-    torch.manual_seed(seed)
-    return torchvision.models.get_model(name, weights=None, **kwargs).state_dict()
 
 
-def save_state(state, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        save_file(dict(state), path)
-    else:
-        torch.save(state, path)
-    return path
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def assert_backbone_holds(backbone: Backbone, state, skip_prefix: str) -> None:

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 import torch
-import torchvision
-from safetensors.torch import save_file
 
+from helpers_weights import one_error_line, random_state, save_state, sha256
 from desktop_tl.cli import main
 from desktop_tl.core import weights as w
 from desktop_tl.plugin.descriptors import WeightsFileError
@@ -19,28 +17,12 @@ from desktop_tl.plugin.manager import get_host
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the published file's sha256 starts f37072fd
 
 
-def resnet_state(seed: int = 0):
-    torch.manual_seed(seed)
-    return torchvision.models.resnet18(weights=None).state_dict()
 
 
-def write(state, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".safetensors":
-        save_file(dict(state), path)
-    else:
-        torch.save(state, path)
-    return path
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Traceback" not in err, err
-    return err
 
 
 def weights_folder_is_empty(places) -> bool:
@@ -49,9 +31,9 @@ def weights_folder_is_empty(places) -> bool:
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_import_refuses_weights_holding_nan_or_infinity(places, capsys, bad):
-    state = resnet_state()
+    state = random_state()
     state["layer2.0.conv1.weight"][0, 0, 0, 0] = bad
-    source = write(state, places["outside"] / "lab.pth")
+    source = save_state(state, places["outside"] / "lab.pth")
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 2
     line = one_error_line(capsys)
     assert "layer2.0.conv1.weight" in line and "finite" in line
@@ -60,8 +42,8 @@ def test_import_refuses_weights_holding_nan_or_infinity(places, capsys, bad):
 
 def test_import_refuses_integer_tensors_where_the_model_has_floats(places, capsys):
     state = {k: (v.to(torch.int64) if v.is_floating_point() else v)
-             for k, v in resnet_state().items()}
-    source = write(state, places["outside"] / "lab.pth")
+             for k, v in random_state().items()}
+    source = save_state(state, places["outside"] / "lab.pth")
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 2
     line = one_error_line(capsys)
     assert "int64" in line and "conv1.weight" in line
@@ -69,17 +51,17 @@ def test_import_refuses_integer_tensors_where_the_model_has_floats(places, capsy
 
 
 def test_training_with_a_chosen_nan_file_is_refused_too(places):
-    state = resnet_state()
+    state = random_state()
     state["fc.bias"][:] = float("nan")  # the classifier is dropped, but the file is still bad
     state["bn1.running_var"][1] = float("nan")
-    source = write(state, places["outside"] / "lab.safetensors")
+    source = save_state(state, places["outside"] / "lab.safetensors")
     provider, model = get_host().resolve_backbone("resnet18")
     with pytest.raises(WeightsFileError, match="bn1.running_var"):
         provider.create(model, str(source))
 
 
 def test_import_refuses_random_weights_under_the_published_name(places, capsys):
-    source = write(resnet_state(seed=1), places["outside"] / RESNET18_FILE)
+    source = save_state(random_state(seed=1), places["outside"] / RESNET18_FILE)
     assert main(["weights", "import", str(source)]) == 2
     line = one_error_line(capsys)
     assert "f37072fd" in line and sha256(source) in line
@@ -87,7 +69,7 @@ def test_import_refuses_random_weights_under_the_published_name(places, capsys):
 
 
 def test_random_weights_dropped_under_the_published_name_are_refused(places):
-    path = write(resnet_state(seed=2), places["weights"] / RESNET18_FILE)
+    path = save_state(random_state(seed=2), places["weights"] / RESNET18_FILE)
     provider, model = get_host().resolve_backbone("resnet18")
     with pytest.raises(WeightsFileError) as info:
         provider.create(model, "auto")
@@ -96,7 +78,7 @@ def test_random_weights_dropped_under_the_published_name_are_refused(places):
 
 
 def test_a_file_chosen_with_weights_loads_marked_unverified(places):
-    path = write(resnet_state(seed=3), places["outside"] / RESNET18_FILE)
+    path = save_state(random_state(seed=3), places["outside"] / RESNET18_FILE)
     provider, model = get_host().resolve_backbone("resnet18")
     backbone = provider.create(model, str(path))
     assert backbone.provenance.source == "file"
@@ -105,8 +87,8 @@ def test_a_file_chosen_with_weights_loads_marked_unverified(places):
 
 
 def test_import_warns_when_it_replaces_an_earlier_import(places, capsys):
-    first = write(resnet_state(seed=4), places["outside"] / "one.safetensors")
-    second = write(resnet_state(seed=5), places["outside"] / "two.safetensors")
+    first = save_state(random_state(seed=4), places["outside"] / "one.safetensors")
+    second = save_state(random_state(seed=5), places["outside"] / "two.safetensors")
     assert main(["weights", "import", str(first), "--model", "resnet18"]) == 0
     assert "replac" not in capsys.readouterr().out.lower()
     assert main(["weights", "import", str(second), "--model", "resnet18"]) == 0
@@ -117,7 +99,7 @@ def test_import_warns_when_it_replaces_an_earlier_import(places, capsys):
 
 
 def test_importing_the_same_file_again_is_not_called_a_replacement(places, capsys):
-    source = write(resnet_state(seed=6), places["outside"] / "one.safetensors")
+    source = save_state(random_state(seed=6), places["outside"] / "one.safetensors")
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 0
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 0
     assert "replac" not in capsys.readouterr().out.lower()
