@@ -8,11 +8,11 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from plugin.fakedist import FakeSite, fake_site  # noqa: F401  (fixture)
 from desktop_tl.cli import main
 from desktop_tl.core.config import ConfigError, RunConfig
 from desktop_tl.plugin import manager
@@ -146,32 +146,18 @@ def test_a_failed_train_prints_its_error_once_and_no_missing_report(runs, tmp_pa
     assert nothing_in(runs)
 
 
-def _install(site: Path, dist: str, module: str, source: str) -> None:
-    """A distribution installed as pip leaves it: a module and a dist-info folder."""
-    (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n",
-                                   encoding="utf-8")
-    (info / "entry_points.txt").write_text(f"[desktop_tl]\n{module} = {module}\n",
-                                           encoding="utf-8")
-    importlib.invalidate_caches()
-
-
 @pytest.fixture
-def site(tmp_path, monkeypatch):
-    root = tmp_path / "site"
-    root.mkdir()
-    monkeypatch.syspath_prepend(str(root))
-    monkeypatch.delenv("DTL_DISABLED_PLUGINS", raising=False)
-    monkeypatch.delenv("DTL_STRICT_PLUGINS", raising=False)
-    loaded_before = set(sys.modules)
-    yield root
-    sys.path.remove(str(root))  # before the host reloads, or it imports these again
-    for name in set(sys.modules) - loaded_before:
-        if name.startswith("fake_rel_"):
-            sys.modules.pop(name, None)
+def site(fake_site):
+    """A fake site-packages that the application's own plugin host sees."""
+    yield fake_site
+    sys.path.remove(str(fake_site.root))  # before the host reloads, or it imports these again
+    fake_site.forget_modules()
     manager.get_host(refresh=True)
+
+
+def _install(site: FakeSite, dist: str, module: str, source: str) -> None:
+    site.add(dist, {module: source})
+    importlib.invalidate_caches()
 
 
 BROKEN_PROVIDER = """
