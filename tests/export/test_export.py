@@ -168,6 +168,31 @@ def test_int8_model_states_its_accuracy_change(onnx_bundle):
     assert "accuracy" in onnx_bundle.summary() and "int8" in (onnx_bundle.out / "README.md").read_text()
 
 
+def test_int8_is_static_by_default_calibrated_on_training_images(onnx_bundle):
+    import onnx
+
+    bundle = json.loads((onnx_bundle.out / "bundle.json").read_text())
+    card = (onnx_bundle.out / "README.md").read_text()
+    assert "quantize_static" in card and "calibrated on" in card
+    graph = onnx.load(str(onnx_bundle.out / bundle["int8_file"])).graph
+    ops = {node.op_type for node in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # activations int8 too, not only weights
+    # the accuracy change is measured on validation images, which calibration did not see
+    parity = json.loads((onnx_bundle.out / "parity.json").read_text())
+    assert parity["inputs"] == "validation images"
+
+
+def test_dynamic_int8_quantises_weights_only(onnx_bundle, tmp_path):
+    import onnx
+
+    from desktop_tl.core.export import writers
+
+    method = writers.quantize_int8(onnx_bundle.out / "model.onnx", tmp_path / "dynamic.onnx", "dynamic")
+    assert "quantize_dynamic" in method
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "dynamic.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops and "QuantizeLinear" not in ops
+
+
 def test_predict_py_without_torch_or_desktop_tl_agrees_with_desktop_tl_predict(trained, onnx_bundle, tmp_path,
                                                                                 capsys):
     """The bundle copied elsewhere, run where neither torch nor desktop_tl imports."""
@@ -285,6 +310,7 @@ def _copy_run(trained, tmp_path) -> Path:
     ("unknown_format", ["unknown export format 'tflite'", "onnx, pt2, safetensors"]),
     ("inside_run", ["inside the run folder"]),
     ("int8_not_onnx", ["--int8", "--format onnx"]),
+    ("int8_images_gone", ["static int8", "put the data folder back", "--int8-method dynamic"]),
 ])
 def test_bad_inputs_give_one_line_and_change_nothing(case, words, trained, tmp_path, capsys):
     run, out, fmt = trained["run"], tmp_path / "bundle", "onnx"
@@ -320,6 +346,12 @@ def test_bad_inputs_give_one_line_and_change_nothing(case, words, trained, tmp_p
         out = run / "export"
     elif case == "int8_not_onnx":
         fmt, extra = "pt2", ["--int8"]
+    elif case == "int8_images_gone":  # parity falls back to random inputs; calibration cannot
+        run = _copy_run(trained, tmp_path)
+        split = json.loads((run / "split.json").read_text())
+        split["root"] = str(tmp_path / "moved-away")
+        (run / "split.json").write_text(json.dumps(split))
+        extra = ["--int8"]
     before = snapshot(run) if run.exists() else {}
     listing = sorted(os.listdir(out.parent))
     code = main(["export", str(run), "--format", fmt, "--out", str(out), "--quiet", *extra])

@@ -27,6 +27,10 @@ BUNDLE_FILE = "bundle.json"
 BUNDLE_FORMAT = "desktop_tl.export/1"
 MODEL_FILES = {"onnx": "model.onnx", "pt2": "model.pt2", "safetensors": "model.safetensors"}
 INT8_FILE = "model.int8.onnx"
+#: How --int8 quantises: static (calibrated, faster than float on CPU) or dynamic.
+INT8_METHODS = ("static", "dynamic")
+#: Images whose activations set the ranges of a static int8 model.
+CALIBRATION_IMAGES = 64
 DEFAULT_PARITY_IMAGES = 64
 
 
@@ -73,6 +77,7 @@ def export(
     checkpoint: str = "best",
     out: str | Path | None = None,
     int8: bool = False,
+    int8_method: str = "static",
     force: bool = False,
     max_parity_images: int = DEFAULT_PARITY_IMAGES,
     progress: Progress | None = None,
@@ -83,7 +88,7 @@ def export(
     Raises :class:`ExportError` (a :class:`UserError`) for every bad input and for a
     failed parity check; in each case the destination is left as it was.
     """
-    from .loading import checkpoint_folder, load_run_model, validation_samples
+    from .loading import calibration_samples, checkpoint_folder, load_run_model, validation_samples
 
     say = progress or (lambda message: None)
     if format not in FORMATS:
@@ -92,6 +97,8 @@ def export(
         raise ExportError(f"unknown checkpoint {checkpoint!r}; choose best or last")
     if int8 and format != "onnx":
         raise ExportError("--int8 quantises the ONNX model; use it with --format onnx")
+    if int8_method not in INT8_METHODS:
+        raise ExportError(f"unknown int8 method {int8_method!r}; choose one of {', '.join(INT8_METHODS)}")
     run_dir = Path(run_dir)
     checkpoint_folder(run_dir, checkpoint)  # refuse a folder that is not a run before anything else
     out = Path(out) if out is not None else default_out(run_dir, format, int8)
@@ -107,7 +114,15 @@ def export(
         say(f"loading checkpoint {checkpoint} of {run_dir}")
         loaded = load_run_model(run_dir, checkpoint, host=host)
         samples = validation_samples(run_dir, loaded, max_parity_images)
-        result = _build_bundle(staging, loaded, samples, format, int8, say)
+        calibration = None
+        if int8 and int8_method == "static":
+            calibration = calibration_samples(run_dir, loaded, CALIBRATION_IMAGES)
+            if calibration is None:
+                raise ExportError(
+                    f"static int8 quantisation calibrates on the run's images, and they are no "
+                    f"longer where the run found them (see {run_dir / 'split.json'}); put the "
+                    "data folder back, or use --int8-method dynamic, which needs no images")
+        result = _build_bundle(staging, loaded, samples, format, int8, say, int8_method, calibration)
         say("moving the bundle into place")
         _move_into_place(staging, out)
     except BaseException:
@@ -178,7 +193,8 @@ def _move_into_place(staging: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- the bundle
 
 
-def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: Progress) -> ExportResult:
+def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: Progress,
+                  int8_method: str = "static", calibration=None) -> ExportResult:
     import hashlib
 
     import numpy as np
@@ -234,9 +250,11 @@ def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: P
 
     int8_file = None
     if int8:
-        say("quantising to int8")
+        say(f"quantising to int8 ({int8_method})")
         int8_file = folder / INT8_FILE
-        extra["int8_method"] = writers.quantize_int8(model_file, int8_file)
+        extra["int8_method"] = writers.quantize_int8(
+            model_file, int8_file, int8_method,
+            calibration.inputs.numpy() if calibration is not None else None)
         quantised = _run_onnx(int8_file, inputs)
         checks.append(compare_int8("int8 ONNX vs PyTorch", reference, quantised, labels))
 

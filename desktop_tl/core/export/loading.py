@@ -109,39 +109,56 @@ def validation_samples(run_dir: Path, loaded: LoadedRun, limit: int) -> Samples:
     When the dataset is no longer where the run found it, parity is still checked, on a
     fixed batch of random inputs, and the report says so.
     """
-    from ..data import PreparedData, build_transform
-    from ..images import open_rgb
-
-    paths: list[str] = []
-    labels: list[int] = []
-    tensors: list[torch.Tensor] = []
-    split_path = Path(run_dir) / SPLIT_FILE
-    if split_path.exists():
-        try:
-            prepared = PreparedData.load_manifest(split_path)
-        except UserError:
-            prepared = None
-        if prepared is not None:
-            transform = build_transform(loaded.preprocessing, "none", train=False)
-            for subset in ("val", "test", "train"):
-                for path, label in getattr(prepared, subset):
-                    if len(paths) >= limit:
-                        break
-                    try:
-                        tensors.append(transform(open_rgb(path)))
-                    except (UserError, OSError):
-                        continue
-                    paths.append(path)
-                    labels.append(label)
-                if paths:  # use one subset only: validation images, else the next one found
-                    source = f"{subset} images" if subset != "val" else "validation images"
-                    break
+    paths, labels, tensors, source = _subset_images(run_dir, loaded, ("val", "test", "train"), limit)
     if tensors:
         return Samples(torch.stack(tensors), np.asarray(labels), paths, source)
     crop = loaded.preprocessing.crop
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(8, 3, crop, crop, generator=generator)
     return Samples(inputs, None, [], "8 random inputs (the run's images were not found)")
+
+
+def calibration_samples(run_dir: Path, loaded: LoadedRun, limit: int) -> Samples | None:
+    """Up to ``limit`` training images (else validation images) for calibrating static
+    int8 quantisation; training images first so that the accuracy change is measured on
+    images the calibration did not see. None when the run's images are gone."""
+    paths, labels, tensors, source = _subset_images(run_dir, loaded, ("train", "val", "test"), limit)
+    if not tensors:
+        return None
+    return Samples(torch.stack(tensors), np.asarray(labels), paths, source)
+
+
+def _subset_images(run_dir: Path, loaded: LoadedRun, subsets: tuple[str, ...], limit: int):
+    """(paths, labels, tensors, source) from the first of ``subsets`` with readable images."""
+    from ..data import PreparedData, build_transform
+    from ..images import open_rgb
+
+    paths: list[str] = []
+    labels: list[int] = []
+    tensors: list[torch.Tensor] = []
+    source = ""
+    split_path = Path(run_dir) / SPLIT_FILE
+    if not split_path.exists():
+        return paths, labels, tensors, source
+    try:
+        prepared = PreparedData.load_manifest(split_path)
+    except UserError:
+        return paths, labels, tensors, source
+    transform = build_transform(loaded.preprocessing, "none", train=False)
+    for subset in subsets:
+        for path, label in getattr(prepared, subset):
+            if len(paths) >= limit:
+                break
+            try:
+                tensors.append(transform(open_rgb(path)))
+            except (UserError, OSError):
+                continue
+            paths.append(path)
+            labels.append(label)
+        if paths:  # one subset only
+            source = f"{subset} images" if subset != "val" else "validation images"
+            break
+    return paths, labels, tensors, source
 
 
 @torch.inference_mode()

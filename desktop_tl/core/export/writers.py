@@ -119,18 +119,58 @@ def write_safetensors(model: nn.Module, path: Path, config: dict[str, Any], conf
     config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
-def quantize_int8(source: Path, target: Path) -> str:
-    """Dynamic int8 quantisation (weights int8, activations quantised on the fly) through
-    onnxruntime's tools; needs no calibration images. Returns the method's name."""
+def quantize_int8(source: Path, target: Path, method: str = "static", calibration: Any = None) -> str:
+    """int8 quantisation through onnxruntime's tools; returns the method's description.
+
+    ``static`` (the default): weights and activations int8 (QDQ, per-channel weights),
+    activation ranges calibrated on ``calibration`` images; on CPU it runs faster than
+    the float model. ``dynamic``: weights int8, activations quantised on the fly; needs no
+    images but runs convolutional networks slower than float on CPU.
+    """
     import logging
+    import tempfile
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_dynamic, quantize_static)
 
+    from . import INT8_METHODS
+
+    if method not in INT8_METHODS:
+        raise ValueError(f"unknown int8 method {method!r}; choose one of {', '.join(INT8_METHODS)}")
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # the tool warns about pre-processing on the root logger
+    root.setLevel(logging.ERROR)  # the tools warn about pre-processing on the root logger
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        if method == "dynamic":
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+            return "onnxruntime.quantization.quantize_dynamic (QInt8 weights)"
+        if calibration is None or len(calibration) == 0:
+            raise ValueError("static int8 quantisation needs calibration images")
+        input_name = _onnx_input_name(source)
+
+        class _Batches(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._batches = iter([{input_name: calibration[i:i + 8]}
+                                      for i in range(0, len(calibration), 8)])
+
+            def get_next(self):
+                return next(self._batches, None)
+
+        with tempfile.TemporaryDirectory(dir=Path(target).parent) as tmp:
+            prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised first
+            quant_pre_process(str(source), str(prepared))
+            quantize_static(str(prepared), str(target), _Batches(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8)
     finally:
         root.setLevel(level)
-    return "onnxruntime.quantization.quantize_dynamic (QInt8 weights)"
+    return (f"onnxruntime.quantization.quantize_static (QDQ, per-channel QInt8 weights, "
+            f"QUInt8 activations calibrated on {len(calibration)} images)")
+
+
+def _onnx_input_name(path: Path) -> str:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)
