@@ -35,12 +35,24 @@ def unwritable_place(path: Path) -> str | None:
 def data_folder_problems() -> list[str]:
     problems = []
     for what, variable, path in _data_places():
-        reason = unwritable_place(path)
-        if reason:
-            problems.append(f"{path} cannot be written ({reason}), so {what} cannot go there; "
-                            f"set {variable} to a folder you can write to (for example on a lab "
-                            "share), or ask IT for write access")
+        problem = _place_problem(what, variable, path)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def runs_folder_problem() -> str | None:
+    """Why new run folders cannot go to the default place, or None when they can."""
+    what, variable, path = _data_places()[0]
+    return _place_problem(what, variable, path)
+
+
+def _place_problem(what: str, variable: str, path: Path) -> str | None:
+    reason = unwritable_place(path)
+    if not reason:
+        return None
+    return (f"{path} cannot be written ({reason}), so {what} cannot go there; set {variable} "
+            "to a folder you can write to (for example on a lab share), or ask IT for write access")
 
 
 def weights_package_problem() -> str | None:

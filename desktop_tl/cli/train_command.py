@@ -124,11 +124,22 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     return config, False
 
 
+def _refuse_an_unwritable_runs_folder(config: RunConfig, resume: bool) -> None:
+    """Before any image is read, as a locked-down machine meets it on the first start."""
+    from .. import first_start
+
+    if not resume and not config.out:
+        problem = first_start.runs_folder_problem()
+        if problem:
+            raise ConfigError(f"{problem}; or give --out DIR")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..core.training import Trainer
     from .progress import ProgressPrinter
 
     config, resume = config_from_args(args)
+    _refuse_an_unwritable_runs_folder(config, resume)
     printer = ProgressPrinter(enabled=not args.quiet)
     trainer = Trainer(config, on_event=printer, resume=resume)
     try:

