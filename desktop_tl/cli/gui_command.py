@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--epochs must be at least 1")
     if args.screenshot and not args.screenshot.lower().endswith((".png", ".jpg", ".jpeg")):
         raise UserError("--screenshot must name a .png or .jpg file")
+    from ..display_check import display_problem
+
+    problem = display_problem()  # before Qt, which would abort with a bare message
+    if problem:
+        raise UserError(problem)
     from ..gui.app import run_gui  # Qt is imported only when the window is wanted
 
     return run_gui(
