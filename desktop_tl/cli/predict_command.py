@@ -17,6 +17,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=3, metavar="K")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"))
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--csv", metavar="FILE.csv",
+                        help="also write the predictions as a table: path, then label and "
+                             "probability for each of the top K")
+    parser.add_argument("--explain", metavar="DIR",
+                        help="write a Grad-CAM heat map over each image, for its predicted "
+                             "class, as DIR/<image>.<class>.png")
     parser.set_defaults(run=run)
 
 
@@ -44,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
     images = _expand(args.images)
     if not images:
         raise UserError("no images to predict: the folders given hold no image files")
+    if args.csv and not args.csv.lower().endswith(".csv"):
+        raise UserError("--csv must name a .csv file")
+    if args.explain and Path(args.explain).exists() and not Path(args.explain).is_dir():
+        raise UserError(f"--explain {args.explain} is a file; give a folder for the heat maps")
     predictor = Predictor.from_run_dir(args.run_dir, device=str(resolve_device(args.device)))
     results = predictor.predict(images, top_k=args.top_k)
+    if args.csv:
+        _write_csv(Path(args.csv), results, min(args.top_k, len(predictor.class_names)))
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -54,4 +66,59 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{r.path}: error: {r.error}")
             else:
                 print(f"{r.path}: " + ", ".join(f"{name} {prob:.3f}" for name, prob in r.top))
+    if args.explain:
+        _write_explanations(Path(args.explain), predictor, results)
     return 1 if all(r.error for r in results) else 0
+
+
+def _write_csv(path: Path, results, top_k: int) -> None:
+    import csv
+    import io
+
+    from ..core.atomic import atomic_write_text
+
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["path", *[f"{what}_{k}" for k in range(1, top_k + 1)
+                               for what in ("label", "probability")], "error"])
+    for r in results:
+        cells = [cell for name, prob in r.top for cell in (name, f"{prob:.6f}")]
+        writer.writerow([r.path, *cells, *[""] * (2 * top_k - len(cells)), r.error or ""])
+    try:
+        atomic_write_text(path, table.getvalue())
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_explanations(folder: Path, predictor, results) -> None:
+    import sys
+
+    from ..core.explain import Explainer
+    from ..core.images import open_rgb
+
+    explainer = Explainer(predictor.model, predictor.class_names, predictor.preprocessing,
+                          backbone_name="this run's backbone")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {folder}: {exc.strerror or exc}") from None
+    used: set[str] = set()
+    for r in results:
+        if r.error:
+            continue
+        try:
+            (explanation,) = explainer.explain(r.path)
+            image = open_rgb(r.path)
+        except UserError as exc:
+            print(f"{r.path}: no heat map: {exc}", file=sys.stderr)
+            continue
+        stem = Path(r.path).stem
+        name, n = f"{stem}.{explanation.class_name}.png", 1
+        while name in used:  # same file name in two folders
+            n += 1
+            name = f"{stem}-{n}.{explanation.class_name}.png"
+        used.add(name)
+        try:
+            explanation.overlay(image).save(folder / name)
+        except OSError as exc:
+            raise UserError(f"cannot write {folder / name}: {exc.strerror or exc}") from None
