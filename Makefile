@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test demo-train bench clean wheelhouse install-offline
+.PHONY: setup run test demo-train bench clean wheelhouse install-offline app
 
 setup: $(STAMP)
 
@@ -40,5 +40,10 @@ wheelhouse:
 install-offline:
 	$(PYTHON) $(WHEELHOUSE)/install.py $(OFFLINE_VENV)
 
+# make app - the bundled application folder dist/desktop-tl (PyInstaller), then one demo epoch with it
+app: setup
+	$(BIN)/python -m pip install --quiet -e ".[app]"
+	$(BIN)/python scripts/build_app.py --smoke
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build build-app dist *.egg-info
