@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -140,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
 
     config, resume = config_from_args(args)
     _refuse_an_unwritable_runs_folder(config, resume)
+    # The printer shows the engine's warnings itself; without a logging set-up of the
+    # user's, Python would print each one a second time.
+    logging.getLogger("desktop_tl.engine").addHandler(logging.NullHandler())
     printer = ProgressPrinter(enabled=not args.quiet)
     trainer = Trainer(config, on_event=printer, resume=resume)
     try:

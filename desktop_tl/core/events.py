@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .reports import EpochReport, EvaluationReport
+
 # --------------------------------------------------------------------------- events
 
 
@@ -52,9 +54,14 @@ class BatchEnded:
 @dataclass(frozen=True)
 class EpochEnded:
     epoch: int  # 0-based
-    metrics: dict[str, Any]  # train_loss, val_loss, val_acc, lr, epoch_seconds, ...
+    report: EpochReport  # training figures and the validation report
     is_best: bool
     step: int  # global step at the end of the epoch
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The report as one flat map: train_loss, val_loss, val_acc, lr, confusion, ..."""
+        return self.report.metrics()
 
 
 @dataclass(frozen=True)
@@ -90,12 +97,19 @@ class LogMessage:
 class RunFinished:
     """The last event of every run. ``status`` is ``"completed"``, ``"early-stopped"``,
     ``"cancelled"`` or ``"failed"``; ``reason`` says why for the last two (and for a
-    non-finite loss)."""
+    non-finite loss).
+
+    ``summary`` is what the run wrote to ``summary.json``; ``validation`` is the report
+    of the last epoch's validation and ``test`` that of the test split (None when the
+    run has none, or did not get that far).
+    """
 
     status: str
     reason: str
     run_dir: str
     summary: dict[str, Any] = field(default_factory=dict)
+    validation: EvaluationReport | None = None
+    test: EvaluationReport | None = None
 
 
 # --------------------------------------------------------------------------- commands

@@ -17,7 +17,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from ..core.config import RunConfig
+from ..core.config import DataConfig, RunConfig
 from ..core.events import (
     BatchEnded,
     EpochEnded,
@@ -40,11 +40,16 @@ class TrainingWorker(QObject):
     log_message = Signal(object)  # LogMessage
     run_finished = Signal(object)  # RunFinished, exactly once, always last
 
-    def __init__(self, config: RunConfig, host: Any = None, resume: bool = False) -> None:
+    def __init__(self, config: RunConfig, host: Any = None, resume: bool = False,
+                 prepared: Any = None, prepared_with: DataConfig | None = None) -> None:
         super().__init__()
         self._config = config
         self._host = host
         self._resume = resume
+        # Data the window has checked already, and the settings it was checked with: the
+        # engine uses it instead of reading every image again when they are the run's.
+        self._prepared = prepared
+        self._prepared_with = prepared_with
         self._lock = threading.Lock()
         self._batches: list[BatchEnded] = []
         self._pending_commands: list[Any] = []
@@ -78,7 +83,8 @@ class TrainingWorker(QObject):
             from ..core.training import Trainer
 
             trainer = Trainer(self._config, host=self._host, on_event=self._on_event,
-                              resume=self._resume)
+                              resume=self._resume, prepared=self._prepared,
+                              prepared_with=self._prepared_with)
             with self._lock:
                 self._trainer = trainer
                 pending, self._pending_commands = self._pending_commands, []
@@ -139,12 +145,13 @@ class TrainingSession(QObject):
     stopped = Signal(object)  # the RunFinished that ended the run
 
     def __init__(self, config: RunConfig, host: Any = None, resume: bool = False,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, *, prepared: Any = None,
+                 prepared_with: DataConfig | None = None) -> None:
         super().__init__(parent)
         self.config = config
         self.thread = QThread()
         self.thread.setObjectName("training")
-        self.worker = TrainingWorker(config, host, resume)
+        self.worker = TrainingWorker(config, host, resume, prepared, prepared_with)
         self.worker.moveToThread(self.thread)
         self.thread.started.connect(self.worker.run)
         self.worker.run_finished.connect(self._on_run_finished)

@@ -28,6 +28,7 @@ from desktop_tl.core.predict import Predictor
 from desktop_tl.core.training import Trainer
 from desktop_tl.core.weights import file_provenance
 from desktop_tl.plugin.descriptors import Backbone, BackboneProvider, Preprocessing, WeightsProvenance, WeightsStatus
+from helpers_counting import CountingLoadsHost
 from helpers_data import make_image_folder, write_image
 
 PRE = Preprocessing(resize=36, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
@@ -244,7 +245,7 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
         if isinstance(event, ev.FreezeApplied):
             applied.append(event)
 
-    trainer._on_event = on_event
+    trainer.subscribe(on_event)
     finished = trainer.run()
     assert finished.status == "completed", finished.reason
     assert [a.feature_cache for a in applied] == ["left", "on"]
@@ -307,8 +308,8 @@ def test_resumed_augmented_run_ends_where_an_uninterrupted_one_would(photos, tmp
 
     train(config(tmp_path / "full"))
     trainer = Trainer(config(tmp_path / "cut"), host=HOST)
-    trainer._on_event = lambda e: (isinstance(e, ev.BatchEnded) and e.epoch == 2 and e.batch == 1
-                                   and trainer.send(ev.Cancel()))
+    trainer.subscribe(lambda e: (isinstance(e, ev.BatchEnded) and e.epoch == 2 and e.batch == 1
+                                 and trainer.send(ev.Cancel())))
     assert trainer.run().status == "cancelled"
     finished = Trainer(config(tmp_path / "cut"), host=HOST, resume=True).run()
     assert finished.status == "completed", finished.reason
@@ -343,7 +344,7 @@ def test_frozen_stages_run_under_inference_mode_even_without_the_cache(photos, t
             model.backbone.blocks[2].act.register_forward_hook(
                 lambda m, i, o: modes["trainable"].add((torch.is_inference_mode_enabled(), o.requires_grad)))
 
-    trainer._on_event = watch
+    trainer.subscribe(watch)
     assert trainer.run().status == "completed"
     assert modes["frozen"] == {(True, False)}  # training and evaluation alike
     assert (False, True) in modes["trainable"]  # training records autograd from there on
@@ -381,10 +382,76 @@ def test_features_are_reused_across_runs_but_never_stale(tmp_path, cache_dir):
 
 def test_cancelling_during_extraction_leaves_no_cache_entry(photos, tmp_path, cache_dir):
     trainer = Trainer(tiny_config(photos, tmp_path / "run", batch_size=4), host=HOST)
-    trainer._on_event = lambda e: (isinstance(e, ev.StageChanged) and e.stage == "features"
-                                   and e.done >= 8 and trainer.send(ev.Cancel()))
+    trainer.subscribe(lambda e: (isinstance(e, ev.StageChanged) and e.stage == "features"
+                                 and e.done >= 8 and trainer.send(ev.Cancel())))
     assert trainer.run().status == "cancelled"
     assert not (cache_dir / "features").exists() or not list((cache_dir / "features").iterdir())
+
+
+# --------------------------------------------------------------------------- given data, reports, logging
+
+
+def test_data_prepared_before_the_run_is_used_unless_its_settings_differ(photos, tmp_path, cache_dir, caplog):
+    import copy
+
+    from desktop_tl.core.data import prepare_data
+
+    host = CountingLoadsHost(HOST)
+    config = tiny_config(photos, tmp_path / "run", epochs=1)
+    prepared = prepare_data(config.data, host)
+    assert host.loads == 1
+    finished = Trainer(config, host=host, prepared=prepared, prepared_with=config.data).run()
+    assert finished.status == "completed", finished.reason
+    assert host.loads == 1  # the run did not read the dataset again
+    assert json.loads((tmp_path / "run" / "split.json").read_text())["val"]
+
+    checked_with = copy.deepcopy(config.data)
+    checked_with.split_seed = 5  # checked with other settings than the run's
+    messages: list[str] = []
+    trainer = Trainer(tiny_config(photos, tmp_path / "run2", epochs=1), host=host, prepared=prepared,
+                      prepared_with=checked_with)
+    trainer.subscribe(lambda e: isinstance(e, ev.LogMessage) and messages.append(e.message))
+    with caplog.at_level("INFO", logger="desktop_tl.engine"):
+        assert trainer.run().status == "completed"
+    assert host.loads == 2
+    assert any("data settings changed" in m for m in messages)
+    # every engine message also reaches the logging module, warnings as warnings
+    logged = {(r.levelname, r.getMessage()) for r in caplog.records if r.name == "desktop_tl.engine"}
+    assert ("WARNING", "tiny:tiny starts from random weights (not pretrained)") in logged
+    assert set(messages) <= {message for _, message in logged}
+
+
+def test_epoch_and_run_events_carry_typed_reports(photos, tmp_path, cache_dir):
+    from desktop_tl.core.reports import EpochReport, EvaluationReport
+
+    events: list = []
+    trainer = Trainer(tiny_config(photos, tmp_path / "run", epochs=2), host=HOST)
+    unsubscribe = trainer.subscribe(events.append)
+    finished = trainer.run()
+    assert finished.status == "completed", finished.reason
+    epochs = [e for e in events if isinstance(e, ev.EpochEnded)]
+    assert [e.report.epoch for e in epochs] == [1, 2]
+    last = epochs[-1].report
+    assert isinstance(last, EpochReport) and isinstance(last.validation, EvaluationReport)
+    assert last.validation.num_images == 12 and sum(map(sum, last.validation.confusion)) == 12
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["metrics"] == last.row()
+    assert finished.validation == last.validation  # the run ends with the last epoch's report
+    assert finished.summary["confusion"] == last.validation.confusion
+    assert finished.summary["misclassified"] == last.validation.misclassified_dicts()
+    assert finished.test is None  # no test split
+    assert events[-1] is finished
+    # a predictor scores the same images with the same loop
+    predictor = Predictor.from_run_dir(tmp_path / "run" / "checkpoints" / "last", host=HOST)
+    manifest = json.loads((tmp_path / "run" / "split.json").read_text())
+    report = predictor.evaluate([(photos / path, label) for path, label in manifest["val"]])
+    assert report.confusion == last.validation.confusion
+    assert abs(report.loss - last.validation.loss) < 1e-3 * max(1.0, last.validation.loss)
+
+    unsubscribe()
+    count = len(events)
+    assert Trainer(tiny_config(photos, tmp_path / "run2", epochs=1), host=HOST).run().status == "completed"
+    assert len(events) == count  # a finished trainer's subscriber hears nothing of another run
 
 
 # --------------------------------------------------------------------------- decoded images

@@ -58,8 +58,10 @@ def test_pretrained_head_only_run_learns_and_writes_its_run_folder(photos, tmp_p
     assert sum(isinstance(e, ev.EpochEnded) for e in events) == 4
     batch_losses = [e.loss for e in events if isinstance(e, ev.BatchEnded)]
     assert len(batch_losses) == 4 * 4 and batch_losses[-1] < batch_losses[0]
-    last_epoch = [e for e in events if isinstance(e, ev.EpochEnded)][-1].metrics
-    assert len(last_epoch["confusion"]) == 2 and sum(map(sum, last_epoch["confusion"])) == 16
+    last_epoch = [e for e in events if isinstance(e, ev.EpochEnded)][-1]
+    assert len(last_epoch.metrics["confusion"]) == 2 and sum(map(sum, last_epoch.metrics["confusion"])) == 16
+    assert last_epoch.report.validation.confusion == summary["confusion"] == finished.validation.confusion
+    assert last_epoch.report.val_acc == summary["val_acc"]
 
     predictions = Predictor.from_run_dir(out).predict(
         [next((photos / "val" / "grass").iterdir()), photos / "missing.jpg"], top_k=2
@@ -85,7 +87,7 @@ def test_resume_ends_where_an_uninterrupted_run_would(photos, tmp_path):
         if isinstance(event, ev.BatchEnded) and event.epoch == 2 and event.batch == 1:
             trainer.send(ev.Cancel())
 
-    trainer._on_event = cancel_in_third_epoch
+    trainer.subscribe(cancel_in_third_epoch)
     cut = trainer.run()
     assert cut.status == "cancelled"
     assert json.loads((tmp_path / "cut" / "checkpoints" / "last" / "meta.json").read_text())["epoch"] == 2
@@ -116,7 +118,7 @@ def test_freeze_change_mid_run_reaches_the_model_and_is_logged(photos, tmp_path)
         if isinstance(event, ev.FreezeApplied):
             applied.append(event)
 
-    trainer._on_event = on_event
+    trainer.subscribe(on_event)
     finished = trainer.run()
     assert finished.status == "completed", finished.reason
     assert len(applied) == 1 and applied[0].changes == {"backbone.top": True}
@@ -140,7 +142,7 @@ def test_pause_and_resume_commands(photos, tmp_path):
             trainer.send(ev.Pause())
             threading.Timer(0.5, trainer.send, args=(ev.Resume(),)).start()
 
-    trainer._on_event = on_event
+    trainer.subscribe(on_event)
     finished = trainer.run()
     assert finished.status == "completed"
     messages = [e.message for e in seen if isinstance(e, ev.LogMessage)]
@@ -157,7 +159,7 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(photos
             with torch.no_grad():
                 trainer.built.model.head.fc.weight.fill_(float("nan"))
 
-    trainer._on_event = break_the_head_after_epoch_one
+    trainer.subscribe(break_the_head_after_epoch_one)
     finished = trainer.run()
     assert finished.status == "failed"
     assert "the loss became nan at epoch 2" in finished.reason and "lower learning rate" in finished.reason
@@ -208,6 +210,8 @@ def test_a_test_split_is_scored_once_with_the_best_checkpoint(tmp_path):
     assert finished.status == "completed", finished.reason
     assert finished.summary["num_test"] == 20 and finished.summary["test_acc"] > 0.8
     assert sum(map(sum, finished.summary["test_confusion"])) == 20
+    assert finished.test.num_images == 20 and finished.test.confusion == finished.summary["test_confusion"]
+    assert finished.test.accuracy == finished.summary["test_acc"]
 
 
 def test_bad_data_fails_before_training_with_a_clear_reason(tmp_path):

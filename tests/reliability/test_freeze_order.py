@@ -75,7 +75,7 @@ def run_with_changes(photos, out, bursts: dict[int, list[dict[str, bool]]]):
         elif isinstance(event, ev.FreezeApplied):
             applied.append(event)
 
-    trainer._on_event = on_event
+    trainer.subscribe(on_event)
     finished = trainer.run()
     assert finished.status == "completed", finished.reason
     meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())

@@ -205,7 +205,7 @@ def test_a_second_training_into_the_same_folder_is_refused_while_the_first_runs(
             second_result.append(Trainer(config(photos, out, epochs=3), resume=True).run())
             go_on.set()
 
-    first._on_event = on_first_event
+    first.subscribe(on_first_event)
     finished = first.run()
 
     assert go_on.is_set() and finished.status == "completed", finished.reason
@@ -299,7 +299,7 @@ def test_stopping_in_the_first_epoch_writes_a_cancelled_summary_and_resume_start
                 raise KeyboardInterrupt  # what Ctrl+C raises in the training thread
             trainer.send(ev.Cancel())
 
-    trainer._on_event = stop_at_first_batch
+    trainer.subscribe(stop_at_first_batch)
     stopped = trainer.run()
     assert stopped.status == "cancelled"
     summary = json.loads((out / "summary.json").read_text())

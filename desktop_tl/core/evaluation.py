@@ -1,0 +1,50 @@
+"""Scoring a model on labelled images: the one loop behind validation, the test split
+and a predictor's evaluation, and the typed report it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from .metrics import classification_report
+from .reports import EvaluationReport, Misclassified
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # inputs, labels, item indices
+
+
+def evaluate(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Batches,
+    class_names: Sequence[str],
+    paths: Sequence[str],
+    *,
+    label_smoothing: float = 0.0,
+) -> EvaluationReport | None:
+    """Score ``forward`` (inputs -> logits) on ``batches``; ``paths[i]`` names item ``i``.
+    None when no batch came (every image unreadable)."""
+    losses, preds, targets, probs, item_indices = [], [], [], [], []
+    with torch.inference_mode():
+        for inputs, labels, indices in batches:
+            logits = forward(inputs).float()
+            labels = labels.to(logits.device)
+            losses.append(nn.functional.cross_entropy(logits, labels, reduction="none",
+                                                      label_smoothing=label_smoothing).cpu())
+            top = logits.softmax(dim=1).max(dim=1)
+            preds.append(top.indices.cpu())
+            probs.append(top.values.cpu())
+            targets.append(labels.cpu())
+            item_indices.append(indices)
+    if not targets:
+        return None
+    target, pred, prob, items = torch.cat(targets), torch.cat(preds), torch.cat(probs), torch.cat(item_indices)
+    report = classification_report(target, pred, len(class_names))
+    wrong = (pred != target).nonzero().flatten().tolist()
+    misclassified = [
+        Misclassified(paths[int(items[i])], class_names[int(target[i])], class_names[int(pred[i])],
+                      round(float(prob[i]), 4))
+        for i in wrong
+    ]
+    return EvaluationReport(float(torch.cat(losses).mean()), report.accuracy, report.confusion,
+                            report.precision, report.recall, report.support, misclassified)
