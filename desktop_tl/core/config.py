@@ -89,6 +89,7 @@ class TrainConfig:
     feature_cache: str = "auto"
     cache_budget_mb: int = 1024  # features and decoded images kept in memory; beyond it, on disk
     feature_cache_reuse: bool = True  # reuse features cached by an earlier run on the same data
+    tensorboard: bool = False  # also log scalars and the confusion matrix to <run>/tensorboard
 
 
 @dataclass

@@ -356,6 +356,8 @@ class Trainer:
 
     def _announce_start(self, loop: EpochLoop, progress: RunProgress) -> None:
         prepared, model = self.prepared, self.built.model
+        if self.config.train.tensorboard:
+            self._start_tensorboard_log(prepared.class_names)
         self._ctx.emit(ev.RunStarted(
             run_dir=str(self.run_dir), epochs=self.config.train.epochs,
             batches_per_epoch=loop.batches_per_epoch, class_names=tuple(prepared.class_names),
@@ -366,6 +368,18 @@ class Trainer:
         self._ctx.log("info", f"training {trainable:,} of {total:,} parameters on {self.device} "
                               f"({self.precision}), {len(prepared.train)} training and "
                               f"{len(prepared.val)} validation images")
+
+    def _start_tensorboard_log(self, class_names) -> None:
+        """The optional TensorBoard log subscribes to the run's events; it closes itself
+        when the run finishes."""
+        from . import tensorboard_log
+
+        reason = tensorboard_log.missing_reason()
+        if reason:
+            self._ctx.log("warning", reason)
+            return
+        warn = lambda message: self._ctx.log("warning", message)  # noqa: E731
+        self._ctx.subscribe(tensorboard_log.TensorBoardLog(self.run_dir, class_names, warn))
 
     def _evaluate_test(self, model: torch.nn.Module, loop: EpochLoop) -> EvaluationReport | None:
         """Score the best checkpoint on the held-out test images, once, at the end."""
