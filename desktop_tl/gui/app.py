@@ -97,18 +97,12 @@ class Launcher:
         return Path(self.project).resolve() if self.project else None
 
     def _initial_config(self) -> RunConfig | None:
-        from ..errors import UserError
-
         config: RunConfig | None = None
         if self.project:
-            try:
-                config = RunConfig.load(self.project)
-            except UserError as exc:
-                self.error = str(exc)
-                self.window._show_error("The project could not be opened", str(exc))
+            config = self.window.project.read(self.project)
+            if config is None:
+                self.error = self.window.project.read_error
                 return None
-            if self.settings is not None:
-                self.settings.add_recent_project(self.project)
         elif self.demo:
             config = demo_config()
             if not Path(config.data.path).is_dir():
@@ -130,13 +124,14 @@ class Launcher:
 
 
 def demo_config() -> RunConfig:
-    """The embedded sample dataset with EfficientNet-Lite0, ready to train offline."""
-    from .. import __file__ as package_file
+    """The bundled sample dataset with the demo backbone (EfficientNet-Lite0), ready to
+    train offline: the head only, five epochs in batches of 16."""
+    from ..resources import DEMO_BACKBONE, resources_dir
 
     config = RunConfig()
-    config.data.path = str(Path(package_file).resolve().parents[1] / "resources" /
-                           "sample_dataset")
-    config.model.backbone = "efficientnet_lite:efficientnet_lite0"
+    # resources_dir(), not sample_dataset_dir(): a missing dataset is explained above.
+    config.data.path = str(resources_dir() / "sample_dataset")
+    config.model.backbone = DEMO_BACKBONE
     config.model.weights = "auto"
     config.freeze.preset = "head-only"
     config.train.epochs = 5

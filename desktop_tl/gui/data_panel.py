@@ -1,5 +1,8 @@
 """The data panel: where the images come from, what classes they hold and how they split.
 
+(About 550 lines: one form, half of it the construction of its fields; the image check
+itself runs in core.data on a background task.)
+
 Choosing a folder (picker, typed path or a drop on the window) checks every image off the
 GUI thread with :func:`desktop_tl.core.data.prepare_data`, with progress and a Cancel
 button. The result is shown as a table of classes with image counts per split plus the
@@ -37,11 +40,10 @@ from PySide6.QtWidgets import (
 
 from ..core.config import AUGMENT_PRESETS, DataConfig
 from ..errors import UserError
-from .background import BackgroundTask, run_in_background
+from .background import BackgroundTask, LatestRequest, run_in_background
 from .notice import Notice
 
 AUTO_LOADER = "auto"
-MANIFEST_SUFFIXES = (".csv", ".tsv", ".txt")
 
 AUGMENT_LABELS = {
     "none": "None",
@@ -68,7 +70,7 @@ class DataPanel(QWidget):
         self.host: Any = None
         self.prepared: Any = None
         self._task: BackgroundTask | None = None
-        self._generation = 0
+        self._latest_check = LatestRequest()
 
         self.loader_combo = QComboBox()
         self.loader_combo.addItem("Automatic", AUTO_LOADER)
@@ -283,15 +285,21 @@ class DataPanel(QWidget):
         start = self._start_folder()
         path, _ = QFileDialog.getOpenFileName(
             self, "Choose a dataset manifest", start,
-            "Manifests (*.csv *.tsv *.txt);;All files (*)")
+            f"Manifests ({' '.join(self._file_patterns()) or '*'});;All files (*)")
         if path:
             self._remember_folder(str(Path(path).parent))
             self.set_path(path)
 
-    @staticmethod
-    def accepts_drop(path: str) -> bool:
-        p = Path(path)
-        return p.is_dir() or p.suffix.lower() in MANIFEST_SUFFIXES
+    def accepts_drop(self, path: str) -> bool:
+        """A folder, or a file whose name an installed loader reads (its file patterns)."""
+        from ..plugin.manager import loader_candidates
+
+        loaders = self.host.dataset_loaders().values() if self.host is not None else ()
+        return Path(path).is_dir() or bool(loader_candidates(loaders, path))
+
+    def _file_patterns(self) -> list[str]:
+        loaders = self.host.dataset_loaders().values() if self.host is not None else ()
+        return [pattern for loader in loaders for pattern in loader.file_patterns]
 
     def _start_folder(self) -> str:
         current = self.path_edit.text().strip()
@@ -335,8 +343,7 @@ class DataPanel(QWidget):
             return
         config = self.data_config()
         host = self.host
-        self._generation += 1
-        generation = self._generation
+        ticket = self._latest_check.begin()
 
         def prepare(task: BackgroundTask) -> Any:
             from ..core.data import prepare_data
@@ -350,9 +357,9 @@ class DataPanel(QWidget):
         self.progress_box.setVisible(True)
         self._task = run_in_background(
             prepare,
-            on_result=lambda result: self._on_prepared(generation, result),
-            on_error=lambda exc, tb: self._on_failed(generation, exc, tb),
-            on_progress=lambda done, total, msg: self._on_progress(generation, done, total, msg),
+            on_result=ticket.only_current(self._on_prepared),
+            on_error=ticket.only_current(self._on_failed),
+            on_progress=ticket.only_current(self._on_progress),
             name="prepare-data",
         )
         self.busy_changed.emit(True)
@@ -362,7 +369,7 @@ class DataPanel(QWidget):
         if task is None:
             return
         task.cancel()
-        self._generation += 1  # whatever it still reports is stale
+        self._latest_check.drop()
         self._task = None
         self.progress_box.setVisible(False)
         if not quiet:
@@ -370,9 +377,7 @@ class DataPanel(QWidget):
                                      "Choose the folder again to retry.")
         self.busy_changed.emit(False)
 
-    def _on_progress(self, generation: int, done: int, total: int, message: str) -> None:
-        if generation != self._generation:
-            return
+    def _on_progress(self, done: int, total: int, message: str) -> None:
         if total > 0:
             self.progress.setRange(0, total)
             self.progress.setValue(min(done, total))
@@ -381,18 +386,14 @@ class DataPanel(QWidget):
             self.progress.setRange(0, 0)
             self.progress.setFormat(message or "Checking images…")
 
-    def _on_prepared(self, generation: int, prepared: Any) -> None:
-        if generation != self._generation:
-            return
+    def _on_prepared(self, prepared: Any) -> None:
         self._finish_task()
         self._set_prepared(prepared)
         self.log.emit("info", f"dataset {prepared.root}: {self._summary_text(prepared)}")
         for message in prepared.warnings:
             self.log.emit("warning", message)
 
-    def _on_failed(self, generation: int, exc: BaseException, tb: str) -> None:
-        if generation != self._generation:
-            return
+    def _on_failed(self, exc: BaseException, tb: str) -> None:
         self._finish_task()
         if isinstance(exc, UserError):
             self.notice.show_message("error", str(exc))

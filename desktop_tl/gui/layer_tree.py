@@ -187,6 +187,10 @@ class LayerTreePanel(QWidget):
 
     # ------------------------------------------------------------ content
 
+    def has_tree(self) -> bool:
+        """True while a model's layers are shown (not the message in their place)."""
+        return self.stack.currentWidget() is not self.placeholder
+
     def set_tree(self, root: Any | None, message: str = "") -> None:
         """Show a model's layers (``None``: no model, show ``message`` instead)."""
         self._root = root

@@ -1,5 +1,8 @@
-"""The main window: data and model on the left, the layer tree in the middle, training,
-live curves, evaluation, prediction and the log on the right.
+"""The main window: the tabs (window_tabs), the menus, and the flow of a run.
+
+(About 800 lines: starting, pausing and stopping a run, the engine's events and freeze
+changes during a run still live here, until they move into a training controller; the
+project file is handled by project_controller, the layout by window_tabs.)
 
 The window holds no training state of its own. It assembles a
 :class:`~desktop_tl.core.config.RunConfig` from its panels, starts a
@@ -18,16 +21,10 @@ from typing import Any, Callable
 from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QFileDialog,
-    QGroupBox,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
-    QSplitter,
     QStatusBar,
-    QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -43,14 +40,12 @@ from .layer_tree import LayerTreePanel, freeze_changes, layer_label
 from .log_view import LogView
 from .model_panel import ModelPanel
 from .plots import TrainingPlots
-from .plugins_dialog import PluginsDialog
 from .prediction_view import PredictionView
+from .project_controller import ProjectController
 from .runs_view import RunsView
 from .training_panel import TrainingPanel
 from .training_worker import TrainingSession
-
-PROJECT_FILTER = "desktop-tl projects (*.toml);;All files (*)"
-
+from .window_tabs import MainTabs, build_train_page
 
 class MainWindow(QMainWindow):
     """The application window. ``settings`` is an :class:`~desktop_tl.gui.settings.AppSettings`
@@ -59,7 +54,6 @@ class MainWindow(QMainWindow):
     backend_ready = Signal()
     ready_to_train = Signal()  # data checked, model built, Start enabled
     run_finished = Signal(object)  # RunFinished, after the window has shown it
-    problem = Signal(str)  # a panel could not do what was asked (for the smoke mode)
 
     def __init__(self, settings: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,7 +61,6 @@ class MainWindow(QMainWindow):
         self.host: Any = None
         self.devices: dict[str, Any] = {}
         self.config = RunConfig()
-        self.project_path: Path | None = None
         self.session: TrainingSession | None = None
         self.last_result: Any = None
         self.run_dir = ""  # the folder of the latest run
@@ -90,6 +83,7 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle("desktop-tl[*]")
         self.setAcceptDrops(True)
+        self.project = ProjectController(self, settings)
         self._build_panels()
         self._build_layout()
         self._build_actions()
@@ -114,115 +108,33 @@ class MainWindow(QMainWindow):
         self.log_view = LogView()
 
     def _build_layout(self) -> None:
-        """Tabs across the window: Train (data, model, layers, settings and curves side by
-        side), then Evaluation, Prediction and Log, each given the whole window."""
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 4, 0)
-        left_layout.setSpacing(10)
-        left_layout.addWidget(_group("1 · Data", self.data_panel))
-        left_layout.addWidget(_group("2 · Model", self.model_panel))
-        left_layout.addStretch(1)
-        left_scroll = QScrollArea()
-        left_scroll.setWidget(left)
-        left_scroll.setWidgetResizable(True)
-        left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        left_scroll.setMinimumWidth(360)
-
-        center = _group("3 · Layers to train", self.layer_panel)
-        center.setMinimumWidth(340)
-
-        right = QWidget()
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(4, 0, 0, 0)
-        right_layout.setSpacing(10)
-        right_layout.addWidget(_group("4 · Train", self.training_panel), 0)
-        right_layout.addWidget(_group("Curves", self.plots), 1)
-        right.setMinimumWidth(500)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.setObjectName("mainSplitter")
-        self.splitter.setChildrenCollapsible(False)
-        self.splitter.addWidget(left_scroll)
-        self.splitter.addWidget(center)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setStretchFactor(2, 2)
-        self.splitter.setSizes([390, 440, 750])
-        self.train_page = QWidget()
-        page_layout = QVBoxLayout(self.train_page)
-        page_layout.setContentsMargins(8, 8, 8, 4)
-        page_layout.addWidget(self.splitter)
-
-        self.tabs = QTabWidget()
-        self.tabs.setObjectName("mainTabs")
-        self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.train_page, "Train")
-        self.tabs.addTab(_padded(self.evaluation_view), "Evaluation")
-        self.tabs.addTab(_padded(self.prediction_view), "Prediction")
+        self.train_page, self.splitter = build_train_page(
+            self.data_panel, self.model_panel, self.layer_panel, self.training_panel, self.plots)
         self.runs_view = RunsView(self.settings)
-        self.tabs.addTab(_padded(self.runs_view), "Runs")
-        self.tabs.addTab(_padded(self.log_view), "Log")
-        self.tabs.currentChanged.connect(self._on_tab_changed)
-        self.log_view.problem_logged.connect(lambda _level, _message: self._label_log_tab())
+        self.tabs = MainTabs(self.train_page, self.evaluation_view, self.prediction_view,
+                             self.runs_view, self.log_view)
         self.setCentralWidget(self.tabs)
 
     def show_tab(self, widget: QWidget) -> None:
         """Bring the tab holding ``widget`` (a view or a page) to the front."""
-        for index in range(self.tabs.count()):
-            page = self.tabs.widget(index)
-            if page is widget or page.isAncestorOf(widget):
-                self.tabs.setCurrentIndex(index)
-                return
-
-    def _tab_index(self, widget: QWidget) -> int:
-        for index in range(self.tabs.count()):
-            page = self.tabs.widget(index)
-            if page is widget or page.isAncestorOf(widget):
-                return index
-        return -1
-
-    def _on_tab_changed(self, index: int) -> None:
-        if index == self._tab_index(self.evaluation_view):
-            self.tabs.setTabText(index, "Evaluation")
-        if index == self._tab_index(self.log_view):
-            self._seen_problems = self.log_view.count("warning") + self.log_view.count("error")
-            self._label_log_tab()
-
-    _seen_problems = 0
-
-    def _label_log_tab(self) -> None:
-        index = self._tab_index(self.log_view)
-        problems = self.log_view.count("warning") + self.log_view.count("error")
-        unseen = problems - self._seen_problems
-        if self.tabs.currentIndex() == index or unseen <= 0:
-            self.tabs.setTabText(index, "Log")
-        else:
-            self.tabs.setTabText(index, f"Log ({unseen} new warning{'s' if unseen != 1 else ''})")
-
-    def _mark_new_results(self) -> None:
-        index = self._tab_index(self.evaluation_view)
-        if self.tabs.currentIndex() != index:
-            self.tabs.setTabText(index, "Evaluation (new results)")
+        self.tabs.show_page(widget)
 
     def _build_actions(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
         self.new_action = _action(self, "&New project", QKeySequence.StandardKey.New,
-                                  self.new_project)
+                                  self.project.new)
         self.open_action = _action(self, "&Open project…", QKeySequence.StandardKey.Open,
-                                   self.choose_project)
+                                   self.project.choose)
         self.save_action = _action(self, "&Save project", QKeySequence.StandardKey.Save,
-                                   self.save_project)
+                                   self.project.save)
         self.save_as_action = _action(self, "Save project &as…", QKeySequence("Ctrl+Shift+S"),
-                                      self.save_project_as)
+                                      self.project.save_as)
         self.open_data_action = _action(self, "Open &dataset…", QKeySequence("Ctrl+Shift+O"),
                                         self.data_panel.choose_folder)
         self.quit_action = _action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_menu.aboutToShow.connect(lambda: self.project.fill_recent_menu(self.recent_menu))
         file_menu.insertAction(self.recent_menu.menuAction(), self.new_action)
         file_menu.insertAction(self.recent_menu.menuAction(), self.open_action)
         file_menu.addAction(self.save_action)
@@ -270,10 +182,12 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.device_label)
 
     def _connect_panels(self) -> None:
-        self.runs_view.attach(self)
+        self.runs_view.evaluation_requested.connect(self.show_run_evaluation)
+        self.runs_view.prediction_requested.connect(self.predict_with_run)
+        self.run_finished.connect(lambda _event: self.runs_view.refresh())
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
-        self.data_panel.config_changed.connect(self._mark_modified)
+        self.data_panel.config_changed.connect(self.project.mark_modified)
         self.data_panel.log.connect(self.log)
         self.model_panel.config_changed.connect(self._on_model_config_changed)
         self.model_panel.model_built.connect(self._on_model_built)
@@ -285,7 +199,7 @@ class MainWindow(QMainWindow):
         self.training_panel.start_requested.connect(self.start_training)
         self.training_panel.pause_requested.connect(self.toggle_pause)
         self.training_panel.stop_requested.connect(self.stop_training)
-        self.training_panel.config_changed.connect(self._mark_modified)
+        self.training_panel.config_changed.connect(self.project.mark_modified)
         self.training_panel.config_changed.connect(self._preview_epoch_axis)
 
     # ================================================================= backend
@@ -308,7 +222,7 @@ class MainWindow(QMainWindow):
         self._set_state("idle")
         pending = self._pending_config or self.config
         self._pending_config = None
-        self.load_config(pending, project_path=self.project_path)
+        self.load_config(pending, project_path=self.project.path)
         self.setWindowModified(False)
         self.log("info", f"ready: {len(host.backbone_providers())} backbone providers, "
                          f"{len(host.dataset_loaders())} dataset loaders, "
@@ -334,8 +248,7 @@ class MainWindow(QMainWindow):
 
     def load_config(self, config: RunConfig, project_path: Path | None = None) -> None:
         """Show a configuration in every panel (waits for the backend if need be)."""
-        self.project_path = project_path
-        self._update_title()
+        self.project.set_path(project_path)
         if self.host is None:
             self._pending_config = config
             self.config = copy.deepcopy(config)
@@ -354,104 +267,17 @@ class MainWindow(QMainWindow):
 
     def _preview_epoch_axis(self) -> None:
         """Before the first run, the empty plots already span the epochs it will train."""
-        if not self._training_active() and self.plots.batches_received == 0 \
-                and self.plots.train_loss.size == 0:
-            self.plots.set_planned_epochs(self.training_panel.epochs_spin.value())
+        if not self._training_active() and self.plots.is_empty():
+            self.plots.set_planned_epochs(self.training_panel.epochs())
 
     def open_dataset(self, path: str | os.PathLike[str]) -> None:
         self.data_panel.set_path(path)
 
-    # ----------------------------------------------------------------- projects
-
-    def new_project(self) -> None:
-        if self._busy_training("start a new project"):
-            return
-        self.load_config(RunConfig(), project_path=None)
+    def clear_curves(self) -> None:
+        """Empty plots for a new project, already spanning the epochs it will train."""
         self.plots.reset()
         self.plots.set_message("Curves appear here once training starts.")
         self._preview_epoch_axis()
-
-    def choose_project(self) -> None:
-        start = ""
-        if self.settings is not None and self.settings.recent_projects:
-            start = str(Path(self.settings.recent_projects[0]).parent)
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", start, PROJECT_FILTER)
-        if path:
-            self.open_project(path)
-
-    def open_project(self, path: str | os.PathLike[str]) -> bool:
-        """Load a project (RunConfig TOML); a bad file is explained, not raised."""
-        if self._busy_training("open a project"):
-            return False
-        path = Path(path)
-        try:
-            config = RunConfig.load(path)
-        except UserError as exc:
-            self._show_error("The project could not be opened", str(exc))
-            if self.settings is not None and not path.exists():
-                self.settings.remove_recent_project(path)
-            return False
-        self.load_config(config, project_path=path.resolve())
-        if self.settings is not None:
-            self.settings.add_recent_project(path)
-        self.log("info", f"opened project {path}")
-        return True
-
-    def save_project(self) -> bool:
-        if self.project_path is None:
-            return self.save_project_as()
-        return self.save_project_to(self.project_path)
-
-    def save_project_as(self) -> bool:
-        start = str(self.project_path or Path.home() / "project.toml")
-        path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
-        if not path:
-            return False
-        if not path.lower().endswith(".toml"):
-            path += ".toml"
-        return self.save_project_to(path)
-
-    def save_project_to(self, path: str | os.PathLike[str]) -> bool:
-        path = Path(path)
-        config = self.current_config()
-        try:
-            config.validate()
-            config.save(path)
-        except (UserError, OSError) as exc:
-            self._show_error("The project could not be saved", str(exc))
-            return False
-        self.config = config
-        self.project_path = path.resolve()
-        self.setWindowModified(False)
-        self._update_title()
-        if self.settings is not None:
-            self.settings.add_recent_project(path)
-        self.log("info", f"saved project {path}")
-        self.state_label.setText(f"Saved {path.name}")
-        return True
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        recent = self.settings.recent_projects if self.settings is not None else []
-        if not recent:
-            action = self.recent_menu.addAction("No recent projects")
-            action.setEnabled(False)
-            return
-        for path in recent:
-            action = self.recent_menu.addAction(Path(path).name)
-            action.setToolTip(path)
-            action.setStatusTip(path)
-            action.triggered.connect(lambda _checked=False, p=path: self.open_project(p))
-        self.recent_menu.addSeparator()
-        self.recent_menu.addAction("Clear list", self.settings.clear_recent_projects)
-
-    def _update_title(self) -> None:
-        name = self.project_path.name if self.project_path else "untitled project"
-        self.setWindowTitle(f"{name}[*] — desktop-tl")
-
-    def _mark_modified(self) -> None:
-        if self.host is not None:
-            self.setWindowModified(True)
 
     # ================================================================= data and model
 
@@ -467,16 +293,16 @@ class MainWindow(QMainWindow):
         shown = copy.deepcopy(self.config.data)
         self.data_panel.apply_to(shown)
         if shown != self.config.data:
-            self._mark_modified()
+            self.project.mark_modified()
         self._update_actions()
 
     def _on_model_config_changed(self) -> None:
-        self._mark_modified()
+        self.project.mark_modified()
         self.model_panel.request_build(len(self.class_names) or None)
         self._update_actions()
 
     def _on_model_busy(self, busy: bool) -> None:
-        if busy and self.layer_panel.stack.currentWidget() is self.layer_panel.placeholder:
+        if busy and not self.layer_panel.has_tree():
             self.layer_panel.set_tree(None, f"Building {self.model_panel.model_name()}…")
         self._update_actions()
 
@@ -524,7 +350,7 @@ class MainWindow(QMainWindow):
             self._send_freeze({name: trainable}, freeze_before)
         else:
             apply_freeze(model, freeze.preset, freeze.overrides)
-            self._mark_modified()
+            self.project.mark_modified()
         self.layer_panel.update_states(layer_tree(model))
         self.layer_panel.set_preset(freeze.preset, freeze.overrides)
 
@@ -546,7 +372,7 @@ class MainWindow(QMainWindow):
             if changes:
                 self._send_freeze(changes, freeze_before)
         else:
-            self._mark_modified()
+            self.project.mark_modified()
         self.layer_panel.update_states(after)
 
     def _send_freeze(self, changes: dict[str, bool], freeze_before: Any) -> None:
@@ -648,7 +474,10 @@ class MainWindow(QMainWindow):
         self._freeze_unapplied = []
         self._freeze_taken = 0
         self._engine_freeze = None
-        session = TrainingSession(config, self.host, parent=self)
+        # The data panel has checked and split the images already: the engine reuses
+        # that unless the data settings differ from the ones it checked with.
+        session = TrainingSession(config, self.host, parent=self, prepared=self.data_panel.prepared,
+                                  prepared_with=self.data_panel.data_config())
         worker = session.worker
         worker.stage_changed.connect(self._on_stage)
         worker.run_started.connect(self._on_run_started)
@@ -792,7 +621,7 @@ class MainWindow(QMainWindow):
                 summary.get("misclassified", []),
                 caption=f"after the last epoch ({summary.get('epochs_completed')}) of the run "
                         f"in {Path(event.run_dir).name}")
-            self._mark_new_results()
+            self.tabs.mark_new_results()
         if event.run_dir and summary.get("epochs_completed"):
             self._load_predictor(event.run_dir)
         # The end of the run is in the log already: the engine (or, for a run that failed
@@ -811,6 +640,26 @@ class MainWindow(QMainWindow):
             self.run_finished.emit(event)
         if self._close_when_stopped:
             QTimer.singleShot(0, self.close)
+
+    def show_run_evaluation(self, record: Any) -> None:
+        """Show a finished run's evaluation (a :class:`~desktop_tl.core.run_history.RunRecord`)."""
+        summary = record.summary
+        try:
+            self.evaluation_view.set_results(
+                list(record.classes), summary["confusion"],
+                summary.get("per_class_precision", []), summary.get("per_class_recall", []),
+                summary.get("misclassified", []),
+                caption=f"after the last epoch ({record.epochs_completed}) of the run {record.name}")
+        except (KeyError, ValueError, TypeError) as exc:
+            self.runs_view.show_message(
+                "error", f"The evaluation of {record.name} cannot be shown: {exc}")
+            return
+        self.show_tab(self.evaluation_view)
+
+    def predict_with_run(self, record: Any) -> None:
+        """Predict with a saved run's best checkpoint."""
+        self.prediction_view.load_run(record.path, label=f"saved run: {record.name} (best epoch)")
+        self.show_tab(self.prediction_view)
 
     def _load_predictor(self, run_dir: str) -> None:
         """Predict with the run's best checkpoint (the view loads it off the GUI thread)."""
@@ -869,6 +718,8 @@ class MainWindow(QMainWindow):
     def show_plugins(self) -> None:
         if self.host is None:
             return
+        from .plugins_dialog import PluginsDialog  # it reads the plugin manager, not needed sooner
+
         dialog = PluginsDialog(self.host, self.settings, self)
         dialog.exec()
 
@@ -886,10 +737,14 @@ class MainWindow(QMainWindow):
             "<p>Projects are run files: re-run one with <code>desktop-tl train "
             "project.toml</code>.</p>")
 
+    def show_status(self, text: str) -> None:
+        """A short line in the status bar (what just happened)."""
+        self.state_label.setText(text)
+
     def log(self, level: str, message: str) -> None:
         self.log_view.append(level, message)
 
-    def _show_error(self, title: str, message: str) -> None:
+    def show_error(self, title: str, message: str) -> None:
         self.log("warning", f"{title}: {message}")
         self.state_label.setText(title)
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
@@ -897,7 +752,7 @@ class MainWindow(QMainWindow):
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.open()
 
-    def _busy_training(self, what: str) -> bool:
+    def refuse_while_training(self, what: str) -> bool:
         if self._training_active():
             self.training_panel.show_message("warning", f"Stop the run before you {what}.")
             return True
@@ -962,22 +817,6 @@ def flush_pending_paint(window: QWidget) -> None:
     of the event loop (only the changed regions, unlike ``repaint()``)."""
     QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
     QCoreApplication.sendPostedEvents(window, QEvent.Type.UpdateRequest)
-
-
-def _group(title: str, widget: QWidget) -> QGroupBox:
-    box = QGroupBox(title)
-    layout = QVBoxLayout(box)
-    layout.setContentsMargins(10, 12, 10, 10)
-    layout.addWidget(widget)
-    return box
-
-
-def _padded(widget: QWidget) -> QWidget:
-    page = QWidget()
-    layout = QVBoxLayout(page)
-    layout.setContentsMargins(8, 8, 8, 4)
-    layout.addWidget(widget)
-    return page
 
 
 def _action(parent: QWidget, text: str, shortcut: Any, slot: Callable[[], Any]) -> QAction:

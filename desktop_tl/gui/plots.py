@@ -151,6 +151,10 @@ class TrainingPlots(QWidget):
 
     # ------------------------------------------------------------ data in
 
+    def is_empty(self) -> bool:
+        """True before the first batch or epoch point of a run has arrived."""
+        return self.batches_received == 0 and self.train_loss.size == 0
+
     def reset(self, batches_per_epoch: int = 1) -> None:
         """Forget the previous run's curves (called when a new run starts)."""
         self._batches_per_epoch = max(1, int(batches_per_epoch))

@@ -8,7 +8,7 @@ says so).
 
 from __future__ import annotations
 
-import os
+import html
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -29,10 +29,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..env import env_names
+from ..plugin.manager import DISABLED_ENV, normalize_name
 from .icons import semantic_colour
 
 RESTART_NOTE = "Turning a plugin on or off takes effect the next time desktop-tl starts."
-DISABLED_ENV = "DTL_DISABLED_PLUGINS"
 
 COLUMNS = ("Enabled", "Plugin", "Distribution", "Version", "Provides", "Status")
 _ENABLED, _NAME, _DIST, _VERSION, _PROVIDES, _STATUS = range(len(COLUMNS))
@@ -46,14 +47,8 @@ _STATUS_WORDS = {
 }
 
 
-def _normalize(name: str) -> str:
-    from ..plugin.manager import normalize_name
-
-    return normalize_name(name)
-
-
 def _env_disabled() -> set[str]:
-    return {_normalize(p) for p in os.environ.get(DISABLED_ENV, "").split(",") if p.strip()}
+    return {normalize_name(p) for p in env_names(DISABLED_ENV)}
 
 
 class PluginsDialog(QDialog):
@@ -178,11 +173,11 @@ class PluginsDialog(QDialog):
 
     def _fill(self) -> None:
         self._filling = True
-        disabled = {_normalize(n) for n in self._settings.disabled_plugins}
+        disabled = {normalize_name(n) for n in self._settings.disabled_plugins}
         palette = self.palette()
         self.table.setRowCount(len(self._records))
         for row, record in enumerate(self._records):
-            keys = {_normalize(record.name), _normalize(record.distribution)}
+            keys = {normalize_name(record.name), normalize_name(record.distribution)}
             by_env = bool(keys & self._env_blocked)
             enabled = not (keys & disabled) and not by_env
             self._initially_enabled[row] = enabled
@@ -249,7 +244,7 @@ class PluginsDialog(QDialog):
             self.problems_label.hide()
             return
         colour = semantic_colour("warning", self.palette()).name()
-        items = "".join(f"<li>{_escape(p)}</li>" for p in self._problems)
+        items = "".join(f"<li>{html.escape(str(p))}</li>" for p in self._problems)
         self.problems_label.setText(
             f'<span style="color:{colour}"><b>Problems found while loading plugins:</b></span>'
             f'<ul style="margin-top:2px; margin-bottom:0px;">{items}</ul>'
@@ -292,9 +287,9 @@ class PluginsDialog(QDialog):
         record = self._records[rows.pop()]
         colour = semantic_colour(_STATUS_COLOURS.get(record.status, "muted"), self.palette()).name()
         self.details_title.setText(
-            f"<b>{_escape(record.name)}</b> from {_escape(record.distribution)} {_escape(record.version)}"
-            f' &nbsp;·&nbsp; <span style="color:{colour}"><b>{_escape(record.status)}</b></span>'
-            + (f"<br>{_escape(record.summary)}" if record.summary else "")
+            f"<b>{html.escape(str(record.name))}</b> from {html.escape(str(record.distribution))} {html.escape(str(record.version))}"
+            f' &nbsp;·&nbsp; <span style="color:{colour}"><b>{html.escape(str(record.status))}</b></span>'
+            + (f"<br>{html.escape(str(record.summary))}" if record.summary else "")
         )
         self.details.setPlainText(_describe_record(record))
         self.copy_button.setEnabled(True)
@@ -311,12 +306,12 @@ class PluginsDialog(QDialog):
         known: set[str] = set()
         unticked: list[str] = []
         for row, record in enumerate(self._records):
-            known |= {_normalize(record.name), _normalize(record.distribution)}
+            known |= {normalize_name(record.name), normalize_name(record.distribution)}
             item = self.table.item(row, _ENABLED)
             blocked_by_env = not (item.flags() & Qt.ItemFlag.ItemIsUserCheckable)
             if item.checkState() != Qt.CheckState.Checked and not blocked_by_env:
                 unticked.append(record.name)
-        others = [n for n in self._settings.disabled_plugins if _normalize(n) not in known]
+        others = [n for n in self._settings.disabled_plugins if normalize_name(n) not in known]
         self._settings.disabled_plugins = [*others, *unticked]
 
     def _copy_details(self) -> None:
@@ -344,9 +339,3 @@ def _describe_record(record: Any) -> str:
         lines.append("")
         lines.append("Not imported: it is turned off in the plugin settings or by " + DISABLED_ENV + ".")
     return "\n".join(lines)
-
-
-def _escape(text: Any) -> str:
-    import html
-
-    return html.escape(str(text))

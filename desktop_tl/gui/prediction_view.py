@@ -1,30 +1,27 @@
 """Predict new images with the current model or a saved run.
 
+(About 580 lines: one view whose parts, model line, dropping, chunked prediction and
+run loading, all act on the same list of rows; the row painting is in prediction_rows.)
+
 Images are dropped on the view or chosen with a file dialog; each gets a row with its
 thumbnail and the model's top classes as bars. Prediction and model loading run on a
-worker thread (see :mod:`desktop_tl.gui.job_pool`); rows update as results arrive.
+worker thread (see :class:`desktop_tl.gui.background.JobQueue`); rows update as results arrive.
 """
 
 from __future__ import annotations
 
+import html
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from PySide6.QtCore import QEvent, QModelIndex, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import (
     QDragEnterEvent,
     QDragLeaveEvent,
     QDropEvent,
-    QFont,
-    QFontMetrics,
     QKeySequence,
-    QPainter,
-    QPaintEvent,
     QPalette,
-    QPen,
-    QPixmap,
     QShortcut,
     QStandardItem,
     QStandardItemModel,
@@ -34,19 +31,23 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QListView,
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
-from .icons import mix, placeholder_pixmap, semantic_colour
-from .job_pool import JobFailure, JobPool
+from .background import JobFailure, JobQueue
+from .icons import mix, semantic_colour
+from .prediction_rows import (
+    ROW_ROLE,
+    THUMBNAIL_SIDE,
+    PredictionDelegate,
+    PredictionRow,
+    ResultList,
+    format_probability,
+)
 from .thumbnails import ThumbnailLoader
 
 #: Images predicted per worker job: small enough that results appear steadily and a
@@ -56,38 +57,11 @@ CHUNK_SIZE = 8
 MAX_TOP_K = 10
 #: Most images taken from one dropped or chosen folder.
 MAX_IMAGES_PER_FOLDER = 2000
-THUMBNAIL_SIDE = 96
-
-_ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 
 NO_MODEL_TEXT = "No model yet: train one, or use Load saved run… to open a run folder."
 #: Thumbnails read as soon as images are added (the rest when their rows are shown), so
 #: they are ready when the list is first looked at.
 EAGER_THUMBNAILS = 48
-
-
-def format_probability(p: float) -> str:
-    """A probability as a percentage with one decimal that never rounds to the ends:
-    0.9996 is ">99.9%", not "100.0%" beside a bar that is not full."""
-    if p >= 1.0:
-        return "100%"
-    if p <= 0.0:
-        return "0%"
-    if p >= 0.9995:
-        return ">99.9%"
-    if p < 0.0005:
-        return "<0.1%"
-    return f"{p:.1%}"
-
-
-@dataclass
-class PredictionRow:
-    """One image in the list and what the model said about it."""
-
-    path: str
-    status: str = "waiting"  # "waiting" | "done" | "error" | "no-model"
-    top: list[tuple[str, float]] = field(default_factory=list)
-    error: str | None = None
 
 
 def _image_extensions() -> tuple[str, ...]:
@@ -116,7 +90,7 @@ def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[st
 
 
 def _predict_chunk(predictor: Any, paths: Sequence[str], top_k: int) -> list[Any]:
-    """Worker thread: the predictor is used by one job at a time (the pool has one thread)."""
+    """Worker thread: the predictor is used by one job at a time (the queue runs one)."""
     return list(predictor.predict(list(paths), top_k=top_k))
 
 
@@ -132,223 +106,6 @@ def _load_predictor(path: str) -> Any:
     from ..core.predict import Predictor
 
     return Predictor.from_run_dir(path)
-
-
-# =========================================================================== row painting
-
-
-class _PredictionDelegate(QStyledItemDelegate):
-    """Thumbnail, file name and the top classes as bars; or the reason the image failed."""
-
-    def __init__(self, view: "PredictionView", loader: ThumbnailLoader) -> None:
-        super().__init__(view)
-        self._view = view
-        self._loader = loader
-        self._pixmaps: dict[str, QPixmap] = {}
-        self._name_width = 60
-        self._name_width_key: tuple[int, str] | None = None
-
-    def forget(self) -> None:
-        self._pixmaps.clear()
-
-    def bar_height(self, option: QStyleOptionViewItem) -> int:
-        return option.fontMetrics.height() + 8
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        bars = self._view.top_k * self.bar_height(option) + 16
-        return QSize(400, max(THUMBNAIL_SIDE + 16, bars))
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        row: PredictionRow | None = index.data(_ROW_ROLE)
-        if row is None:
-            return
-        palette = option.palette
-        base = palette.color(QPalette.ColorRole.Base)
-        text = palette.color(QPalette.ColorRole.Text)
-        muted = mix(base, text, 0.55)
-        rect = option.rect
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(rect, mix(base, palette.color(QPalette.ColorRole.Highlight), 0.18))
-        elif index.row() % 2:
-            painter.fillRect(rect, mix(base, text, 0.025))
-        painter.setPen(QPen(mix(base, text, 0.12), 1))
-        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
-
-        # Thumbnail.
-        box = QRect(rect.x() + 8, rect.y() + (rect.height() - THUMBNAIL_SIDE) // 2, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
-        pixmap = self._pixmaps.get(row.path)
-        if pixmap is None:
-            image = self._loader.image(row.path)
-            if image is not None:
-                pixmap = QPixmap.fromImage(image)
-                self._pixmaps[row.path] = pixmap
-        if pixmap is None:
-            broken = self._loader.error(row.path) is not None or row.status == "error"
-            if not broken:
-                self._loader.request(row.path)
-            pixmap = placeholder_pixmap(THUMBNAIL_SIDE, palette, broken=broken)
-        size = pixmap.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        if pixmap.width() <= box.width() and pixmap.height() <= box.height():
-            factor = max(1, min(box.width() // max(1, pixmap.width()), box.height() // max(1, pixmap.height())))
-            size = pixmap.size() * factor
-        target = QRect(
-            box.x() + (box.width() - size.width()) // 2,
-            box.y() + (box.height() - size.height()) // 2,
-            size.width(),
-            size.height(),
-        )
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, size.width() < pixmap.width())
-        painter.drawPixmap(target, pixmap)
-
-        # Name and folder.
-        metrics = option.fontMetrics
-        line = metrics.height()
-        info_x = box.right() + 14
-        info_w = max(120, min(260, int(rect.width() * 0.3)))
-        bold = QFont(option.font)
-        bold.setBold(True)
-        painter.setFont(bold)
-        painter.setPen(text)
-        name = Path(row.path).name
-        painter.drawText(
-            QRect(info_x, rect.y() + 10, info_w, line),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            painter.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, info_w),
-        )
-        painter.setFont(option.font)
-        painter.setPen(muted)
-        folder = os.path.normpath(str(Path(row.path).parent))
-        painter.drawText(
-            QRect(info_x, rect.y() + 10 + line + 2, info_w, line),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            metrics.elidedText(folder, Qt.TextElideMode.ElideLeft, info_w),
-        )
-        if row.status == "done" and row.top:
-            best, probability = row.top[0]
-            painter.setPen(text)
-            painter.drawText(
-                QRect(info_x, rect.y() + 10 + 2 * (line + 2) + 6, info_w, line),
-                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                metrics.elidedText(f"→ {best}  ({format_probability(probability)})",
-                                   Qt.TextElideMode.ElideRight, info_w),
-            )
-
-        # Bars, or the state of the row.
-        area = QRect(info_x + info_w + 16, rect.y() + 8, rect.right() - (info_x + info_w + 16) - 10, rect.height() - 16)
-        if row.status == "done":
-            self._paint_bars(painter, option, area, row.top[: self._view.top_k])
-        else:
-            if row.status == "error":
-                colour = semantic_colour("bad", palette)
-                message = row.error or "This image could not be predicted."
-            elif row.status == "no-model":
-                colour = muted
-                message = "Waiting for a model: train one, or use Load saved run…"
-            else:
-                colour = muted
-                message = "Predicting…"
-            painter.setPen(colour)
-            painter.drawText(
-                area,
-                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap,
-                message,
-            )
-        painter.restore()
-
-    def _name_column_width(self, option: QStyleOptionViewItem, top: list[tuple[str, float]]) -> int:
-        key = (id(self._view.predictor), option.font.key())
-        if self._name_width_key != key:
-            bold = QFont(option.font)
-            bold.setBold(True)
-            metrics = QFontMetrics(bold)
-            names = self._view.class_names() or [name for name, _ in top]
-            widest = max((metrics.horizontalAdvance(n) for n in names), default=60)
-            self._name_width = min(180, max(60, widest + 4))
-            self._name_width_key = key
-        return self._name_width
-
-    def _paint_bars(
-        self, painter: QPainter, option: QStyleOptionViewItem, area: QRect, top: list[tuple[str, float]]
-    ) -> None:
-        palette = option.palette
-        base = palette.color(QPalette.ColorRole.Base)
-        text = palette.color(QPalette.ColorRole.Text)
-        accent = semantic_colour("accent", palette)
-        metrics = option.fontMetrics
-        height = self.bar_height(option)
-        # One name column width for every row (from all class names), so bars line up.
-        name_w = self._name_column_width(option, top)
-        value_w = metrics.horizontalAdvance("100.0%") + 8
-        track_x = area.x() + name_w + 10
-        track_w = max(40, area.width() - name_w - 10 - value_w)
-        total_h = len(top) * height
-        y = area.y() + max(0, (area.height() - total_h) // 2)
-        for rank, (name, probability) in enumerate(top):
-            row_rect = QRect(area.x(), y, area.width(), height)
-            painter.setPen(text if rank == 0 else mix(base, text, 0.75))
-            font = QFont(option.font)
-            font.setBold(rank == 0)
-            painter.setFont(font)
-            painter.drawText(
-                QRect(area.x(), y, name_w, height),
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                painter.fontMetrics().elidedText(name, Qt.TextElideMode.ElideRight, name_w),
-            )
-            track = QRectF(track_x, y + 4, track_w, height - 8)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(mix(base, text, 0.07))
-            painter.drawRoundedRect(track, 3, 3)
-            filled = QRectF(track)
-            filled.setWidth(max(2.0, track.width() * max(0.0, min(1.0, probability))))
-            painter.setBrush(accent if rank == 0 else mix(base, accent, 0.45))
-            painter.drawRoundedRect(filled, 3, 3)
-            painter.setPen(text if rank == 0 else mix(base, text, 0.75))
-            painter.drawText(
-                QRect(track_x + track_w + 4, y, value_w, height),
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                format_probability(probability),
-            )
-            y += row_rect.height()
-
-
-class _ResultList(QListView):
-    """The rows; says what to do while empty and lights up while files are dragged over."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.placeholder = ""
-        self.drop_active = False
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
-        super().paintEvent(event)
-        model = self.model()
-        empty = model is None or model.rowCount() == 0
-        if not (empty or self.drop_active):
-            return
-        painter = QPainter(self.viewport())
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        base = palette.color(QPalette.ColorRole.Base)
-        text = palette.color(QPalette.ColorRole.Text)
-        highlight = palette.color(QPalette.ColorRole.Highlight)
-        area = QRectF(self.viewport().rect()).adjusted(14, 14, -14, -14)
-        if self.drop_active:
-            painter.setBrush(mix(base, highlight, 0.10))
-            painter.setPen(QPen(highlight, 2, Qt.PenStyle.DashLine))
-        else:
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(mix(base, text, 0.25), 1.5, Qt.PenStyle.DashLine))
-        painter.drawRoundedRect(area, 10, 10)
-        if empty or self.drop_active:
-            font = QFont(self.font())
-            font.setPointSizeF(font.pointSizeF() * 1.25)
-            painter.setFont(font)
-            painter.setPen(highlight if self.drop_active else mix(base, text, 0.6))
-            message = "Drop to predict" if self.drop_active else self.placeholder
-            painter.drawText(area, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, message)
-        painter.end()
 
 
 # =========================================================================== the view
@@ -380,8 +137,8 @@ class PredictionView(QWidget):
         self._loading_label = ""
         self._fallback_folder = ""
 
-        self._jobs = JobPool(self, max_threads=1)
-        self._loads = JobPool(self, max_threads=1)
+        self._jobs = JobQueue(self)
+        self._loads = JobQueue(self)
         self._thumbnails = ThumbnailLoader(THUMBNAIL_SIDE, self)
         self._thumbnails.ready.connect(lambda _path: self._list.viewport().update())
         self._thumbnails.failed.connect(lambda _path, _reason: self._list.viewport().update())
@@ -432,10 +189,10 @@ class PredictionView(QWidget):
 
         # Rows.
         self._model = QStandardItemModel(self)
-        self._list = _ResultList(self)
+        self._list = ResultList(self)
         self._list.setObjectName("predictionList")
         self._list.setModel(self._model)
-        self._delegate = _PredictionDelegate(self, self._thumbnails)
+        self._delegate = PredictionDelegate(self, self._thumbnails)
         self._list.setItemDelegate(self._delegate)
         self._list.setUniformItemSizes(True)
         self._list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -469,7 +226,7 @@ class PredictionView(QWidget):
             self._list.placeholder = NO_MODEL_TEXT + "\n\nYou can already drop images here."
         else:
             count = len(predictor.class_names)
-            label = _escape(source_label or "model")
+            label = html.escape(str(source_label or "model"))
             self.model_label.setText(
                 f'<span style="color:{muted}">Model:</span> <b>{label}</b>'
                 f' <span style="color:{muted}">· {count} classes</span>'
@@ -517,7 +274,7 @@ class PredictionView(QWidget):
                 continue
             row = PredictionRow(key, status="waiting" if self._predictor is not None else "no-model")
             item = QStandardItem()
-            item.setData(row, _ROW_ROLE)
+            item.setData(row, ROW_ROLE)
             item.setData(key, Qt.ItemDataRole.DisplayRole)
             item.setToolTip(key)
             item.setEditable(False)
@@ -617,7 +374,7 @@ class PredictionView(QWidget):
             item = self._items.get(os.path.abspath(prediction.path))
             if item is None:
                 continue
-            row: PredictionRow = item.data(_ROW_ROLE)
+            row: PredictionRow = item.data(ROW_ROLE)
             if prediction.error:
                 row.status, row.error, row.top = "error", _readable_error(prediction.path, prediction.error), []
             else:
@@ -632,7 +389,7 @@ class PredictionView(QWidget):
             item = self._items.get(path)
             if item is None:
                 continue
-            row: PredictionRow = item.data(_ROW_ROLE)
+            row: PredictionRow = item.data(ROW_ROLE)
             row.status, row.error, row.top = "error", f"Prediction failed: {failure}", []
             self._refresh_item(item, row)
         self._show_status(f"Prediction failed: {failure}", "error", details=failure.traceback)
@@ -692,7 +449,7 @@ class PredictionView(QWidget):
             item.setToolTip(f"{row.path}\n{row.error}")
         else:
             item.setToolTip(row.path)
-        item.setData(row, _ROW_ROLE)  # tells the view to repaint the row
+        item.setData(row, ROW_ROLE)  # tells the view to repaint the row
 
     def _set_top_k(self, value: int) -> None:
         self._top_k = int(value)
@@ -825,9 +582,3 @@ def _readable_error(path: str, error: str) -> str:
             reason = error[len(prefix) :]
             return f"Cannot read this image: {reason}"
     return error
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

@@ -2,6 +2,9 @@
 and filterable, with rename, note, open folder and move to trash; the runs selected below
 are shown side by side by the :class:`~desktop_tl.gui.comparison_view.ComparisonView`.
 
+(About 540 lines: the list and the actions on the selected run, rename, note, open,
+trash, save metrics; the drawing of a saved matrix is in confusion_matrix.)
+
 Everything here is read from the run folders each time the list is refreshed (reading
 them is cheap: a few small files each); nothing else keeps run state. Loading a model to
 predict is left to the Prediction view, which does it off the GUI thread.
@@ -46,6 +49,7 @@ from ..core.run_history import (
 )
 from ..errors import UserError
 from .comparison_view import ComparisonView
+from .confusion_matrix import save_matrix_image
 from .icons import semantic_colour
 from .notice import Notice
 
@@ -86,7 +90,7 @@ class _RunFilter(QSortFilterProxyModel):
 
 class RunsView(QWidget):
     """The run history. Signals ask the window to show a run's evaluation or to predict
-    with it; :meth:`attach` wires them to a :class:`MainWindow`."""
+    with it; the main window shows them."""
 
     evaluation_requested = Signal(object)  # RunRecord
     prediction_requested = Signal(object)  # RunRecord
@@ -201,31 +205,11 @@ class RunsView(QWidget):
         self._loaded = False
         self._update_buttons()
 
-    # ------------------------------------------------------------ wiring
+    # ------------------------------------------------------------ messages
 
-    def attach(self, window: Any) -> None:
-        """Show evaluations and predictions in ``window``'s views; refresh after each run."""
-
-        def show_evaluation(record: RunRecord) -> None:
-            summary = record.summary
-            try:
-                window.evaluation_view.set_results(
-                    list(record.classes), summary["confusion"],
-                    summary.get("per_class_precision", []), summary.get("per_class_recall", []),
-                    summary.get("misclassified", []),
-                    caption=f"after the last epoch ({record.epochs_completed}) of the run {record.name}")
-            except (KeyError, ValueError, TypeError) as exc:
-                self.notice.show_message("error", f"The evaluation of {record.name} cannot be shown: {exc}")
-                return
-            window.show_tab(window.evaluation_view)
-
-        def predict(record: RunRecord) -> None:
-            window.prediction_view.load_run(record.path, label=f"saved run: {record.name} (best epoch)")
-            window.show_tab(window.prediction_view)
-
-        self.evaluation_requested.connect(show_evaluation)
-        self.prediction_requested.connect(predict)
-        window.run_finished.connect(lambda _event: self.refresh())
+    def show_message(self, level: str, text: str) -> None:
+        """A line above the list (e.g. why a run's evaluation cannot be shown)."""
+        self.notice.show_message(level, text)
 
     # ------------------------------------------------------------ the list
 
@@ -512,7 +496,12 @@ class RunsView(QWidget):
                               "PNG image (*.png);;SVG image (*.svg)")
         if path:
             try:
-                save_confusion_matrix(record, path)
+                confusion = record.summary.get("confusion")
+                if not confusion:
+                    raise UserError(f"{record.name} has no confusion matrix (no epoch finished "
+                                    "with a validation pass)")
+                names = record.classes or [str(i) for i in range(len(confusion))]
+                save_matrix_image(names, confusion, path, title=f"Confusion matrix of {record.name}")
             except UserError as exc:
                 self.notice.show_message("error", str(exc))
                 return
@@ -548,43 +537,3 @@ class RunsView(QWidget):
         if not self._loaded:
             self.refresh()
         super().showEvent(event)
-
-
-def save_confusion_matrix(record: RunRecord, path: str | os.PathLike[str]) -> Path:
-    """The run's confusion matrix drawn as in the Evaluation tab, as PNG or SVG."""
-    from .evaluation_view import ConfusionMatrixWidget
-
-    confusion = record.summary.get("confusion")
-    if not confusion:
-        raise UserError(f"{record.name} has no confusion matrix (no epoch finished with a validation pass)")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".png", ".svg"):
-        raise UserError(f"a confusion matrix can be saved as .png or .svg, not {suffix or 'a file without extension'}")
-    if not path.parent.is_dir():
-        raise UserError(f"folder {path.parent} does not exist")
-    widget = ConfusionMatrixWidget()
-    names = record.classes or [str(i) for i in range(len(confusion))]
-    widget.set_matrix(names, confusion)
-    side = max(420, min(1400, 140 + 70 * len(names)))
-    widget.resize(side, side)
-    if suffix == ".png":
-        if not widget.grab().save(str(path)):
-            raise UserError(f"could not write {path}")
-    else:
-        from PySide6.QtCore import QRect, QSize
-        from PySide6.QtGui import QPainter
-        from PySide6.QtSvg import QSvgGenerator
-
-        generator = QSvgGenerator()
-        generator.setFileName(str(path))
-        generator.setSize(QSize(side, side))
-        generator.setViewBox(QRect(0, 0, side, side))
-        generator.setTitle(f"Confusion matrix of {record.name}")
-        painter = QPainter(generator)
-        widget.render(painter)
-        painter.end()
-        if not path.exists():
-            raise UserError(f"could not write {path}")
-    widget.deleteLater()
-    return path

@@ -1,13 +1,15 @@
-"""Image thumbnails read on worker threads and cached for the views that list images."""
+"""Image thumbnails read on worker threads, cached, and painted for the views that list
+images (the evaluation gallery and the prediction list share one painter)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QObject, QRect, Qt, Signal
+from PySide6.QtGui import QImage, QPainter, QPalette, QPixmap
 
-from .job_pool import JobFailure, JobPool
+from .background import JobFailure, JobQueue
+from .icons import placeholder_pixmap
 
 #: Thumbnails kept in memory per loader (the oldest are dropped first).
 CACHE_SIZE = 600
@@ -42,10 +44,10 @@ class ThumbnailLoader(QObject):
     ready = Signal(str)  # path
     failed = Signal(str, str)  # path, reason
 
-    def __init__(self, max_side: int, parent: QObject | None = None, *, max_threads: int = 1):
+    def __init__(self, max_side: int, parent: QObject | None = None):
         super().__init__(parent)
         self.max_side = max_side
-        self._jobs = JobPool(self, max_threads=max_threads)
+        self._jobs = JobQueue(self)
         self._images: OrderedDict[str, QImage] = OrderedDict()
         self._errors: dict[str, str] = {}
         self._requested: set[str] = set()
@@ -100,3 +102,42 @@ class ThumbnailLoader(QObject):
         reason = getattr(failure.exception, "reason", None) or str(failure)
         self._errors[path] = reason
         self.failed.emit(path, reason)
+
+
+class ThumbnailPainter:
+    """Paints a path's thumbnail centred in a square box: the image once the loader has
+    it (asking for it otherwise), a placeholder meanwhile, a broken-image mark when it
+    cannot be read. Small images grow by a whole factor so their pixels stay crisp."""
+
+    def __init__(self, loader: ThumbnailLoader) -> None:
+        self.loader = loader
+        self._pixmaps: dict[str, QPixmap] = {}
+
+    def forget(self) -> None:
+        """Drop the GPU-side pixmaps (the loader keeps its decoded images)."""
+        self._pixmaps.clear()
+
+    def paint(self, painter: QPainter, box: QRect, path: str, palette: QPalette, *, broken: bool = False) -> None:
+        pixmap = self._pixmaps.get(path)
+        if pixmap is None:
+            image = self.loader.image(path)
+            if image is not None:
+                pixmap = QPixmap.fromImage(image)
+                self._pixmaps[path] = pixmap
+        if pixmap is None:
+            broken = broken or self.loader.error(path) is not None
+            if not broken:
+                self.loader.request(path)
+            pixmap = placeholder_pixmap(box.width(), palette, broken=broken)
+        size = pixmap.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        if pixmap.width() <= box.width() and pixmap.height() <= box.height():
+            factor = max(1, min(box.width() // max(1, pixmap.width()), box.height() // max(1, pixmap.height())))
+            size = pixmap.size() * factor
+        target = QRect(
+            box.x() + (box.width() - size.width()) // 2,
+            box.y() + (box.height() - size.height()) // 2,
+            size.width(),
+            size.height(),
+        )
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, size.width() < pixmap.width())
+        painter.drawPixmap(target, pixmap)

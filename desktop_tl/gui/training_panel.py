@@ -206,6 +206,10 @@ class TrainingPanel(QWidget):
 
     # ------------------------------------------------------------ config
 
+    def epochs(self) -> int:
+        """The number of epochs the next run will train."""
+        return int(self.epochs_spin.value())
+
     def apply_to(self, train: TrainConfig) -> None:
         train.epochs = int(self.epochs_spin.value())
         train.batch_size = int(self.batch_spin.value())

@@ -182,14 +182,14 @@ def test_project_save_and_open_round_trip(qtbot, window, tiny_dataset, tmp_path)
     assert window.isWindowModified()
 
     project = tmp_path / "project.toml"
-    assert window.save_project_to(project)
+    assert window.project.save_to(project)
     assert not window.isWindowModified()
     saved = window.current_config()
     assert "project.toml" in window.windowTitle()
 
-    window.new_project()
+    window.project.new()
     assert window.current_config().train.epochs == 10  # the defaults again
-    assert window.open_project(project)
+    assert window.project.open(project)
     qtbot.waitUntil(window.is_ready, timeout=60_000)
     opened = window.current_config()
     assert opened.to_dict() == saved.to_dict()
@@ -202,7 +202,7 @@ def test_project_save_and_open_round_trip(qtbot, window, tiny_dataset, tmp_path)
     # A broken project is explained and changes nothing.
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepochs = 'many'\n")
-    assert not window.open_project(bad)
+    assert not window.project.open(bad)
     assert window.current_config().train.epochs == 7
 
 

@@ -1,0 +1,267 @@
+"""The misclassified-image gallery of the evaluation view and its enlarged preview.
+
+A grid of thumbnails, each with its true and predicted class under it, read off the GUI
+thread by a :class:`~desktop_tl.gui.thumbnails.ThumbnailLoader`; a click opens
+:class:`ImagePreviewDialog`, whose arrows step through the images the gallery lists.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any
+
+from PySide6.QtCore import (
+    QModelIndex,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+)
+from PySide6.QtGui import (
+    QFont,
+    QKeySequence,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QSizePolicy,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .icons import mix, semantic_colour
+from .thumbnails import ThumbnailLoader, ThumbnailPainter
+
+THUMBNAIL_SIDE = 128
+#: Where a gallery item keeps its entry ``{"path", "true", "pred", "prob"}``.
+ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def misclassified_label(entry: dict[str, Any]) -> str:
+    """``true: cat / predicted: dog (p=0.83)``."""
+    return f"true: {entry['true']} / predicted: {entry['pred']} (p={float(entry['prob']):.2f})"
+
+
+class GalleryDelegate(QStyledItemDelegate):
+    """A thumbnail with its true and predicted class under it."""
+
+    def __init__(self, loader: ThumbnailLoader, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._thumbnail = ThumbnailPainter(loader)
+        self.text_width = 0  # the widest label line in the gallery, set by the view
+
+    def forget(self) -> None:
+        self._thumbnail.forget()
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
+        line = option.fontMetrics.height()
+        width = min(max(THUMBNAIL_SIDE + 28, self.text_width + 20), 2 * THUMBNAIL_SIDE)
+        return QSize(width, THUMBNAIL_SIDE + 2 * line + 24)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        entry = index.data(ENTRY_ROLE)
+        if not entry:
+            return
+        palette = option.palette
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        tile = QRectF(option.rect.adjusted(3, 3, -3, -3))
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if selected:
+            background = mix(base, palette.color(QPalette.ColorRole.Highlight), 0.22)
+        elif hovered:
+            background = mix(base, text, 0.06)
+        else:
+            background = base
+        painter.setPen(QPen(mix(base, text, 0.16), 1))
+        painter.setBrush(background)
+        painter.drawRoundedRect(tile, 6, 6)
+
+        box = QRect(
+            int(tile.x() + (tile.width() - THUMBNAIL_SIDE) / 2), int(tile.y() + 8), THUMBNAIL_SIDE, THUMBNAIL_SIDE
+        )
+        self._thumbnail.paint(painter, box, entry["path"], palette)
+
+        metrics = option.fontMetrics
+        width = int(tile.width()) - 12
+        x = int(tile.x()) + 6
+        y = box.bottom() + 6
+        painter.setFont(option.font)
+        painter.setPen(text)
+        painter.drawText(
+            QRect(x, y, width, metrics.height()),
+            Qt.AlignmentFlag.AlignHCenter,
+            metrics.elidedText(f"true: {entry['true']}", Qt.TextElideMode.ElideRight, width),
+        )
+        painter.setPen(semantic_colour("bad", palette))
+        painter.drawText(
+            QRect(x, y + metrics.height(), width, metrics.height()),
+            Qt.AlignmentFlag.AlignHCenter,
+            metrics.elidedText(
+                f"predicted: {entry['pred']} (p={float(entry['prob']):.2f})", Qt.TextElideMode.ElideMiddle, width
+            ),
+        )
+        painter.restore()
+
+
+class GalleryView(QListView):
+    """An icon grid that says why it is empty instead of showing a blank area."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.placeholder = ""
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0 and self.placeholder:
+            painter = QPainter(self.viewport())
+            palette = self.palette()
+            painter.setPen(mix(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text), 0.55))
+            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            painter.end()
+
+
+class ImagePreviewDialog(QDialog):
+    """One misclassified image, large, with its labels; arrows step through the gallery."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Misclassified image")
+        self.resize(720, 640)
+        self._loader = ThumbnailLoader(1024, self)
+        self._loader.ready.connect(self._on_loaded)
+        self._loader.failed.connect(self._on_failed)
+        self._entries: list[dict[str, Any]] = []
+        self._index = 0
+        self._pixmap: QPixmap | None = None
+
+        self.image_label = QLabel(self)
+        self.image_label.setObjectName("previewImage")
+        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_label.setMinimumSize(240, 240)
+        self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.caption = QLabel(self)
+        self.caption.setObjectName("previewCaption")
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        caption_font = QFont(self.caption.font())
+        caption_font.setPointSizeF(caption_font.pointSizeF() * 1.15)
+        self.caption.setFont(caption_font)
+        self.path_label = QLabel(self)
+        self.path_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.path_label.setWordWrap(True)
+
+        self.previous_button = QPushButton("◀ Previous", self)
+        self.next_button = QPushButton("Next ▶", self)
+        self.position_label = QLabel(self)
+        close_button = QPushButton("Close", self)
+        self.previous_button.clicked.connect(lambda: self.show_index(self._index - 1))
+        self.next_button.clicked.connect(lambda: self.show_index(self._index + 1))
+        close_button.clicked.connect(self.close)
+        QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.show_index(self._index - 1))
+        QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.show_index(self._index + 1))
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.previous_button)
+        buttons.addWidget(self.next_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.position_label)
+        buttons.addStretch(1)
+        buttons.addWidget(close_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.image_label, 1)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.path_label)
+        layout.addLayout(buttons)
+
+    def show_entries(self, entries: list[dict[str, Any]], index: int) -> None:
+        self._entries = list(entries)
+        self.show_index(index)
+
+    def show_index(self, index: int) -> None:
+        if not self._entries:
+            return
+        self._index = max(0, min(index, len(self._entries) - 1))
+        entry = self._entries[self._index]
+        bad = semantic_colour("bad", self.palette()).name()
+        self.caption.setText(
+            f"true: <b>{html.escape(str(entry['true']))}</b> / predicted: "
+            f'<b style="color:{bad}">{html.escape(str(entry["pred"]))}</b> (p={float(entry["prob"]):.2f})'
+        )
+        self.caption.setToolTip(misclassified_label(entry))
+        self.path_label.setText(os.path.normpath(entry["path"]))
+        self.position_label.setText(f"{self._index + 1} of {len(self._entries)}")
+        self.previous_button.setEnabled(self._index > 0)
+        self.next_button.setEnabled(self._index < len(self._entries) - 1)
+        self._pixmap = None
+        path = entry["path"]
+        image = self._loader.image(path)
+        if image is not None:
+            self._set_image(image)
+        elif self._loader.error(path):
+            self._on_failed(path, self._loader.error(path) or "")
+        else:
+            self.image_label.setPixmap(QPixmap())
+            self.image_label.setText("Loading…")
+            self._loader.request(path)
+
+    def current_entry(self) -> dict[str, Any] | None:
+        return self._entries[self._index] if self._entries else None
+
+    def has_image(self) -> bool:
+        return self._pixmap is not None
+
+    def _current_path(self) -> str | None:
+        entry = self.current_entry()
+        return entry["path"] if entry else None
+
+    def _on_loaded(self, path: str) -> None:
+        image = self._loader.image(path)
+        if path == self._current_path() and image is not None:
+            self._set_image(image)
+
+    def _on_failed(self, path: str, reason: str) -> None:
+        if path == self._current_path():
+            self._pixmap = None
+            self.image_label.setPixmap(QPixmap())
+            self.image_label.setText(f"This image cannot be shown:\n{reason}")
+
+    def _set_image(self, image) -> None:
+        self._pixmap = QPixmap.fromImage(image)
+        self.image_label.setText("")
+        self._fit_pixmap()
+
+    def _fit_pixmap(self) -> None:
+        if self._pixmap is None:
+            return
+        area = self.image_label.size()
+        pixmap = self._pixmap
+        if pixmap.width() > area.width() or pixmap.height() > area.height():
+            pixmap = pixmap.scaled(area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        elif pixmap.width() * 2 <= area.width() and pixmap.height() * 2 <= area.height():
+            # Small validation images are shown enlarged (pixels kept sharp), not as a postage stamp.
+            factor = min(area.width() // pixmap.width(), area.height() // pixmap.height())
+            pixmap = pixmap.scaled(pixmap.size() * factor, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+        self.image_label.setPixmap(pixmap)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._fit_pixmap()

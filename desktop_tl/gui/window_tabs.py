@@ -1,0 +1,133 @@
+"""How the main window is laid out: a row of tabs, the first of which, Train, holds the
+numbered steps (data, model, layers, training and its curves) side by side; Evaluation,
+Prediction, Runs and Log each get the whole window.
+
+The tab labels carry news: "Evaluation (new results)" until that tab is looked at, and
+"Log (2 new warnings)" for the problems logged since the Log was last open.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGroupBox, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget
+
+from .log_view import LogView
+
+
+def build_train_page(data: QWidget, model: QWidget, layers: QWidget, training: QWidget,
+                     curves: QWidget) -> tuple[QWidget, QSplitter]:
+    """The Train tab: data and model on the left (scrolling), the layer tree in the middle,
+    training settings over the curves on the right. Returns the page and its splitter."""
+    left = QWidget()
+    left_layout = QVBoxLayout(left)
+    left_layout.setContentsMargins(0, 0, 4, 0)
+    left_layout.setSpacing(10)
+    left_layout.addWidget(_group("1 · Data", data))
+    left_layout.addWidget(_group("2 · Model", model))
+    left_layout.addStretch(1)
+    left_scroll = QScrollArea()
+    left_scroll.setWidget(left)
+    left_scroll.setWidgetResizable(True)
+    left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    left_scroll.setMinimumWidth(360)
+
+    center = _group("3 · Layers to train", layers)
+    center.setMinimumWidth(340)
+
+    right = QWidget()
+    right_layout = QVBoxLayout(right)
+    right_layout.setContentsMargins(4, 0, 0, 0)
+    right_layout.setSpacing(10)
+    right_layout.addWidget(_group("4 · Train", training), 0)
+    right_layout.addWidget(_group("Curves", curves), 1)
+    right.setMinimumWidth(500)
+
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.setObjectName("mainSplitter")
+    splitter.setChildrenCollapsible(False)
+    splitter.addWidget(left_scroll)
+    splitter.addWidget(center)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(0, 0)
+    splitter.setStretchFactor(1, 1)
+    splitter.setStretchFactor(2, 2)
+    splitter.setSizes([390, 440, 750])
+    page = QWidget()
+    page_layout = QVBoxLayout(page)
+    page_layout.setContentsMargins(8, 8, 8, 4)
+    page_layout.addWidget(splitter)
+    return page, splitter
+
+
+class MainTabs(QTabWidget):
+    """The window's tabs. ``evaluation`` and ``log`` are the views whose labels carry news."""
+
+    def __init__(self, train_page: QWidget, evaluation: QWidget, prediction: QWidget,
+                 runs: QWidget, log: LogView) -> None:
+        super().__init__()
+        self.setObjectName("mainTabs")
+        self.setDocumentMode(True)
+        self._evaluation = evaluation
+        self._log = log
+        self._seen_problems = 0
+        self.addTab(train_page, "Train")
+        self.addTab(_padded(evaluation), "Evaluation")
+        self.addTab(_padded(prediction), "Prediction")
+        self.addTab(_padded(runs), "Runs")
+        self.addTab(_padded(log), "Log")
+        self.currentChanged.connect(self._on_current_changed)
+        log.problem_logged.connect(lambda _level, _message: self._label_log_tab())
+
+    def index_of(self, widget: QWidget) -> int:
+        """The tab holding ``widget`` (a view or a page); -1 when none does."""
+        for index in range(self.count()):
+            page = self.widget(index)
+            if page is widget or page.isAncestorOf(widget):
+                return index
+        return -1
+
+    def show_page(self, widget: QWidget) -> None:
+        """Bring the tab holding ``widget`` to the front."""
+        index = self.index_of(widget)
+        if index >= 0:
+            self.setCurrentIndex(index)
+
+    def mark_new_results(self) -> None:
+        index = self.index_of(self._evaluation)
+        if self.currentIndex() != index:
+            self.setTabText(index, "Evaluation (new results)")
+
+    def _problems(self) -> int:
+        return self._log.count("warning") + self._log.count("error")
+
+    def _on_current_changed(self, index: int) -> None:
+        if index == self.index_of(self._evaluation):
+            self.setTabText(index, "Evaluation")
+        if index == self.index_of(self._log):
+            self._seen_problems = self._problems()
+            self._label_log_tab()
+
+    def _label_log_tab(self) -> None:
+        index = self.index_of(self._log)
+        unseen = self._problems() - self._seen_problems
+        if self.currentIndex() == index or unseen <= 0:
+            self.setTabText(index, "Log")
+        else:
+            self.setTabText(index, f"Log ({unseen} new warning{'s' if unseen != 1 else ''})")
+
+
+def _group(title: str, widget: QWidget) -> QGroupBox:
+    box = QGroupBox(title)
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(10, 12, 10, 10)
+    layout.addWidget(widget)
+    return box
+
+
+def _padded(widget: QWidget) -> QWidget:
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(8, 8, 8, 4)
+    layout.addWidget(widget)
+    return page
