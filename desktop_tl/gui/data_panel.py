@@ -69,6 +69,8 @@ class DataPanel(QWidget):
         self.settings = settings
         self.host: Any = None
         self.prepared: Any = None
+        #: The data settings ``prepared`` was checked with (the fields may have moved on since).
+        self.prepared_with: DataConfig | None = None
         self._task: BackgroundTask | None = None
         self._latest_check = LatestRequest()
 
@@ -357,7 +359,7 @@ class DataPanel(QWidget):
         self.progress_box.setVisible(True)
         self._task = run_in_background(
             prepare,
-            on_result=ticket.only_current(self._on_prepared),
+            on_result=ticket.only_current(lambda prepared: self._on_prepared(prepared, config)),
             on_error=ticket.only_current(self._on_failed),
             on_progress=ticket.only_current(self._on_progress),
             name="prepare-data",
@@ -386,9 +388,10 @@ class DataPanel(QWidget):
             self.progress.setRange(0, 0)
             self.progress.setFormat(message or "Checking images…")
 
-    def _on_prepared(self, prepared: Any) -> None:
+    def _on_prepared(self, prepared: Any, checked_with: DataConfig) -> None:
         self._finish_task()
         self._set_prepared(prepared)
+        self.prepared_with = checked_with
         self.log.emit("info", f"dataset {prepared.root}: {self._summary_text(prepared)}")
         for message in prepared.warnings:
             self.log.emit("warning", message)
@@ -413,6 +416,7 @@ class DataPanel(QWidget):
 
     def _set_prepared(self, prepared: Any) -> None:
         self.prepared = prepared
+        self.prepared_with = None
         if prepared is None:
             self.class_table.setRowCount(0)
             self.class_table.setVisible(False)

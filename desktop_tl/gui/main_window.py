@@ -477,7 +477,7 @@ class MainWindow(QMainWindow):
         # The data panel has checked and split the images already: the engine reuses
         # that unless the data settings differ from the ones it checked with.
         session = TrainingSession(config, self.host, parent=self, prepared=self.data_panel.prepared,
-                                  prepared_with=self.data_panel.data_config())
+                                  prepared_with=self.data_panel.prepared_with)
         worker = session.worker
         worker.stage_changed.connect(self._on_stage)
         worker.run_started.connect(self._on_run_started)
