@@ -7,10 +7,9 @@ import json
 import sys
 from typing import Any, Sequence, TextIO
 
+from ..core.run_comparison import Comparison, compare_runs
 from ..core.run_history import (
-    Comparison,
     RunRecord,
-    compare_runs,
     find_run,
     format_share,
     list_runs,

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.atomic import atomic_write_text
-from ..core.run_history import Comparison, RunRecord, compare_runs, flatten_settings
+from ..core.run_comparison import Comparison, compare_runs, flatten_settings
+from ..core.run_history import RunRecord
 from ..errors import UserError
 from .icons import semantic_colour
 from .notice import Notice

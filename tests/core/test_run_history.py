@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from desktop_tl.core import run_history as rh
+from desktop_tl.core.run_comparison import compare_runs
 from desktop_tl.core.run_folder import lock_run_dir
 from desktop_tl.core.training import Trainer
 
@@ -68,7 +69,7 @@ def test_display_name_and_note_are_kept_in_the_run_folder(runs, tmp_path):
 
 def test_comparison_lists_differing_settings_and_marks_other_datasets(runs):
     a, b, c = (rh.read_run(runs[k]) for k in "abc")
-    comparison = rh.compare_runs([a, b, c])
+    comparison = compare_runs([a, b, c])
     differing = dict(comparison.differing)
     assert differing["train.lr"] == [1e-3, 3e-3, 1e-3]
     assert differing["train.epochs"] == [2, 1, 1]
@@ -78,7 +79,7 @@ def test_comparison_lists_differing_settings_and_marks_other_datasets(runs):
     assert comparison.metric_rows()[0] == ("status", ["completed"] * 3)
     assert any("run_c is not comparable" in m for m in comparison.messages())
     with pytest.raises(rh.RunHistoryError, match="at least two"):
-        rh.compare_runs([a])
+        compare_runs([a])
 
 
 def test_a_different_class_set_on_the_same_folder_is_not_comparable(runs, tmp_path):
@@ -87,7 +88,7 @@ def test_a_different_class_set_on_the_same_folder_is_not_comparable(runs, tmp_pa
     shutil.copytree(runs["c"], run)
     config = (run / "run.toml").read_text()
     (run / "run.toml").write_text(config.replace("gravel_data", "grass_data"))
-    comparison = rh.compare_runs([rh.read_run(runs["a"]), rh.read_run(run)])
+    comparison = compare_runs([rh.read_run(runs["a"]), rh.read_run(run)])
     assert "different class set" in comparison.not_comparable[1]
 
 
@@ -122,7 +123,7 @@ def test_damaged_half_written_newer_and_running_folders_each_say_so(runs, tmp_pa
     assert records["newer"].status == "completed" and "newer" in records["newer"].problem
     assert records["running"].status == "running" and records["running"].metrics() == []
 
-    comparison = rh.compare_runs([records["newer"], records["running"]])
+    comparison = compare_runs([records["newer"], records["running"]])
     assert comparison.without_metrics == [1]
     assert any("no metrics yet" in m for m in comparison.messages())
 
