@@ -22,7 +22,9 @@ turns reuse off (features then touch the disk only when they exceed the memory b
 in an anonymous temporary file).
 
 Entry file layout: the rows (C order, native little-endian), then a JSON trailer, then
-the trailer's length (8 bytes, little-endian) and the magic ``DTLFEAT1``.
+the trailer's length (8 bytes, little-endian) and the magic ``DTLFEAT1``. The writer, the
+reader and the key of that format stay in this one module (hence its length), so the
+three cannot drift apart.
 """
 
 from __future__ import annotations
