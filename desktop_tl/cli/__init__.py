@@ -1,4 +1,4 @@
-"""The ``desktop-tl`` command: GUI, train, predict, plugins, models, weights.
+"""The ``desktop-tl`` command: GUI, train, predict, plugins, plugin new, models, weights.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``. A :class:`~desktop_tl.errors.UserError` becomes one line on stderr
@@ -14,7 +14,7 @@ from typing import Sequence
 
 from ..errors import UserError
 
-SUBCOMMANDS = ("gui", "train", "predict", "plugins", "models", "weights", "install-launcher", "runs", "export")
+SUBCOMMANDS = ("gui", "train", "predict", "plugins", "plugin", "models", "weights", "install-launcher", "runs", "export")
 
 
 class _Parser(argparse.ArgumentParser):

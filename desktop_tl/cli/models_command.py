@@ -20,13 +20,18 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--provider", metavar="ID", help="only this backbone provider")
+    parser.add_argument("--available", action="store_true",
+                        help="only the backbones whose pretrained weights are on this machine")
     parser.set_defaults(run=run)
 
 
-def collect(host: Any, provider_id: str | None = None) -> list[dict[str, Any]]:
+def collect(
+    host: Any, provider_id: str | None = None, *, available_only: bool = False
+) -> list[dict[str, Any]]:
     """One row per backbone: provider, model, name (provider:model), available, source,
     path, file_names (what the local weights folder would hold), detail. A provider that
-    fails to report a model gets a row with source ``error``."""
+    fails to report a model gets a row with source ``error``. ``available_only`` keeps
+    the backbones whose pretrained weights are on this machine."""
     providers = host.backbone_providers()
     if provider_id is not None and provider_id not in providers:
         known = ", ".join(providers) or "none installed (see desktop-tl plugins)"
@@ -35,17 +40,19 @@ def collect(host: Any, provider_id: str | None = None) -> list[dict[str, Any]]:
     for pid, provider in providers.items():
         if provider_id is not None and pid != provider_id:
             continue
-        for model in host.provider_models(pid):
-            row: dict[str, Any] = {"provider": pid, "model": model, "name": f"{pid}:{model}"}
+        for model, status in host.weights_statuses(pid).items():
+            row: dict[str, Any] = {"provider": pid, "model": model, "name": f"{pid}:{model}",
+                                   "available": bool(status.available), "source": status.source,
+                                   "path": status.path, "detail": status.detail}
             try:
-                status = provider.weights_status(model)
-                file_names = list(provider.weight_file_names(model))
+                row["file_names"] = (
+                    [] if status.source == "error" else list(provider.weight_file_names(model))
+                )
             except Exception as exc:  # one broken provider must not hide the others
                 row.update(available=False, source="error", path=None, file_names=[],
-                           detail=f"weights_status failed: {type(exc).__name__}: {exc}")
-            else:
-                row.update(available=bool(status.available), source=status.source,
-                           path=status.path, file_names=file_names, detail=status.detail)
+                           detail=f"weight_file_names failed: {type(exc).__name__}: {exc}")
+            if available_only and not row["available"]:
+                continue
             rows.append(row)
     return rows
 
@@ -54,13 +61,17 @@ def run(args: argparse.Namespace) -> int:
     from ..plugin.manager import get_host
 
     host = get_host()
-    rows = collect(host, args.provider)
+    rows = collect(host, args.provider, available_only=args.available)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     if not rows:
-        print("No backbones: install a backbone plugin (see desktop-tl plugins).")
+        if args.available:
+            print("No backbone has pretrained weights on this machine. Import a file with "
+                  "`desktop-tl weights import FILE --model NAME`, or train with --weights none.")
+        else:
+            print("No backbones: install a backbone plugin (see desktop-tl plugins).")
         return 0
     from ..core.weights import weights_dir
 

@@ -50,7 +50,9 @@ class BuiltModel:
 def build_model(config: "RunConfig", host: Any, num_classes: int) -> BuiltModel:
     """Create the configured backbone (resolving its weights) and a fresh head."""
     provider, model_name = host.resolve_backbone(config.model.backbone)
-    create = getattr(host, "create_backbone", None)  # names the plugin when create() breaks
+    # The host finds and checks the weights (WeightsSource) and names the plugin when
+    # create() breaks; a test's host may serve the provider bare.
+    create = getattr(host, "create_backbone", None)
     if create is not None:
         backbone = create(provider, model_name, config.model.weights)
     else:
@@ -65,11 +67,9 @@ def build_model(config: "RunConfig", host: Any, num_classes: int) -> BuiltModel:
 def build_head(
     host: Any, head_id: str, options: dict[str, Any], in_features: int, num_classes: int
 ) -> tuple[str, dict[str, Any], nn.Module]:
-    head_types = host.head_types()
-    if head_id not in head_types:
-        known = ", ".join(sorted(head_types)) or "none (is the heads plugin installed?)"
-        raise ModelBuildError(f"unknown head type {head_id!r}; available: {known}")
-    head_type = head_types[head_id]
+    from ..plugin.manager import find_head
+
+    head_type = find_head(host.head_types(), head_id)
     allowed = {opt.name for opt in head_type.options}
     unknown = sorted(set(options) - allowed)
     if unknown:

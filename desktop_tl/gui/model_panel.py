@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QRegularExpression, QStringListModel, Qt, QTimer, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QRegularExpressionValidator, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -175,9 +175,11 @@ class ModelPanel(QWidget):
         self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model_combo.setMaxVisibleItems(20)
         self.model_combo.lineEdit().setPlaceholderText("type to search…")
-        self._model_names = QStringListModel(self)
-        self.model_combo.setModel(self._model_names)
-        completer = QCompleter(self._model_names, self.model_combo)
+        self._model_items = QStandardItemModel(self)
+        self._weights_by_model: dict[str, Any] = {}  # model -> WeightsStatus, this provider
+        self._status_cache: dict[str, dict[str, Any]] = {}  # provider -> its models' statuses
+        self.model_combo.setModel(self._model_items)
+        completer = QCompleter(self._model_items, self.model_combo)
         completer.setFilterMode(Qt.MatchFlag.MatchContains)
         completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
@@ -185,6 +187,11 @@ class ModelPanel(QWidget):
         self.model_combo.setToolTip("The pretrained network. Type any part of a name to search.")
         self.model_combo.activated.connect(self._on_model_chosen)
         self.model_combo.lineEdit().editingFinished.connect(self._on_model_chosen)
+        self.with_weights_check = QCheckBox("Only models with weights on this machine")
+        self.with_weights_check.setToolTip(
+            "List only the backbones whose pretrained weights are on this machine (shown "
+            "in bold in the list).")
+        self.with_weights_check.toggled.connect(self._on_with_weights_toggled)
 
         self.weights_label = Notice()
         self.weights_label.setObjectName("weightsLabel")
@@ -229,6 +236,7 @@ class ModelPanel(QWidget):
         form.setVerticalSpacing(6)
         form.addRow("Provider", self.provider_combo)
         form.addRow("Backbone", self.model_combo)
+        form.addRow("", self.with_weights_check)
         form.addRow("Weights", self.weights_label)
         form.addRow("", weights_row)
         form.addRow("Head", self.head_combo)
@@ -255,6 +263,7 @@ class ModelPanel(QWidget):
 
     def set_host(self, host: Any) -> None:
         self.host = host
+        self._status_cache.clear()
         self._loading = True
         try:
             self.provider_combo.clear()
@@ -275,7 +284,7 @@ class ModelPanel(QWidget):
             self.notice.show_message(
                 "error", "No backbone plugins are installed, so there is nothing to train. "
                 "Install one (e.g. pip install -e plugins/dtl_efficientnet_lite) and restart.")
-        self._fill_models()
+        self._fill_models(prefer_weights=True)
         self._fill_head_options()
         self._refresh_weights()
         self.setEnabled(True)
@@ -301,6 +310,9 @@ class ModelPanel(QWidget):
             if index >= 0:
                 self.provider_combo.setCurrentIndex(index)
             self._fill_models()
+            if model_name not in self.listed_models() and self.with_weights_check.isChecked():
+                self.with_weights_check.setChecked(False)  # show the project's model
+                self._fill_models()
             self.model_combo.setCurrentText(model_name)
             self._weights_choice = model.weights or "auto"
             self.random_check.setChecked(self._weights_choice == "none")
@@ -461,6 +473,8 @@ class ModelPanel(QWidget):
         self.log.emit("info", f"weights imported to {target}")
         self._weights_choice = "auto"
         self.random_check.setChecked(False)
+        self._status_cache.clear()
+        self._fill_models()  # the imported model is now one with weights
         self._refresh_weights()
 
     def _on_import_failed(self, exc: BaseException, tb: str) -> None:
@@ -488,7 +502,8 @@ class ModelPanel(QWidget):
             exists = Path(self._weights_choice).is_file()
             self.weights_label.show_message(
                 "good" if exists else "error",
-                f"Pretrained, from the file {self._weights_choice}" if exists
+                f"Pretrained, from the file {self._weights_choice} (your choice: it loads "
+                "even if its sha256 fails a check, recorded as unverified)" if exists
                 else f"The weights file {self._weights_choice} does not exist.")
             self.import_button.setVisible(True)
             self.weights_changed.emit()
@@ -542,25 +557,62 @@ class ModelPanel(QWidget):
 
     # ------------------------------------------------------------ choices
 
-    def _fill_models(self) -> None:
+    def _fill_models(self, prefer_weights: bool = False) -> None:
+        """List the provider's models, those with pretrained weights on this machine in
+        bold (only those when the filter is on). Keeps the current model when listed;
+        otherwise, or with ``prefer_weights`` when the current one has none, selects the
+        first model that has weights (the first model when none has)."""
         provider_id = self.provider_combo.currentData()
-        models = list(self.host.provider_models(provider_id)) if (
-            self.host is not None and provider_id) else []
+        if self.host is not None and provider_id and provider_id not in self._status_cache:
+            # file-existence checks only, but thousands for a large provider: once each
+            self._status_cache[provider_id] = dict(self.host.weights_statuses(provider_id))
+        statuses = self._status_cache.get(provider_id, {}) if self.host is not None else {}
+        self._weights_by_model = statuses
+        with_weights = [m for m, status in statuses.items() if status.available]
+        models = with_weights if self.with_weights_check.isChecked() else list(statuses)
         current = self.model_combo.currentText()
         self._loading, was_loading = True, self._loading
         try:
-            self._model_names.setStringList(models)
-            if current in models:
+            self._model_items.clear()
+            bold = QFont()
+            bold.setBold(True)
+            for model in models:
+                item = QStandardItem(model)
+                status = statuses[model]
+                if status.available:
+                    item.setFont(bold)
+                    item.setToolTip(f"Pretrained weights on this machine: {status.detail}")
+                else:
+                    item.setToolTip("No pretrained weights on this machine")
+                self._model_items.appendRow(item)
+            keep = current in models and not (prefer_weights and with_weights
+                                               and current not in with_weights)
+            if keep:
                 self.model_combo.setCurrentText(current)
             elif models:
-                self.model_combo.setCurrentIndex(0)
+                choice = next((m for m in models if m in with_weights), models[0])
+                self.model_combo.setCurrentIndex(models.index(choice))
         finally:
             self._loading = was_loading
+
+    def listed_models(self) -> list[str]:
+        """The model names the list shows now."""
+        return [self._model_items.item(row).text() for row in range(self._model_items.rowCount())]
+
+    def models_with_weights(self) -> list[str]:
+        """This provider's models whose pretrained weights are on this machine."""
+        return [m for m, status in self._weights_by_model.items() if status.available]
+
+    def _on_with_weights_toggled(self, _checked: bool) -> None:
+        if self._loading:
+            return
+        self._fill_models()
+        self._on_model_chosen()
 
     def _on_provider_changed(self, _index: int) -> None:
         if self._loading:
             return
-        self._fill_models()
+        self._fill_models(prefer_weights=True)
         self._on_model_chosen()
 
     _last_model = ""
@@ -571,7 +623,7 @@ class ModelPanel(QWidget):
         name = self.backbone_name()
         if name == self._last_model:
             return
-        models = self._model_names.stringList()
+        models = self.listed_models()
         if self.model_name() not in models:
             self.notice.show_message(
                 "error", f"{self.model_name()!r} is not one of this provider's models; "

@@ -32,7 +32,16 @@ import pluggy
 
 from ..errors import UserError
 from . import hookspecs
-from .descriptors import API_VERSION, BackboneProvider, DatasetLoader, HeadOption, HeadType
+from .descriptors import (
+    API_VERSION,
+    HEAD_OPTION_KINDS,
+    BackboneProvider,
+    DatasetError,
+    DatasetLoader,
+    HeadOption,
+    HeadType,
+    WeightsStatus,
+)
 
 log = logging.getLogger("desktop_tl.plugin")
 
@@ -62,7 +71,7 @@ _KINDS = (
 )
 _KIND_BY_HOOK = {kind.hook: kind for kind in _KINDS}
 
-_HEAD_OPTION_KINDS = ("int", "float", "bool", "choice", "int_list")
+_HEAD_OPTION_KINDS = HEAD_OPTION_KINDS
 
 #: Every hook this host declares (functions in hookspecs.py marked with @hookspec).
 HOOK_NAMES = tuple(
@@ -99,8 +108,12 @@ class BackboneCreateError(UserError):
     Backbone; the message names the plugin and its distribution."""
 
 
-class LoaderNotFoundError(PluginLookupError):
-    """No installed dataset loader has the id asked for, or none can read the path."""
+class LoaderNotFoundError(PluginLookupError, DatasetError):
+    """No installed dataset loader has the id asked for."""
+
+
+class PathNotLoadableError(PluginLookupError, DatasetError):
+    """No installed dataset loader can read the path (or the one named cannot)."""
 
 
 class HeadNotFoundError(PluginLookupError):
@@ -215,6 +228,14 @@ class PluginHost:
 
     Loading happens on :meth:`load`, or on first use of any lookup. The host is safe to
     share between threads.
+
+    Lookups happen here and nowhere else, each with its own error type:
+    :meth:`resolve_backbone` (a backbone by name: :class:`BackboneNotFoundError`,
+    :class:`AmbiguousBackboneError`), :meth:`loader_for_path` (the loader for a path, from
+    what loaders declare: :class:`LoaderNotFoundError`, :class:`PathNotLoadableError`),
+    :meth:`head_type` (:class:`HeadNotFoundError`) and :meth:`backbone_for_weights_file`.
+    The engine, given any host, uses the same rules through :func:`choose_loader` and
+    :func:`find_head`.
     """
 
     def __init__(
@@ -516,45 +537,14 @@ class PluginHost:
         self._ensure_loaded()
         return self._owners.get(kind, {}).get(item_id)
 
-    def dataset_loader(self, loader_id: str) -> DatasetLoader:
-        """The loader with this id; :class:`LoaderNotFoundError` (with suggestions) if none."""
-        loaders = self.dataset_loaders()
-        if loader_id in loaders:
-            return loaders[loader_id]
-        raise LoaderNotFoundError(
-            f"no dataset loader has the id {loader_id!r}"
-            + _suggest(loader_id, list(loaders))
-            + _installed("dataset loaders", loaders)
-        )
-
-    def loader_for_path(self, path: str) -> DatasetLoader:
-        """The first loader (in plugin order) whose ``can_load`` accepts ``path``."""
-        loaders = self.dataset_loaders()
-        for loader in loaders.values():
-            try:
-                if loader.can_load(str(path)):
-                    return loader
-            except Exception as exc:  # a loader's probe must not hide the others
-                if self.strict:
-                    raise
-                log.warning("dataset loader %r raised in can_load(%r): %s",
-                            loader.id, path, _describe(exc))
-        raise LoaderNotFoundError(
-            f"no installed dataset loader can read {path!r}: give a folder with one "
-            "subfolder per class, or a CSV/TSV manifest, or choose a loader by id"
-            + _installed("dataset loaders", loaders)
-        )
+    def loader_for_path(self, path: str, loader_id: str = "auto") -> DatasetLoader:
+        """The loader for ``path``: the one named ``loader_id`` (it must accept the path),
+        or for ``"auto"`` the first that accepts it (see :func:`choose_loader`)."""
+        return choose_loader(self.dataset_loaders(), path, loader_id, strict=self.strict)
 
     def head_type(self, head_id: str) -> HeadType:
         """The head type with this id; :class:`HeadNotFoundError` (with suggestions) if none."""
-        heads = self.head_types()
-        if head_id in heads:
-            return heads[head_id]
-        raise HeadNotFoundError(
-            f"no head type has the id {head_id!r}"
-            + _suggest(head_id, list(heads))
-            + _installed("head types", heads)
-        )
+        return find_head(self.head_types(), head_id)
 
     def provider_models(self, provider_id: str) -> tuple[str, ...]:
         """``list_models()`` of one provider, cached for the life of this host. A provider
@@ -576,6 +566,8 @@ class PluginHost:
                         f"list_models() must return a list of str, got {models!r:.80}"
                     )
                 names = tuple(models)
+                if not names:
+                    raise ValueError("list_models() returned no models")
             except Exception as exc:
                 if self.strict:
                     raise
@@ -590,6 +582,28 @@ class PluginHost:
                 names = ()
             self._model_lists[provider_id] = names
             return names
+
+    def weights_statuses(self, provider_id: str) -> dict[str, WeightsStatus]:
+        """Whether each model of a provider has pretrained weights on this machine
+        (``weights_status`` of every model; only file existence is checked). A model whose
+        status the plugin fails to report gets source ``"error"`` and the reason."""
+        provider = self.backbone_providers().get(provider_id)
+        if provider is None:
+            return {}
+        statuses: dict[str, WeightsStatus] = {}
+        for model in self.provider_models(provider_id):
+            try:
+                status = provider.weights_status(model)
+                if not isinstance(status, WeightsStatus):
+                    raise TypeError(f"weights_status returned {type(status).__name__}, "
+                                    "not a WeightsStatus")
+            except Exception as exc:  # one broken model must not hide the others
+                if self.strict:
+                    raise
+                status = WeightsStatus(False, "error", None,
+                                       f"weights_status failed: {_describe(exc)}")
+            statuses[model] = status
+        return statuses
 
     def resolve_backbone(self, name: str) -> tuple[BackboneProvider, str]:
         """``"provider:model"`` or a bare model name -> (provider, model name).
@@ -643,6 +657,43 @@ class PluginHost:
             f"no installed backbone provider offers a model named {text!r}{hint} "
             f"(`desktop-tl models` lists them; providers: {', '.join(providers)})"
             + self._disabled_hint()
+        )
+
+    def backbone_for_weights_file(self, file_name: str) -> tuple[BackboneProvider, str]:
+        """The (provider, model) whose usual weights file is ``file_name``, or whose model
+        name is the part of the name before ``-<hash>``; :class:`BackboneNotFoundError`
+        when none fits, :class:`AmbiguousBackboneError` when several do."""
+        from .weights import local_file_names
+
+        providers = self.backbone_providers()
+        exact = [
+            (provider, model)
+            for provider in providers.values()
+            for model in self.provider_models(provider.id)
+            if any(file_name in local_file_names(usual)
+                   for usual in _usual_file_names(provider, model))
+        ]
+        if len(exact) == 1:
+            return exact[0]
+        stem = re.sub(r"-[a-f0-9]{6,}$", "", os.path.splitext(file_name)[0])
+        by_name = [
+            (provider, model)
+            for provider in providers.values()
+            for model in self.provider_models(provider.id)
+            if model == stem
+        ]
+        if len(by_name) == 1:
+            return by_name[0]
+        candidates = exact or by_name
+        if candidates:
+            names = ", ".join(f"{p.id}:{m}" for p, m in candidates)
+            raise AmbiguousBackboneError(
+                f"the file name {file_name} fits several models ({names}); "
+                "say which with --model NAME"
+            )
+        raise BackboneNotFoundError(
+            f"cannot tell from the file name {file_name} which model these weights are for; "
+            "say which with --model NAME (`desktop-tl models` lists the names)"
         )
 
     def _resolve_qualified(
@@ -773,7 +824,92 @@ class PluginHost:
         return errors
 
 
+# --------------------------------------------------------------------------- lookups
+# Module functions over what a host serves, so that the engine's lookups given any host
+# (the real one, or a test's that serves a few plugins) follow the same rules.
+
+
+def find_head(heads: dict[str, HeadType], head_id: str) -> HeadType:
+    """``heads[head_id]``, or :class:`HeadNotFoundError` with suggestions."""
+    if head_id in heads:
+        return heads[head_id]
+    raise HeadNotFoundError(
+        f"no head type has the id {head_id!r}"
+        + _suggest(head_id, list(heads))
+        + _installed("head types", heads)
+        + ("" if heads else "; is the dtl-heads plugin installed?")
+    )
+
+
+def _loader_by_id(loaders: dict[str, DatasetLoader], loader_id: str) -> DatasetLoader:
+    if loader_id in loaders:
+        return loaders[loader_id]
+    raise LoaderNotFoundError(
+        f"no dataset loader has the id {loader_id!r}"
+        + _suggest(loader_id, list(loaders))
+        + _installed("dataset loaders", loaders)
+        + "; or use auto"
+    )
+
+
+def loader_candidates(loaders: Iterable[DatasetLoader], path: str) -> list[DatasetLoader]:
+    """The loaders that may read ``path`` by its kind and file name, in the order they are
+    asked: highest ``priority`` first, then plugin order."""
+    fitting = [loader for loader in loaders if loader.matches_name(str(path))]
+    return sorted(fitting, key=lambda loader: -loader.priority)  # stable: plugin order
+
+
+def choose_loader(
+    loaders: dict[str, DatasetLoader], path: str, loader_id: str = "auto", *, strict: bool = False
+) -> DatasetLoader:
+    """The loader named ``loader_id`` (which must accept ``path``), or for ``"auto"`` the
+    first of :func:`loader_candidates` whose ``can_load`` accepts it. A loader whose
+    ``can_load`` raises is passed over (re-raised when ``strict``)."""
+    path = str(path)
+    if not loaders:
+        raise LoaderNotFoundError(
+            "no dataset loaders are installed; install the dtl-loaders plugin "
+            "(pip install plugins/dtl_loaders) or see `desktop-tl plugins` for one that "
+            "failed to load"
+        )
+    if loader_id and loader_id != "auto":
+        loader = _loader_by_id(loaders, loader_id)
+        if not _accepts(loader, path, strict):
+            raise PathNotLoadableError(
+                f"the {loader.display_name} loader cannot read {path} (it expects a "
+                f"{loader.path_kind}); choose another path or set the loader to auto"
+            )
+        return loader
+    for loader in loader_candidates(loaders.values(), path):
+        if _accepts(loader, path, strict):
+            return loader
+    patterns = sorted({p for loader in loaders.values() for p in loader.file_patterns})
+    files = f", or a file matching {' '.join(patterns)}" if patterns else ""
+    raise PathNotLoadableError(
+        f"no installed dataset loader can read {path}; use a folder with one subfolder of "
+        f"images per class{files} (installed dataset loaders: {', '.join(loaders)})"
+    )
+
+
+def _accepts(loader: DatasetLoader, path: str, strict: bool) -> bool:
+    try:
+        return bool(loader.can_load(path))
+    except Exception as exc:  # a loader's probe must not hide the others
+        if strict:
+            raise
+        log.warning("dataset loader %r raised in can_load(%r): %s",
+                    loader.id, path, _describe(exc))
+        return False
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _usual_file_names(provider: BackboneProvider, model: str) -> Sequence[str]:
+    try:
+        return provider.weight_file_names(model)  # type: ignore[misc]
+    except Exception:  # a provider's listing problem must not block recognising others
+        return ()
 
 
 def _with_traceback(message: str, exc: BaseException) -> str:
@@ -887,12 +1023,16 @@ __all__ = [
     "HeadNotFoundError",
     "LOADED",
     "LoaderNotFoundError",
+    "PathNotLoadableError",
     "PluginError",
     "PluginHost",
     "PluginLookupError",
     "PluginRecord",
     "REFUSED",
+    "choose_loader",
     "discover_entry_points",
+    "find_head",
+    "loader_candidates",
     "get_host",
     "normalize_name",
 ]

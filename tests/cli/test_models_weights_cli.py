@@ -76,8 +76,8 @@ def test_models_table_is_readable(places, capsys):
 
 
 def test_models_with_an_unknown_provider_is_one_line(places, capsys):
-    assert main(["models", "--provider", "timm"]) == 2
-    assert "no backbone provider has the id 'timm'" in one_error_line(capsys)
+    assert main(["models", "--provider", "keras"]) == 2
+    assert "no backbone provider has the id 'keras'" in one_error_line(capsys)
 
 
 # --------------------------------------------------------------------------- weights import
@@ -203,3 +203,22 @@ def test_import_says_when_the_hub_cache_would_shadow_it(places, capsys):
     out = capsys.readouterr().out
     assert "torch hub cache is found first" in out
     assert (places["weights"] / RESNET18_COPY).read_bytes() == source.read_bytes()
+
+
+def test_models_available_lists_only_backbones_with_weights_here(places, capsys):
+    save_state(random_state(), places["weights"] / RESNET18_COPY)
+    rows = models_json(capsys, "--available")
+    assert "torchvision:resnet18" in rows and "efficientnet_lite:efficientnet_lite0" in rows
+    assert all(row["available"] for row in rows.values())
+    assert "torchvision:alexnet" not in rows
+
+    assert main(["models", "--available", "--provider", "torchvision"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in table[1:] if line.strip()] == ["torchvision:resnet18"]
+
+
+def test_models_available_says_the_way_out_when_none_has_weights(places, capsys):
+    assert main(["models", "--available", "--provider", "torchvision"]) == 0
+    out = capsys.readouterr().out
+    assert "No backbone has pretrained weights on this machine" in out
+    assert "desktop-tl weights import" in out

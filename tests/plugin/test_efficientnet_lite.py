@@ -18,12 +18,17 @@ from torchvision.transforms import v2 as T
 import dtl_efficientnet_lite
 from dtl_efficientnet_lite import provider
 from desktop_tl.plugin.descriptors import BackboneProvider, WeightsFileError
+from desktop_tl.plugin.weights import resolve_pretrained
+
+(PROVIDER,) = dtl_efficientnet_lite.dtl_backbone_providers()
 
 
 @pytest.fixture(scope="module")
 def pretrained():
     """The package's model with the packaged weights, and its staged backbone."""
-    model, provenance = provider.load_model("auto")
+    weights = resolve_pretrained(provider.MODEL_NAME, "auto",
+                                 provider.weights_source(provider.MODEL_NAME))
+    model, provenance = provider.load_model(weights), weights.provenance
     stages = provider.stage(model)
     model.eval()
     stages.eval()
@@ -45,7 +50,7 @@ def preprocess(*images: np.ndarray) -> torch.Tensor:
 def test_the_hook_offers_the_provider():
     (lite,) = dtl_efficientnet_lite.dtl_backbone_providers()
     assert isinstance(lite, BackboneProvider) and lite.id == "efficientnet_lite"
-    assert dtl_efficientnet_lite.DTL_API_VERSION == "1.0"
+    assert dtl_efficientnet_lite.DTL_API_VERSION == "1.1"
     assert lite.list_models() == ["efficientnet_lite0"]
     assert lite.weight_file_names("efficientnet_lite0") == ["efficientnet-lite0-57934424.pth"]
     with pytest.raises(Exception, match="offers efficientnet_lite0"):
@@ -53,9 +58,9 @@ def test_the_hook_offers_the_provider():
 
 
 def test_packaged_weights_are_available_and_recorded():
-    status = provider.weights_status("efficientnet_lite0")
+    status = PROVIDER.weights_status("efficientnet_lite0")
     assert (status.available, status.source) == (True, "package")
-    backbone = provider.create("efficientnet_lite0", "auto")
+    backbone = PROVIDER.create("efficientnet_lite0", "auto")
     provenance = backbone.provenance
     assert (provenance.source, provenance.pretrained) == ("package", True)
     assert provenance.path == str(Path(status.path).resolve())
@@ -70,7 +75,7 @@ def test_packaged_weights_are_available_and_recorded():
 
 
 def test_stages_are_named_and_every_block_is_its_own_stage():
-    module = provider.create("efficientnet_lite0", "none").module
+    module = PROVIDER.create("efficientnet_lite0", "none").module
     assert [n for n, _ in module.named_children()] == ["stem", "blocks", "top", "pool", "flatten"]
     assert [n for n, _ in module.stem.named_children()] == ["conv_stem", "bn0", "act"]
     assert [n for n, _ in module.blocks.named_children()] == [str(i) for i in range(16)]
@@ -126,7 +131,7 @@ def test_stochastic_depth_still_applies_in_training(pretrained):
 
 
 def test_random_initialisation_is_labelled():
-    backbone = provider.create("efficientnet_lite0", "none")
+    backbone = PROVIDER.create("efficientnet_lite0", "none")
     assert backbone.provenance.source == "random" and not backbone.provenance.pretrained
     assert backbone.categories is None
 
@@ -137,7 +142,7 @@ def test_a_chosen_file_is_honoured(tmp_path, pretrained):
     state["_conv_stem.weight"] = state["_conv_stem.weight"] * 0.5  # a distinguishable copy
     path = tmp_path / "lite0-lab.safetensors"
     save_file(state, path)
-    backbone = provider.create("efficientnet_lite0", str(path))
+    backbone = PROVIDER.create("efficientnet_lite0", str(path))
     assert (backbone.provenance.source, backbone.provenance.path) == ("file", str(path.resolve()))
     assert torch.equal(backbone.module.stem.conv_stem.weight, state["_conv_stem.weight"])
     assert torch.equal(backbone.module.blocks[15]._project_conv.weight,
@@ -148,7 +153,7 @@ def test_a_file_for_another_model_is_refused(tmp_path):
     path = tmp_path / "not-lite.pth"
     torch.save({"conv.weight": torch.zeros(3, 3, 3, 3)}, path)
     with pytest.raises(WeightsFileError, match="do not fit.*missing key"):
-        provider.create("efficientnet_lite0", str(path))
+        PROVIDER.create("efficientnet_lite0", str(path))
 
 
 @pytest.mark.cuda

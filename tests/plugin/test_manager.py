@@ -16,6 +16,7 @@ from desktop_tl.plugin.manager import (
     BackboneNotFoundError,
     HeadNotFoundError,
     LoaderNotFoundError,
+    PathNotLoadableError,
     PluginError,
     PluginHost,
     get_host,
@@ -138,7 +139,7 @@ def test_good_plugin_provides_each_descriptor_type(fake_site, tmp_path):
         (data / label).mkdir(parents=True)
         Image.new("RGB", (8, 8), colour).save(data / label / "a.png")
     loader = host.loader_for_path(str(data))
-    assert loader is host.dataset_loader("fake-folder")
+    assert loader is host.loader_for_path(str(data), "fake-folder")
     loaded = loader.load(str(data), {})
     assert loaded.class_names == ["blue", "red"] and len(loaded.samples) == 2
 
@@ -303,9 +304,6 @@ def dtl_backbone_providers():
          'weights_status=print)]', "item 0 is BackboneProvider"),
         ('[HeadType(id="fake-h", display_name="x", build="not callable")]',
          "build must be callable"),
-        ('[HeadType(id="", display_name="x", build=print)]', "id must be a non-empty string"),
-        ('[HeadType(id="fake-h", display_name="x", build=print, '
-         'options=(HeadOption("act", "colour", "relu"),))]', "kind 'colour'"),
     ],
 )
 def test_wrong_return_type_is_recorded(fake_site, returned, expected):
@@ -317,6 +315,31 @@ def dtl_head_types():
     rec = record(fake_site.host(), "fake_wrong_type")
     assert rec.status == "failed"
     assert rec.summary.startswith("returned a bad value from dtl_head_types")
+    assert expected in rec.summary
+
+
+@pytest.mark.parametrize(
+    "built, expected",
+    [
+        ('HeadType(id="", display_name="x", build=print)', "id must be a non-empty string"),
+        ('HeadOption("act", "colour", "relu")', "kind 'colour' is not one of"),
+        ('Preprocessing(interpolation="sinc")', "interpolation 'sinc' is not one of"),
+        ('Backbone(None, feature_dim=-1, preprocessing=Preprocessing())',
+         "feature_dim must be a positive int, got -1"),
+        ('BackboneProvider(id="b", display_name="b", list_models=[], build=print)',
+         "the model list is empty"),
+    ],
+)
+def test_descriptors_refuse_bad_values_when_built_naming_the_plugin(fake_site, built, expected):
+    fake_site.add("fake-bad-descriptor", {"fake_bad_descriptor": GOOD_HEADER + f'''
+@hookimpl
+def dtl_head_types():
+    {built}
+    return []
+'''})
+    rec = record(fake_site.host(), "fake_bad_descriptor")
+    assert rec.status == "failed"
+    assert "DescriptorError: plugin 'fake_bad_descriptor'" in rec.summary
     assert expected in rec.summary
 
 
@@ -565,8 +588,8 @@ def test_unknown_head_and_loader_ids_get_suggestions(fake_site, tmp_path):
     with pytest.raises(HeadNotFoundError, match="did you mean 'fake-linear'"):
         host.head_type("fake-linaer")
     with pytest.raises(LoaderNotFoundError, match=r"installed dataset loaders: fake-folder"):
-        host.dataset_loader("csv")
-    with pytest.raises(LoaderNotFoundError, match="no installed dataset loader can read"):
+        host.loader_for_path(str(tmp_path), "csv")
+    with pytest.raises(PathNotLoadableError, match="no installed dataset loader can read"):
         host.loader_for_path(str(tmp_path / "missing.csv"))
 
 

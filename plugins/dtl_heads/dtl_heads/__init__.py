@@ -7,8 +7,7 @@ torch is imported only when a head is built.
 
 from __future__ import annotations
 
-from desktop_tl.plugin import hookimpl
-from desktop_tl.plugin.descriptors import HeadOption, HeadType
+from desktop_tl.plugin import HeadOption, HeadType, hookimpl
 
 from .heads import ACTIVATIONS, build_linear, build_mlp
 

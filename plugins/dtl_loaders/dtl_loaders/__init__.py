@@ -5,10 +5,9 @@ Registered under the ``desktop_tl`` entry-point group like any third-party plugi
 
 from __future__ import annotations
 
-from desktop_tl.plugin import hookimpl
-from desktop_tl.plugin.descriptors import DatasetLoader
+from desktop_tl.plugin import DatasetLoader, hookimpl
 
-from .csv_manifest import can_load_manifest, load_manifest
+from .csv_manifest import MANIFEST_SUFFIXES, can_load_manifest, load_manifest
 from .image_folder import can_load_folder, load_folder
 
 DTL_API_VERSION = "1.0"
@@ -24,6 +23,9 @@ IMAGE_FOLDER = DatasetLoader(
         "as given."
     ),
     path_kind="folder",
+    # The usual layout, so asked before other folder loaders (which could accept any
+    # folder); a loader for a more specific layout declares a higher priority.
+    priority=10,
 )
 
 CSV_MANIFEST = DatasetLoader(
@@ -37,6 +39,7 @@ CSV_MANIFEST = DatasetLoader(
         "manifest's folder."
     ),
     path_kind="file",
+    file_patterns=tuple(f"*{suffix}" for suffix in MANIFEST_SUFFIXES),
 )
 
 

@@ -24,7 +24,7 @@ import os
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from desktop_tl.plugin.descriptors import DatasetError, LoadedDataset, Sample
+from desktop_tl.plugin import DatasetError, LoadedDataset, Sample
 
 from .subsets import SUBSET_NAMES
 

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from desktop_tl.core.images import IMAGE_EXTENSIONS
+from desktop_tl.plugin.images import IMAGE_EXTENSIONS
 
 #: Files operating systems and file managers leave in folders (compared in lower case).
 SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", ".directory"})

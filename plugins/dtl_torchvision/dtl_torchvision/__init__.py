@@ -8,10 +8,9 @@ provider function is called.
 
 from __future__ import annotations
 
-from desktop_tl.plugin import hookimpl
-from desktop_tl.plugin.descriptors import BackboneProvider
+from desktop_tl.plugin import BackboneProvider, hookimpl
 
-DTL_API_VERSION = "1.0"
+DTL_API_VERSION = "1.1"
 
 
 @hookimpl
@@ -23,9 +22,8 @@ def dtl_backbone_providers() -> list[BackboneProvider]:
             id=provider.PROVIDER_ID,
             display_name="torchvision",
             list_models=provider.list_models,
-            create=provider.create,
-            weights_status=provider.weights_status,
-            weight_file_names=provider.weight_file_names,
+            build=provider.build,
+            weights_source=provider.weights_source,
             description="Every torchvision image classification model, with its ImageNet "
             "weights when they are on this machine",
         )

@@ -1,9 +1,9 @@
 """Build torchvision classification models as staged backbones.
 
 Each model is built as its torchvision builder would build it for its DEFAULT weights
-(same image size, same input transform), the weights are found by
-:func:`desktop_tl.core.weights.resolve_weights` and loaded strictly, and the network is
-staged by :func:`desktop_tl.core.staging.to_staged_backbone`.
+(same image size, same input transform). The host finds and reads the weights from the
+source declared here (torchvision's file name and URL, offline first) and this module
+loads them strictly; the network is staged by :func:`.staging.to_staged_backbone`.
 """
 
 from __future__ import annotations
@@ -12,15 +12,19 @@ import functools
 import re
 from typing import TYPE_CHECKING, Any
 
-from desktop_tl.core.staging import drop_aux_classifiers, final_linear, to_staged_backbone
-from desktop_tl.core.weights import (
-    file_name_from_url,
-    load_into_model,
-    local_weights_status,
-    resolve_weights,
-)
 from desktop_tl.errors import UserError
-from desktop_tl.plugin.descriptors import Backbone, Preprocessing, WeightsStatus
+from desktop_tl.plugin import (
+    Backbone,
+    PretrainedWeights,
+    Preprocessing,
+    WeightsSource,
+    drop_aux_classifiers,
+    file_name_from_url,
+    final_linear,
+)
+from desktop_tl.plugin.staging import AUX_CLASSIFIER_ATTRIBUTES
+
+from .staging import to_staged_backbone
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from torch import Tensor, nn
@@ -64,15 +68,15 @@ def default_weights(model_name: str) -> "Weights":
     return torchvision.models.get_model_weights(model_name).DEFAULT
 
 
-def weight_file_names(model_name: str) -> list[str]:
-    """The file name torchvision downloads the DEFAULT weights under."""
-    return [file_name_from_url(default_weights(model_name).url)]
-
-
-def weights_status(model_name: str) -> WeightsStatus:
+def weights_source(model_name: str) -> WeightsSource:
+    """Where the DEFAULT weights may be: torchvision's file name (in the torch hub cache
+    or the local weights folder) and its download URL. The file name carries the first
+    hex digits of the file's sha256, which the host checks."""
     weights = default_weights(model_name)
-    return local_weights_status(
-        model_name, [file_name_from_url(weights.url)], download_url=weights.url
+    return WeightsSource(
+        file_names=(file_name_from_url(weights.url),),
+        url=weights.url,
+        label=f"torchvision {weights}",
     )
 
 
@@ -88,26 +92,17 @@ def preprocessing_of(weights: "Weights") -> Preprocessing:
     )
 
 
-def create(model_name: str, weights: str = "auto") -> Backbone:
-    """Build ``model_name`` as a staged backbone; ``weights`` is ``"auto"``, ``"none"`` or
-    a file path (see :func:`desktop_tl.core.weights.resolve_weights`)."""
+def build(model_name: str, weights: PretrainedWeights | None) -> Backbone:
+    """Build ``model_name`` as a staged backbone, loading ``weights`` when given."""
     default = default_weights(model_name)
-    state_dict, provenance = resolve_weights(
-        model_name,
-        weights,
-        weight_file_names(model_name),
-        download_url=default.url,
-        label=f"torchvision {default}",
-    )
-    model = build_model(model_name, pretrained=state_dict is not None)
+    model = build_model(model_name, pretrained=weights is not None)
     categories: list[str] | None = list(default.meta["categories"])
-    if state_dict is not None:
+    if weights is not None:
         classifier_name, _ = final_linear(model)
-        skipped = load_into_model(
+        skipped = weights.load_into(
             model,
-            adapt_state_dict(model, state_dict),
-            provenance.path,
             optional_prefixes=(classifier_name + ".",),
+            transform=lambda state_dict: adapt_state_dict(model, state_dict),
         )
         if skipped:  # e.g. a model fine-tuned on other classes: its features still transfer
             categories = None
@@ -116,7 +111,6 @@ def create(model_name: str, weights: str = "auto") -> Backbone:
         module=staged.module,
         feature_dim=staged.feature_dim,
         preprocessing=preprocessing_of(default),
-        provenance=provenance,
         categories=categories,
     )
 
@@ -165,7 +159,7 @@ def adapt_state_dict(model: "nn.Module", state_dict: dict[str, "Tensor"]) -> dic
         metadata[""] = {"version": 2}
         state_dict = OrderedDict(state_dict)
         state_dict._metadata = metadata  # type: ignore[attr-defined]
-    aux = tuple(f"{name}." for name in ("AuxLogits", "aux1", "aux2"))
+    aux = tuple(f"{name}." for name in AUX_CLASSIFIER_ATTRIBUTES)
     if not any(key.startswith(aux) for key in state_dict):
         drop_aux_classifiers(model)
     return state_dict

@@ -16,7 +16,8 @@ import torch
 import torchvision
 from torch import nn
 
-from desktop_tl.core.staging import StagedBackbone, final_linear, to_staged_backbone
+from desktop_tl.plugin.staging import final_linear
+from dtl_torchvision.staging import StagedBackbone, to_staged_backbone
 
 ALL_MODELS = torchvision.models.list_models(module=torchvision.models)
 
