@@ -2,7 +2,8 @@
 
 A grid of thumbnails, each with its true and predicted class under it, read off the GUI
 thread by a :class:`~desktop_tl.gui.thumbnails.ThumbnailLoader`; a click opens
-:class:`ImagePreviewDialog`, whose arrows step through the images the gallery lists.
+:class:`ImagePreviewDialog`, whose arrows step through the images the gallery lists and
+whose toggles show where the model looked for the predicted and for the true class.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
-    QPixmap,
-    QResizeEvent,
     QShortcut,
 )
 from PySide6.QtWidgets import (
@@ -35,7 +34,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QPushButton,
-    QSizePolicy,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -43,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .explanation_view import ExplainedImage
 from .icons import mix, semantic_colour
 from .thumbnails import ThumbnailLoader, ThumbnailPainter
 
@@ -140,24 +139,19 @@ class GalleryView(QListView):
 
 
 class ImagePreviewDialog(QDialog):
-    """One misclassified image, large, with its labels; arrows step through the gallery."""
+    """One misclassified image, large, with its labels; arrows step through the gallery.
+    With a model (:meth:`set_predictor`), toggles show where it looked for the predicted
+    and for the true class."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Misclassified image")
-        self.resize(720, 640)
-        self._loader = ThumbnailLoader(1024, self)
-        self._loader.ready.connect(self._on_loaded)
-        self._loader.failed.connect(self._on_failed)
+        self.resize(760, 720)
         self._entries: list[dict[str, Any]] = []
         self._index = 0
-        self._pixmap: QPixmap | None = None
 
-        self.image_label = QLabel(self)
-        self.image_label.setObjectName("previewImage")
-        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image_label.setMinimumSize(240, 240)
-        self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.view = ExplainedImage(self)
+        self.image_label = self.view.image_label
         self.caption = QLabel(self)
         self.caption.setObjectName("previewCaption")
         self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -187,10 +181,14 @@ class ImagePreviewDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(close_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.image_label, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(self.view, 1)
         layout.addWidget(self.path_label)
         layout.addLayout(buttons)
+
+    def set_predictor(self, predictor: Any, label: str = "") -> None:
+        """The model whose heat maps the toggles show (None: none to explain with)."""
+        self.view.set_predictor(predictor, label)
 
     def show_entries(self, entries: list[dict[str, Any]], index: int) -> None:
         self._entries = list(entries)
@@ -211,57 +209,12 @@ class ImagePreviewDialog(QDialog):
         self.position_label.setText(f"{self._index + 1} of {len(self._entries)}")
         self.previous_button.setEnabled(self._index > 0)
         self.next_button.setEnabled(self._index < len(self._entries) - 1)
-        self._pixmap = None
-        path = entry["path"]
-        image = self._loader.image(path)
-        if image is not None:
-            self._set_image(image)
-        elif self._loader.error(path):
-            self._on_failed(path, self._loader.error(path) or "")
-        else:
-            self.image_label.setPixmap(QPixmap())
-            self.image_label.setText("Loading…")
-            self._loader.request(path)
+        # Stepping on keeps the map that was chosen: a heat map for the next mistake too.
+        choices = [("predicted", str(entry["pred"])), ("true", str(entry["true"]))]
+        self.view.show_image(entry["path"], choices, self.view.selected_index())
 
     def current_entry(self) -> dict[str, Any] | None:
         return self._entries[self._index] if self._entries else None
 
     def has_image(self) -> bool:
-        return self._pixmap is not None
-
-    def _current_path(self) -> str | None:
-        entry = self.current_entry()
-        return entry["path"] if entry else None
-
-    def _on_loaded(self, path: str) -> None:
-        image = self._loader.image(path)
-        if path == self._current_path() and image is not None:
-            self._set_image(image)
-
-    def _on_failed(self, path: str, reason: str) -> None:
-        if path == self._current_path():
-            self._pixmap = None
-            self.image_label.setPixmap(QPixmap())
-            self.image_label.setText(f"This image cannot be shown:\n{reason}")
-
-    def _set_image(self, image) -> None:
-        self._pixmap = QPixmap.fromImage(image)
-        self.image_label.setText("")
-        self._fit_pixmap()
-
-    def _fit_pixmap(self) -> None:
-        if self._pixmap is None:
-            return
-        area = self.image_label.size()
-        pixmap = self._pixmap
-        if pixmap.width() > area.width() or pixmap.height() > area.height():
-            pixmap = pixmap.scaled(area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-        elif pixmap.width() * 2 <= area.width() and pixmap.height() * 2 <= area.height():
-            # Small validation images are shown enlarged (pixels kept sharp), not as a postage stamp.
-            factor = min(area.width() // pixmap.width(), area.height() // pixmap.height())
-            pixmap = pixmap.scaled(pixmap.size() * factor, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
-        self.image_label.setPixmap(pixmap)
-
-    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
-        super().resizeEvent(event)
-        self._fit_pixmap()
+        return self.view.has_image()

@@ -4,7 +4,8 @@
 run loading, all act on the same list of rows; the row painting is in prediction_rows.)
 
 Images are dropped on the view or chosen with a file dialog; each gets a row with its
-thumbnail and the model's top classes as bars. Prediction and model loading run on a
+thumbnail and the model's top classes as bars; a row opens large with where the model
+looked for its top class (see explanation_view). Prediction and model loading run on a
 worker thread (see :class:`desktop_tl.gui.background.JobQueue`); rows update as results arrive.
 """
 
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from .background import JobFailure, JobQueue
+from .explanation_view import ExplanationDialog
 from .icons import mix, semantic_colour
 from .prediction_rows import (
     ROW_ROLE,
@@ -153,6 +155,13 @@ class PredictionView(QWidget):
         self.load_run_button.setToolTip("Predict with the best checkpoint of a run folder")
         self.clear_button = QPushButton("Clear", self)
         self.clear_button.setToolTip("Remove every image from the list")
+        self.explain_button = QPushButton("Where the model looked…", self)
+        self.explain_button.setToolTip(
+            "Show the chosen image large with a heat map of the parts that made the model "
+            "pick its top class (also: double-click a row, or right-click it)")
+        self.explain_button.setEnabled(False)
+        self.explain_button.clicked.connect(lambda: self.explain_row(self._list.currentIndex().row()))
+        self._explanation: ExplanationDialog | None = None
         self.top_k_spin = QSpinBox(self)
         self.top_k_spin.setRange(1, MAX_TOP_K)
         self.top_k_spin.setValue(self._top_k)
@@ -183,6 +192,7 @@ class PredictionView(QWidget):
         bar.addSpacing(8)
         bar.addWidget(self.top_k_spin)
         bar.addSpacing(8)
+        bar.addWidget(self.explain_button)
         bar.addWidget(self.choose_button)
         bar.addWidget(self.load_run_button)
         bar.addWidget(self.clear_button)
@@ -198,6 +208,10 @@ class PredictionView(QWidget):
         self._list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self._list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self._list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self._list.activated.connect(lambda index: self.explain_row(index.row()))
+        self._list.selectionModel().currentChanged.connect(lambda *_: self._update_explain_button())
+        self._list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self._list.customContextMenuRequested.connect(self._row_menu)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -219,6 +233,8 @@ class PredictionView(QWidget):
         self._jobs.cancel_pending()
         self._predictor = predictor
         self._source_label = source_label if predictor is not None else ""
+        if self._explanation is not None:
+            self._explanation.close()  # it shows the old model's classes
         muted = semantic_colour("muted", self.palette()).name()
         if predictor is None:
             self.model_label.setText(f'<span style="color:{muted}">Model:</span> none yet')
@@ -258,6 +274,26 @@ class PredictionView(QWidget):
     def class_names(self) -> list[str]:
         """The current model's classes ([] without a model)."""
         return list(self._predictor.class_names) if self._predictor is not None else []
+
+    def explain_row(self, row: int) -> ExplanationDialog | None:
+        """Enlarge the image at ``row`` with where the model looked for its top class
+        (computed off the GUI thread); None when the row has no prediction yet."""
+        if not 0 <= row < len(self._rows) or self._predictor is None:
+            return None
+        entry = self._rows[row]
+        if entry.status != "done" or not entry.top:
+            return None
+        if self._explanation is None:
+            self._explanation = ExplanationDialog(self)
+        self._explanation.show_prediction(self._predictor, self._source_label, entry.path,
+                                          entry.top[: self._top_k])
+        self._explanation.show()
+        self._explanation.raise_()
+        return self._explanation
+
+    @property
+    def explanation_dialog(self) -> ExplanationDialog | None:
+        return self._explanation
 
     @property
     def top_k(self) -> int:
@@ -451,6 +487,24 @@ class PredictionView(QWidget):
             item.setToolTip(row.path)
         item.setData(row, ROW_ROLE)  # tells the view to repaint the row
 
+    def _update_explain_button(self) -> None:
+        row = self._list.currentIndex().row()
+        ready = 0 <= row < len(self._rows) and self._rows[row].status == "done"
+        self.explain_button.setEnabled(self._predictor is not None and ready)
+
+    def _row_menu(self, position) -> None:
+        from PySide6.QtWidgets import QMenu
+
+        index = self._list.indexAt(position)
+        if not index.isValid():
+            return
+        menu = QMenu(self)
+        action = menu.addAction("Show where the model looked")
+        row = self._rows[index.row()]
+        action.setEnabled(self._predictor is not None and row.status == "done")
+        action.triggered.connect(lambda: self.explain_row(index.row()))
+        menu.exec(self._list.viewport().mapToGlobal(position))
+
     def _set_top_k(self, value: int) -> None:
         self._top_k = int(value)
         self._list.doItemsLayout()
@@ -458,6 +512,7 @@ class PredictionView(QWidget):
 
     def _update_progress(self) -> None:
         self.clear_button.setEnabled(bool(self._rows))
+        self._update_explain_button()
         if self._loading_run is not None:
             return
         total = len(self._rows)
