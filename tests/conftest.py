@@ -12,6 +12,9 @@ os.environ.setdefault("DTL_ALLOW_DOWNLOAD", "0")
 
 import pytest  # noqa: E402
 
+# The fake site-packages for plugin tests (fixture ``fake_site``), for every test folder.
+pytest_plugins = ["plugin.fakedist"]
+
 
 def pytest_configure(config):
     import torch

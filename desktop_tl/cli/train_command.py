@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from ..core.config import ConfigError, RunConfig, parse_freeze_preset
-from ..errors import UserError
 from .paths import check_path
 
 

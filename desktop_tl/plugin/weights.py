@@ -202,11 +202,6 @@ def _torch_load_weights_only(path: Path) -> Any:
             f"cannot read weights file {path}: it is damaged or not a PyTorch weights file "
             f"({_torch_reason(exc)})"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise WeightsFileError(
-            f"cannot read weights file {path}: {_first_line(exc)} "
-            "(is it a complete PyTorch .pth/.pt file?)"
-        ) from None
 
 
 def _as_state_dict(loaded: Any, path: Path) -> dict[str, "Tensor"]:

@@ -29,7 +29,6 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="0: the libraries' defaults")
     args = parser.parse_args()
 
-    import numpy as np
     import onnxruntime
     import torch
 

@@ -17,7 +17,7 @@ import pytest
 from desktop_tl.plugin import hookspecs
 from desktop_tl.plugin.hookspecs import PROJECT_NAME
 
-from .fakedist import fake_site, python_env, record  # noqa: F401  (fixture)
+from .fakedist import python_env, record
 
 HOOK_NAMES = sorted(
     name for name, obj in vars(hookspecs).items()

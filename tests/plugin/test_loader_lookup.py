@@ -40,7 +40,7 @@ def test_file_patterns_decide_which_loaders_see_a_file(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not a manifest")
     loaders = shipped()
-    assert [l.id for l in loader_candidates(loaders, str(manifest))] == ["csv-manifest"]
+    assert [loader.id for loader in loader_candidates(loaders, str(manifest))] == ["csv-manifest"]
     assert loader_candidates(loaders, str(notes)) == []
     with pytest.raises(PathNotLoadableError, match=r"\*\.csv \*\.tsv"):
         choose_loader(by_id(*loaders), str(notes))

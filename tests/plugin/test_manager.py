@@ -22,7 +22,7 @@ from desktop_tl.plugin.manager import (
     get_host,
 )
 
-from .fakedist import GOOD_HEADER, fake_site, python_env, record  # noqa: F401  (fixture)
+from .fakedist import GOOD_HEADER, python_env, record
 
 GOOD_PLUGIN = GOOD_HEADER + '''
 import pathlib

@@ -9,7 +9,6 @@ import pytest
 from desktop_tl.cli import main
 from desktop_tl.plugin import API_VERSION, manager
 
-from .fakedist import fake_site  # noqa: F401  (fixture)
 
 GOOD = '''
 from desktop_tl.plugin import hookimpl

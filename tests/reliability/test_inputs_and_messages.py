@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from plugin.fakedist import FakeSite, fake_site  # noqa: F401  (fixture)
+from plugin.fakedist import FakeSite
 from desktop_tl.cli import main
 from desktop_tl.core.config import ConfigError, RunConfig
 from desktop_tl.plugin import manager
