@@ -153,6 +153,9 @@ class RunsView(QWidget):
                                           "the run's last epoch, in the Evaluation tab.")
         self.predict_button = QPushButton("Predict with this run")
         self.predict_button.setToolTip("Load the run's best checkpoint in the Prediction tab.")
+        self.export_button = QPushButton("Export model…")
+        self.export_button.setToolTip("Take the run's model out: ONNX, torch.export or "
+                                      "safetensors, as a bundle with a model card.")
         self.rename_button = QPushButton("Rename…")
         self.note_button = QPushButton("Note…")
         self.open_folder_button = QPushButton("Open folder")
@@ -162,7 +165,8 @@ class RunsView(QWidget):
         self.matrix_button.setToolTip("Save the run's confusion matrix as PNG or SVG.")
         self.trash_button = QPushButton("Move to trash…")
         actions = QHBoxLayout()
-        for button in (self.evaluation_button, self.predict_button, self.rename_button,
+        for button in (self.evaluation_button, self.predict_button, self.export_button,
+                       self.rename_button,
                        self.note_button, self.open_folder_button, self.per_class_button,
                        self.matrix_button):
             actions.addWidget(button)
@@ -196,6 +200,7 @@ class RunsView(QWidget):
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._on_selection())
         self.evaluation_button.clicked.connect(self.show_evaluation)
         self.predict_button.clicked.connect(self.predict_with_selected)
+        self.export_button.clicked.connect(self.export_selected)
         self.rename_button.clicked.connect(self.rename_selected)
         self.note_button.clicked.connect(self.edit_note)
         self.open_folder_button.clicked.connect(self.open_folder)
@@ -340,7 +345,9 @@ class RunsView(QWidget):
         self.evaluation_button.setEnabled(evaluated)
         self.per_class_button.setEnabled(evaluated)
         self.matrix_button.setEnabled(evaluated)
-        self.predict_button.setEnabled(one and (runs[0].path / "checkpoints").is_dir())
+        has_model = one and (runs[0].path / "checkpoints").is_dir()
+        self.predict_button.setEnabled(has_model)
+        self.export_button.setEnabled(has_model)
         for button in (self.rename_button, self.note_button, self.open_folder_button):
             button.setEnabled(one)
         self.trash_button.setEnabled(bool(runs))
@@ -387,6 +394,14 @@ class RunsView(QWidget):
         record = self._current()
         if record is not None:
             self.prediction_requested.emit(record)
+
+    def export_selected(self) -> None:
+        """The export dialog for the selected run (a run opened from disk included)."""
+        from .export_dialog import open_export_dialog
+
+        record = self._current()
+        if record is not None:
+            open_export_dialog(self.window(), record.path)
 
     def rename_selected(self) -> None:
         record = self._current()

@@ -77,3 +77,20 @@ def test_a_folder_that_is_not_a_run_gets_a_message(qtbot, tmp_path):
         dialog.export_button.click()
     assert "not a desktop-tl run folder" in blocker.args[0]
     assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_run_opened_from_disk_is_exported_from_the_runs_view(window, run_dir, qtbot, tmp_path):
+    view = window.runs_view
+    view.add_folder(run_dir.parent)  # a folder outside the runs folder, as "Add folder…" does
+    view.refresh()
+    view.select_runs([run_dir])
+    assert view.export_button.isEnabled()
+    view.export_button.click()
+    dialog = window.export_dialog
+    assert dialog.isVisible() and dialog.run_edit.text() == str(run_dir)
+    dialog.out_edit.setText(str(tmp_path / "from-runs"))
+    with qtbot.waitSignal(dialog.exported, timeout=180_000) as blocker:
+        dialog.export_button.click()
+    assert (blocker.args[0].out / "model.onnx").exists()
+    view.select_runs([])
+    assert not view.export_button.isEnabled()  # nothing selected, nothing to export
