@@ -1,8 +1,9 @@
 """From a dataset path to checked, split data and the loaders that feed training.
 
 :func:`prepare_data` runs before any model is built: it asks a loader plugin for the
-labelled samples, decodes every image once to find the unreadable ones, refuses data a
-classifier cannot learn from with a message that says what to fix, and splits it. The
+labelled samples, checks every image's header and compressed data to find the unreadable
+ones (without a full decode: see :func:`~desktop_tl.core.images.probe_image`), refuses
+data a classifier cannot learn from with a message that says what to fix, and splits it. The
 split is saved with the run (:meth:`PreparedData.save_manifest`) so that a resumed run
 sees exactly the same images.
 
@@ -12,15 +13,21 @@ allowed to crash a DataLoader worker: it is dropped from its batch and recorded 
 loader (:attr:`ImageLoader.unreadable`). Everything handed to worker processes is a
 top-level class or function, so the loaders work under the ``spawn`` start method used
 on Windows, macOS and in frozen apps.
+
+Images are decoded at the size their transform needs (:func:`decode_short_side`), and a
+loader without worker processes decodes the next batches on a thread pool while the
+network computes (:class:`ImageLoader`); both give batches in the same order as decoding
+one image after the other, and the same random draws.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -221,31 +228,10 @@ def prepare_data(
 
 def choose_loader(path: str, host: Any, loader_id: str = "auto") -> DatasetLoader:
     """The loader named ``loader_id``, or for ``"auto"`` the first that accepts ``path``
-    (the image-folder loader first for folders)."""
-    loaders: dict[str, DatasetLoader] = dict(host.dataset_loaders())
-    if not loaders:
-        raise DatasetError("no dataset loaders are installed; install the dtl-loaders plugin "
-                           "(pip install plugins/dtl_loaders) or see `desktop-tl plugins` "
-                           "for one that failed to load")
-    if loader_id and loader_id != "auto":
-        loader = loaders.get(loader_id)
-        if loader is None:
-            raise DatasetError(f"dataset loader {loader_id!r} is not installed; installed: "
-                               f"{', '.join(sorted(loaders))} (or use auto)")
-        if not _accepts(loader, path):
-            raise DatasetError(f"the {loader.display_name} loader cannot read {path} (it "
-                               f"expects a {loader.path_kind}); choose another path or "
-                               "set the loader to auto")
-        return loader
-    candidates = list(loaders.values())
-    if Path(path).is_dir() and "image-folder" in loaders:
-        candidates.sort(key=lambda candidate: candidate.id != "image-folder")
-    for loader in candidates:
-        if _accepts(loader, path):
-            return loader
-    raise DatasetError(f"no installed dataset loader can read {path}; use a folder with one "
-                       "subfolder of images per class, or a .csv/.tsv manifest with the "
-                       "columns path,label")
+    (highest priority first; see :func:`desktop_tl.plugin.manager.choose_loader`)."""
+    from ..plugin.manager import choose_loader as registry_choose_loader
+
+    return registry_choose_loader(dict(host.dataset_loaders()), path, loader_id)
 
 
 def check_and_split(
@@ -445,16 +431,9 @@ def _item_order(item: tuple[str, int]) -> tuple[int, str]:
     return item[1], item[0]
 
 
-def _accepts(loader: DatasetLoader, path: str) -> bool:
-    try:
-        return bool(loader.can_load(path))
-    except Exception:  # a broken plugin must not stop the others from being asked
-        return False
-
-
 def _probe_all(paths: list[str], progress: ProgressCallback | None,
                should_stop: Callable[[], bool] | None) -> list[str | None]:
-    """Decode every image on a thread pool (decoding releases the GIL); reasons in order."""
+    """Check every image on a thread pool (decoding releases the GIL); reasons in order."""
     total = len(paths)
     reasons: list[str | None] = [None] * total
     threads = min(16, (os.cpu_count() or 1) + 4)  # bounded: each holds a decoded image
@@ -586,6 +565,70 @@ def interpolation_mode(preprocessing: Preprocessing):
     return InterpolationMode(preprocessing.interpolation)
 
 
+#: Transform steps that draw nothing at random: they may run on any thread, in any order.
+_DETERMINISTIC_STEPS = ("ToImage", "PILToTensor", "ToTensor", "Resize", "CenterCrop", "ToDtype",
+                        "ConvertImageDtype", "Normalize", "ToPureTensor", "Identity")
+
+
+def decode_short_side(transform: Callable | None) -> int | None:
+    """The short side an image must keep for ``transform``, or ``None`` for full size.
+
+    A transform that starts (after type conversions) with a resize of the short side to
+    N needs N; one that starts with a random resized crop needs enough for its smallest
+    crop to still cover the output. :func:`~desktop_tl.core.images.open_rgb` decodes a
+    larger JPEG at the smallest DCT scale that keeps this, the transform then resizes as
+    on the full-size image. Any other transform gets the full image.
+    """
+    for step in _steps(transform):
+        name = type(step).__name__
+        if name in ("ToImage", "PILToTensor", "ToPureTensor"):
+            continue
+        if name == "Resize":
+            size = step.size
+            if isinstance(size, int):
+                return size
+            if isinstance(size, (list, tuple)) and len(size) == 1:
+                return int(size[0])
+            return None
+        if name == "RandomResizedCrop":
+            scale, ratio = step.scale, step.ratio
+            narrowest = min(float(ratio[0]), 1.0 / float(ratio[1]), 1.0)
+            smallest = math.sqrt(float(scale[0]) * narrowest)
+            if smallest <= 0:
+                return None
+            return math.ceil(max(step.size) / smallest)
+        return None
+    return None
+
+
+def is_deterministic(transform: Callable | None) -> bool:
+    """True when ``transform`` is made only of steps that draw no random numbers."""
+    return all(type(step).__module__.startswith("torchvision.transforms")
+               and type(step).__name__ in _DETERMINISTIC_STEPS for step in _steps(transform))
+
+
+def apply_on_any_thread(transform: Callable, image: Any) -> Any:
+    """``transform(image)`` for a deterministic torchvision ``Compose``, safe on a
+    decoding thread: each step's ``forward`` is called directly, because torch.fx tracing
+    on another thread (the frozen prefix's batch-norm folding) replaces
+    ``nn.Module.__call__`` for every thread while it runs."""
+    for step in _steps(transform):
+        forward = getattr(step, "forward", None)
+        image = forward(image) if forward is not None else step(image)
+    return image
+
+
+def _steps(transform) -> list:
+    """The flat list of steps of a (nested) torchvision ``Compose``; ``[transform]``
+    for anything else."""
+    if transform is None:
+        return []
+    inner = getattr(transform, "transforms", None)
+    if type(transform).__name__ == "Compose" and isinstance(inner, (list, tuple)):
+        return [step for part in inner for step in _steps(part)]
+    return [transform]
+
+
 # --------------------------------------------------------------------------- datasets
 
 
@@ -607,6 +650,10 @@ class ImageDataset(Dataset):
     misclassified images). An image that fails to decode yields an
     :class:`UnreadableImage` marker rather than an exception, so a worker process survives
     it; :func:`make_loader`'s batches leave it out.
+
+    A sample is made in two steps so that a thread pool can do the first: :meth:`read`
+    (decode, and the transform too when it draws nothing at random; safe on any thread)
+    and :meth:`finish` (a random transform, drawn in the caller's order).
     """
 
     def __init__(self, items: Sequence[tuple[str, int]], transform: Callable | None = None,
@@ -614,18 +661,33 @@ class ImageDataset(Dataset):
         self.items = [(str(path), int(label)) for path, label in items]
         self.transform = transform
         self.with_index = with_index
+        self.decode_short_side = decode_short_side(transform)
+        self._transform_on_read = transform is not None and is_deterministic(transform)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
-        path, label = self.items[index]
+        return self.finish(index, self.read(index))
+
+    def read(self, index: int):
+        """The decoded image (transformed, when the transform is deterministic), or an
+        :class:`UnreadableImage`."""
+        path, _ = self.items[index]
         try:
-            image = open_rgb(path)
+            image = open_rgb(path, self.decode_short_side)
         except ImageReadError as exc:
             return UnreadableImage(index=int(index), path=path, reason=exc.reason)
-        sample = self.transform(image) if self.transform is not None else image
-        return (sample, label, int(index)) if self.with_index else (sample, label)
+        return apply_on_any_thread(self.transform, image) if self._transform_on_read else image
+
+    def finish(self, index: int, read: Any):
+        """The sample from what :meth:`read` gave for ``index``."""
+        if isinstance(read, UnreadableImage):
+            return read
+        _, label = self.items[index]
+        if self.transform is not None and not self._transform_on_read:
+            read = self.transform(read)
+        return (read, label, int(index)) if self.with_index else (read, label)
 
 
 @dataclass
@@ -667,11 +729,21 @@ class ImageLoader(DataLoader):
     :class:`ImageBatch` objects (with item indices). Batches whose every image was
     unreadable are skipped, and each unreadable file is recorded once in
     :attr:`unreadable` as ``(path, reason)``.
+
+    Without worker processes, and with ``decode_threads`` of 1 or more over a dataset
+    that splits a sample into ``read`` and ``finish`` (:class:`ImageDataset`,
+    :class:`~desktop_tl.core.image_cache.DecodedImageDataset`), the next
+    :data:`PREFETCH_BATCHES` batches are read on that many threads (Pillow and torch
+    release the GIL) while the caller computes on the current one; 0 reads each batch
+    here when it is asked for. The sampler, the random
+    draws of ``finish`` and the collation run here, in order, so the batches equal those
+    of decoding one image after the other.
     """
 
-    def __init__(self, *args: Any, seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, seed: int = 0, decode_threads: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seed = seed
+        self.decode_threads = max(0, int(decode_threads))
         self.unreadable: list[tuple[str, str]] = []
         self._unreadable_paths: set[str] = set()
 
@@ -683,7 +755,7 @@ class ImageLoader(DataLoader):
             self.generator.manual_seed((self.seed * 1_000_003 + epoch) % (2**63))
 
     def batches(self) -> Iterator[Any]:
-        for batch in super().__iter__():
+        for batch in self._collated():
             if isinstance(batch, ImageBatch):
                 for path, reason in batch.skipped:
                     if path not in self._unreadable_paths:
@@ -699,6 +771,65 @@ class ImageLoader(DataLoader):
                 yield batch.images, batch.labels
             else:
                 yield batch
+
+    def _collated(self) -> Iterator[Any]:
+        threaded = (self.num_workers == 0 and self.decode_threads >= 1 and self._auto_collation
+                    and hasattr(self.dataset, "read") and hasattr(self.dataset, "finish"))
+        if not threaded:
+            yield from super().__iter__()
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from torch.utils.data._utils.pin_memory import pin_memory
+
+        # The loader's own iterator draws its base seed and starts the sampler exactly as
+        # the sequential path does; only fetching the samples is done differently.
+        state = super().__iter__()
+        dataset = self.dataset
+        pending: deque = deque()
+        pool = ThreadPoolExecutor(max_workers=self.decode_threads, thread_name_prefix="decode-image")
+
+        def submit_next() -> None:
+            try:
+                indices = state._next_index()
+            except StopIteration:
+                return
+            pending.append((indices, [pool.submit(dataset.read, i) for i in indices]))
+
+        try:
+            for _ in range(PREFETCH_BATCHES):
+                submit_next()
+            while pending:
+                indices, futures = pending.popleft()
+                submit_next()
+                batch = self.collate_fn([dataset.finish(index, future.result())
+                                         for index, future in zip(indices, futures)])
+                if state._pin_memory:
+                    batch = pin_memory(batch, state._pin_memory_device)
+                yield batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: Batches read ahead by a loader's decoding threads: one being computed on, one ready,
+#: one being decoded; more would only hold more decoded images in memory.
+PREFETCH_BATCHES = 3
+
+
+def default_decode_threads() -> int:
+    """Threads that decode ahead for a loader without worker processes, while the network
+    computes on torch's own threads: half the usable CPUs (decoding at the size needed
+    is several times faster than the network's forward pass, so half keeps ahead of it,
+    and the other half stays free for the network's threads), at most 4; none on a
+    single CPU, where there is nothing to overlap."""
+    cpus = _usable_cpus()
+    return 0 if cpus <= 1 else max(1, min(4, cpus // 2))
+
+
+def decode_threads_alone() -> int:
+    """Threads for decoding when nothing else computes (building the decoded-image
+    store): one per usable CPU, at most 8."""
+    return max(1, min(8, _usable_cpus()))
 
 
 def default_num_workers(num_items: int | None = None) -> int:
@@ -731,6 +862,7 @@ def make_loader(
     multiprocessing_context: str | None = "spawn",
     collate_fn: Callable[[list], Any] = collate_skip_unreadable,
     sampler: Sampler | None = None,
+    decode_threads: int = -1,
 ) -> ImageLoader:
     """A loader over ``dataset`` (usually an :class:`ImageDataset`).
 
@@ -741,10 +873,14 @@ def make_loader(
     would break on Windows and macOS. Memory is pinned only when ``device`` is CUDA.
     ``seed`` fixes the shuffle order and the workers' random seeds. A ``sampler`` (with
     ``shuffle=False``) sets the order instead, e.g. one whose order changes per epoch
-    while the loader and its workers stay.
+    while the loader and its workers stay. Without workers, ``decode_threads`` threads
+    read the next batches ahead (``-1``: :func:`default_decode_threads`; ``0``: one
+    image after the other, here, when asked); see :class:`ImageLoader`.
     """
     if num_workers < 0:
         num_workers = default_num_workers(len(dataset))  # type: ignore[arg-type]
+    if decode_threads < 0:
+        decode_threads = default_decode_threads()
     generator = torch.Generator()
     generator.manual_seed(seed)
     options: dict[str, Any] = {}
@@ -761,6 +897,7 @@ def make_loader(
         collate_fn=collate_fn,
         pin_memory=torch.device(device).type == "cuda" if device is not None else False,
         generator=generator,
+        decode_threads=decode_threads,
         **options,
     )
 

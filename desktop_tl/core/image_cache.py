@@ -13,10 +13,16 @@ Each sample is drawn under its own seed, a function of (run seed, epoch, image i
 augmentations do not depend on the number of worker processes or on resuming. All
 decoded images share one flat buffer, which worker processes receive as one block of
 shared memory (one file descriptor, not one per image).
+
+Decoding needs only the resized short side, so JPEGs are decoded at the smallest DCT
+scale that keeps it (:func:`~desktop_tl.core.images.open_rgb`); without worker
+processes the decoding runs on a thread pool, results kept in item order.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -76,43 +82,55 @@ class DecodedImages:
     @classmethod
     def build(cls, items: Sequence[tuple[str, int]], preprocessing: Preprocessing, budget: Any, *,
               num_workers: int = 0, progress: Callable[[int], None] | None = None,
-              should_stop: Callable[[], bool] | None = None) -> "DecodedImages":
-        """Decode every item once (in ``num_workers`` processes, or here), keeping what
+              should_stop: Callable[[], bool] | None = None,
+              decode_threads: int = -1) -> "DecodedImages":
+        """Decode every item once (in ``num_workers`` processes, or on ``decode_threads``
+        threads: ``-1`` sizes them to the machine, ``0`` decodes here), keeping what
         ``budget`` (a :class:`~desktop_tl.core.feature_cache.MemoryBudget`) allows."""
+        from .data import decode_threads_alone
         from .device import single_threaded
 
-        dataset = _DecodeOnly(list(items), decode_transform(preprocessing))
-        options: dict[str, Any] = {}
+        dataset = _DecodeOnly(list(items), decode_transform(preprocessing), preprocessing.resize)
         if num_workers > 0:
-            options["multiprocessing_context"] = "spawn"
-        # its own generator: iterating must not draw from the caller's random state
-        loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
-                            collate_fn=_keep, generator=torch.Generator(), **options)
+            # its own generator: iterating must not draw from the caller's random state
+            loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
+                                collate_fn=_keep, generator=torch.Generator(),
+                                multiprocessing_context="spawn")
+            samples = iter(loader)
+            threads = None
+        else:
+            threads = decode_threads_alone() if decode_threads < 0 else max(0, decode_threads)
+            samples = _decoded_in_order(dataset, threads)
         held: dict[int, torch.Tensor] = {}
         total = 0
-        iterator = iter(loader)
         done = 0
-        while True:
-            if should_stop is not None and should_stop():
-                budget.release(total)
-                return cls.empty(len(items))
-            if num_workers == 0:
-                with single_threaded():
-                    sample = next(iterator, None)
-            else:
-                sample = next(iterator, None)
-            if sample is None:
-                break
-            index, image = sample
-            done += 1
-            if image is not None and budget.reserve(image.numel()):
-                held[index] = image
-                total += image.numel()
-            if progress is not None:
-                progress(done)
+        # decoding here: each image's resize on one torch thread, the threads are the
+        # parallelism (and the pool's synchronisation costs more than it gains)
+        torch_threads = single_threaded() if threads is not None else contextlib.nullcontext()
+        with torch_threads:
+            while True:
+                if should_stop is not None and should_stop():
+                    _close(samples)
+                    budget.release(total)
+                    return cls.empty(len(items))
+                sample = next(samples, None)
+                if sample is None:
+                    break
+                index, image = sample
+                done += 1
+                if image is not None and budget.reserve(image.numel()):
+                    held[index] = image
+                    total += image.numel()
+                if progress is not None:
+                    progress(done)
+        return cls._packed(held, len(items), total, budget)
+
+    @classmethod
+    def _packed(cls, held: dict[int, torch.Tensor], count: int, total: int, budget: Any) -> "DecodedImages":
+        """One buffer holding ``held`` (item index -> image), in item order."""
         data = torch.empty(total, dtype=torch.uint8)
-        offsets = torch.zeros(len(items), dtype=torch.long)
-        shapes = torch.full((len(items), 3), -1, dtype=torch.long)
+        offsets = torch.zeros(count, dtype=torch.long)
+        shapes = torch.full((count, 3), -1, dtype=torch.long)
         position = 0
         for index in sorted(held):
             image = held.pop(index)  # free each as it is packed: peak stays near the total
@@ -155,6 +173,12 @@ class DecodedImages:
                 "_budget": None, "_reserved": 0}
 
 
+def _close(samples) -> None:
+    close = getattr(samples, "close", None)
+    if close is not None:
+        close()  # a generator's close stops its decoding threads
+
+
 def _keep(sample):  # collate for batch_size=None: leave the sample as it is
     return sample
 
@@ -162,19 +186,53 @@ def _keep(sample):  # collate for batch_size=None: leave the sample as it is
 class _DecodeOnly(Dataset):
     """``(index, uint8 tensor)`` per item, ``(index, None)`` where unreadable."""
 
-    def __init__(self, items: list[tuple[str, int]], decode) -> None:
+    def __init__(self, items: list[tuple[str, int]], decode, short_side: int) -> None:
         self.items = items
         self.decode = decode
+        self.short_side = int(short_side)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int):
         try:
-            image = open_rgb(self.items[index][0])
+            image = open_rgb(self.items[index][0], self.short_side)
         except ImageReadError:
             return index, None
-        return index, self.decode(image).contiguous()
+        from .data import apply_on_any_thread
+
+        return index, apply_on_any_thread(self.decode, image).contiguous()
+
+
+#: Images decoded ahead of the one being stored, per decoding thread.
+_AHEAD_PER_THREAD = 4
+
+
+def _decoded_in_order(dataset: _DecodeOnly, threads: int) -> Iterator[tuple[int, Any]]:
+    """``dataset[0], dataset[1], ...`` decoded on ``threads`` threads (0: here), in
+    order, with a bounded number decoded ahead so memory stays small."""
+    if threads <= 0:
+        for index in range(len(dataset)):
+            yield dataset[index]
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decode-image")
+    pending: deque = deque()
+    upcoming = iter(range(len(dataset)))
+    try:
+        for index in upcoming:
+            pending.append(pool.submit(dataset.__getitem__, index))
+            if len(pending) >= threads * _AHEAD_PER_THREAD:
+                break
+        while pending:
+            sample = pending.popleft().result()
+            index = next(upcoming, None)
+            if index is not None:
+                pending.append(pool.submit(dataset.__getitem__, index))
+            yield sample
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DecodedImageDataset(Dataset):
@@ -191,6 +249,7 @@ class DecodedImageDataset(Dataset):
         self.items = [(str(path), int(label)) for path, label in items]
         self.decoded = decoded
         self.decode = decode_transform(preprocessing)
+        self.short_side = int(preprocessing.resize)
         self.transform = tensor_transform(preprocessing, augment, train)
         self.random = train and augment != "none"
 
@@ -198,17 +257,35 @@ class DecodedImageDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, key):
-        from .data import UnreadableImage
+        return self.finish(key, self.read(key))
 
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        path, label = self.items[index]
+    def read(self, key):
+        """The decoded uint8 image (held or decoded from the file; safe on any thread),
+        already transformed when the transform draws nothing at random."""
+        from .data import UnreadableImage, apply_on_any_thread
+
+        index = key[0] if isinstance(key, tuple) else key
+        path = self.items[index][0]
         image = self.decoded.get(index) if self.decoded is not None else None
         if image is None:
             try:
-                image = self.decode(open_rgb(path))
+                image = apply_on_any_thread(self.decode, open_rgb(path, self.short_side))
             except ImageReadError as exc:
                 return UnreadableImage(index=int(index), path=path, reason=exc.reason)
-        if self.random and seed is not None:
+        return image if self.random else apply_on_any_thread(self.transform, image)
+
+    def finish(self, key, image):
+        """The sample from :meth:`read`'s image: the random transform drawn under the
+        key's seed, here, so that the caller's random state is restored on this thread."""
+        from .data import UnreadableImage
+
+        if isinstance(image, UnreadableImage):
+            return image
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        label = self.items[index][1]
+        if not self.random:
+            return image, label, int(index)
+        if seed is not None:
             state = torch.get_rng_state()
             torch.manual_seed(seed)
             try:

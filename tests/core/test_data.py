@@ -22,7 +22,7 @@ from desktop_tl.core.data import (
     prepare_data,
     stratified_split,
 )
-from desktop_tl.plugin.descriptors import DatasetError, Preprocessing
+from desktop_tl.plugin.descriptors import DatasetError, DescriptorError, Preprocessing
 from helpers_data import LoaderHost, make_image_folder, truncate_file
 
 SAMPLE_DATASET = Path(__file__).resolve().parents[2] / "resources" / "sample_dataset"
@@ -356,8 +356,8 @@ def test_transforms_are_picklable_for_spawned_workers():
 def test_unknown_augmentation_or_interpolation_is_refused():
     with pytest.raises(DatasetError, match="none, light, strong"):
         build_transform(SMALL, "extreme", train=True)
-    with pytest.raises(DatasetError, match="interpolation"):
-        build_transform(Preprocessing(interpolation="sinc"), "none", train=False)
+    with pytest.raises(DescriptorError, match="interpolation 'sinc'"):  # refused when built
+        Preprocessing(interpolation="sinc")
 
 
 # --------------------------------------------------------------------------- loaders

@@ -420,3 +420,69 @@ def test_data_warnings_are_shown_in_the_data_panel(qtbot, tmp_path):
 
     assert panel.notice.level == "warning" and "'owls'" in panel.notice.text()
     assert any(level == "warning" and "'owls'" in message for level, message in logged)
+
+
+# --------------------------------------------------------------------------- damage only a full decode finds
+
+
+def corrupt_png_stream_keeping_checksums(path: Path) -> Path:
+    """Overwrite the middle of a PNG's compressed pixel data and recompute the chunk's
+    CRC: the chunk structure and checksums are valid, the zlib stream is not."""
+    import struct
+    import zlib
+
+    data = bytearray(path.read_bytes())
+    position = 8
+    while position < len(data):
+        length = struct.unpack(">I", data[position:position + 4])[0]
+        kind = bytes(data[position + 4:position + 8])
+        if kind == b"IDAT":
+            start = position + 8
+            middle = start + length // 2
+            data[middle:middle + 16] = bytes(16)
+            crc = zlib.crc32(bytes(data[position + 4:start + length])) & 0xFFFFFFFF
+            data[start + length:start + length + 4] = struct.pack(">I", crc)
+            break
+        position += 12 + length
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_header_check_passes_a_png_only_the_full_decode_refuses(tmp_path):
+    from skimage import data as photos
+
+    path = tmp_path / "coffee.png"
+    Image.fromarray(photos.coffee()[:96, :128]).save(path)
+    corrupt_png_stream_keeping_checksums(path)
+    assert probe_image(path) is None  # header and checksums are fine: the check is cheap
+    with pytest.raises(images.ImageReadError) as info:
+        open_rgb(path)
+    assert "corrupt image data" in info.value.reason
+
+
+@pytest.mark.slow  # trains one epoch
+def test_image_failing_only_at_full_decode_is_skipped_and_reported_by_training(tmp_path):
+    from desktop_tl.core.training import Trainer
+    from helpers_training import lite0_config, sample_subset
+
+    data = sample_subset(tmp_path / "photos", classes=("brick", "grass"), n_train=6, n_val=2)
+    victim = sorted((data / "train" / "brick").iterdir())[0]
+    damaged = victim.with_suffix(".png")
+    Image.open(victim).convert("RGB").save(damaged)
+    victim.unlink()
+    corrupt_png_stream_keeping_checksums(damaged)
+    out = tmp_path / "run"
+
+    finished = Trainer(lite0_config(data, out, epochs=1, device="cpu")).run()
+
+    assert finished.status == "completed", finished.reason
+    reason = probe_image(damaged) or ""
+    assert reason == ""  # it passed the data check ...
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    skipped = {entry["path"]: entry["reason"] for entry in summary["skipped_files"]}
+    with pytest.raises(images.ImageReadError) as info:
+        open_rgb(damaged)
+    assert skipped == {str(damaged): info.value.reason}  # ... and training names it and why
+    assert f"skipped unreadable image {damaged}" in (out / "run.log").read_text()

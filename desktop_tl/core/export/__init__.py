@@ -309,7 +309,7 @@ def _predict_script_parity(folder: Path, loaded, samples) -> ParityResult:
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     classifier = script.Classifier(folder)
-    arrays = [script.preprocess(script.open_rgb(p), classifier.preprocessing) for p in samples.paths]
+    arrays = [script.load(p, classifier.preprocessing) for p in samples.paths]
     candidate = np.concatenate([classifier.probabilities(np.stack(arrays[i:i + 32]))
                                 for i in range(0, len(arrays), 32)])
     from .parity import softmax

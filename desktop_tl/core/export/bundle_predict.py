@@ -7,7 +7,8 @@ Needs only onnxruntime, numpy and Pillow (no torch, no desktop_tl)::
     python predict.py photos/ --json > predictions.json
 
 Images are prepared exactly as desktop_tl prepared them for training and validation:
-EXIF orientation applied, transparency composited on white, 16-bit and float images
+a JPEG larger than needed decoded at the smallest DCT scale that keeps the resize's short
+side, EXIF orientation applied, transparency composited on white, 16-bit and float images
 scaled to 8 bits, the short side resized (preprocessing.json says to what and how), a
 centre crop, scaling to [0, 1] and normalisation by the weights' mean and std.
 
@@ -36,9 +37,16 @@ _RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 # ----------------------------------------------------------------- reading images
 
 
-def open_rgb(path):
-    """Decode ``path`` as upright 8-bit RGB, the way desktop_tl reads training images."""
+def open_rgb(path, min_short_side=None):
+    """Decode ``path`` as upright 8-bit RGB, the way desktop_tl reads training images.
+
+    With ``min_short_side``, a JPEG whose short side is larger is decoded at the smallest
+    DCT scale (1/2, 1/4, 1/8) keeping its short side at least that, as desktop_tl does.
+    """
     with Image.open(path) as image:
+        if min_short_side is not None and image.format == "JPEG" and min(image.size) > min_short_side:
+            # the file's own mode: colour conversion stays that of a full decode
+            image.draft(image.mode, (int(min_short_side), int(min_short_side)))
         image.load()
         try:
             image = ImageOps.exif_transpose(image)
@@ -63,12 +71,14 @@ def _to_rgb(image):
 
 
 def _wide_to_rgb(image):
-    """16/32-bit integer or float single-channel image to 8 bits over its full range."""
+    """16/32-bit integer or float single-channel image to 8 bits over its full range
+    (values never above 4095 are 12-bit camera data, scaled by 4095)."""
     values = np.nan_to_num(np.asarray(image).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     low = float(values.min()) if values.size else 0.0
     high = float(values.max()) if values.size else 0.0
     if image.mode != "F" and low >= 0 and high <= 65535:
-        scaled = values * (255.0 / 65535.0)
+        full_scale = 4095.0 if high <= 4095 else 65535.0
+        scaled = values * (255.0 / full_scale)
     elif image.mode == "F" and low >= 0 and high <= 1.0:
         scaled = values * 255.0
     elif image.mode == "F" and low >= 0 and high <= 255.0:
@@ -121,6 +131,11 @@ def center_crop(pixels, crop):
     return pixels[top:top + crop, left:left + crop]
 
 
+def load(path, preprocessing):
+    """An image file to the float32 (3, crop, crop) array the model takes."""
+    return preprocess(open_rgb(path, int(preprocessing["resize"])), preprocessing)
+
+
 def preprocess(image, preprocessing):
     """An RGB PIL image to the float32 (3, crop, crop) array the model takes."""
     interpolation = preprocessing.get("interpolation", "bilinear")
@@ -168,7 +183,7 @@ class Classifier:
             ready, arrays = [], []
             for i in range(start, min(start + batch_size, len(paths))):
                 try:
-                    arrays.append(preprocess(open_rgb(paths[i]), self.preprocessing))
+                    arrays.append(load(paths[i], self.preprocessing))
                     ready.append(i)
                 except Exception as exc:  # one unreadable file must not stop the others
                     results[i]["error"] = f"cannot read image {paths[i]}: {exc}"

@@ -130,7 +130,7 @@ def calibration_samples(run_dir: Path, loaded: LoadedRun, limit: int) -> Samples
 
 def _subset_images(run_dir: Path, loaded: LoadedRun, subsets: tuple[str, ...], limit: int):
     """(paths, labels, tensors, source) from the first of ``subsets`` with readable images."""
-    from ..data import PreparedData, build_transform
+    from ..data import PreparedData, build_transform, decode_short_side
     from ..images import open_rgb
 
     paths: list[str] = []
@@ -150,7 +150,7 @@ def _subset_images(run_dir: Path, loaded: LoadedRun, subsets: tuple[str, ...], l
             if len(paths) >= limit:
                 break
             try:
-                tensors.append(transform(open_rgb(path)))
+                tensors.append(transform(open_rgb(path, decode_short_side(transform))))
             except (UserError, OSError):
                 continue
             paths.append(path)
