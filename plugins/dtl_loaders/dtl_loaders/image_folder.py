@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from desktop_tl.plugin.descriptors import DatasetError, LoadedDataset, Sample
+from desktop_tl.plugin import DatasetError, LoadedDataset, Sample
 
 from .stray_files import why_not_a_regular_file, why_not_an_image, why_skip_folder
 from .subsets import SUBSET_NAMES
