@@ -25,7 +25,7 @@ def read_thumbnail(path: str, max_side: int) -> QImage:
 
     from ..core.images import open_rgb
 
-    image = open_rgb(path)
+    image = open_rgb(path, max_side)  # a large JPEG decoded at a fraction of its size
     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     width, height = image.size
     data = image.tobytes("raw", "RGB")
