@@ -76,6 +76,7 @@ class EvaluationView(QWidget):
         self._misclassified: list[dict[str, Any]] = []
         self._filter: tuple[str | None, str | None] = (None, None)
         self._preview: ImagePreviewDialog | None = None
+        self._explanation_model: tuple[Any, str] = (None, "")  # for the preview's heat maps
 
         self._stack = QStackedWidget(self)
         self._stack.addWidget(self._build_empty_page())
@@ -194,10 +195,17 @@ class EvaluationView(QWidget):
             self.matrix.set_selected(None)
         self._fill_gallery()
 
+    def set_explanation_model(self, predictor: Any, label: str = "") -> None:
+        """The model whose heat maps the enlarged view shows (None: none yet)."""
+        self._explanation_model = (predictor, label)
+        if self._preview is not None:
+            self._preview.set_predictor(predictor, label)
+
     def open_preview(self, row: int) -> ImagePreviewDialog:
         """Enlarge the gallery's image at ``row`` (what a click does)."""
         if self._preview is None:
             self._preview = ImagePreviewDialog(self)
+            self._preview.set_predictor(*self._explanation_model)
         entries = [
             self._gallery_model.item(r).data(ENTRY_ROLE) for r in range(self._gallery_model.rowCount())
         ]

@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .. import __version__
 from ..core.config import RunConfig
 from ..core.events import Cancel, Pause, Resume, SetFreeze
 from ..errors import UserError
@@ -36,11 +35,13 @@ from .background import cancel_and_wait_all
 from .data_panel import DataPanel
 from .evaluation_view import EvaluationView
 from .export_dialog import open_export_dialog
+from .help_dialog import install_help_menu
 from .layer_tree import LayerTreePanel, freeze_changes, layer_label
 from .log_view import LogView
 from .model_panel import ModelPanel
 from .plots import TrainingPlots
 from .prediction_view import PredictionView
+from .preferences_dialog import install_preferences
 from .project_controller import ProjectController
 from .runs_view import RunsView
 from .training_panel import TrainingPanel
@@ -80,6 +81,9 @@ class MainWindow(QMainWindow):
         self._freeze_unapplied: list[tuple[dict[str, bool], Any]] = []
         self._freeze_taken = 0
         self._engine_freeze: dict[str, bool] | None = None
+        # The dataset (path, loader) and model settings the results on screen came from:
+        # another dataset or model clears them (None while no run has shown any).
+        self._results_of: tuple[tuple[str, str], Any] | None = None
 
         self.setWindowTitle("desktop-tl[*]")
         self.setAcceptDrops(True)
@@ -155,6 +159,12 @@ class MainWindow(QMainWindow):
         self.stop_action = _action(self, "S&top", QKeySequence("Ctrl+."), self.stop_training)
         for action in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(action)
+        run_menu.setToolTipsVisible(True)  # a disabled Start says why on hover
+        # A disabled action ignores its shortcut: while Start cannot be pressed, Ctrl+R
+        # goes here instead and says in the status bar what is missing.
+        self.start_refused_shortcut = QShortcut(QKeySequence("Ctrl+R"), self)
+        self.start_refused_shortcut.activated.connect(self.start_training)
+        self.start_refused_shortcut.setEnabled(False)
         run_menu.addSeparator()
         self.runs_action = _action(self, "Run &history", QKeySequence("Ctrl+H"),
                                    lambda: self.show_tab(self.runs_view))
@@ -162,14 +172,15 @@ class MainWindow(QMainWindow):
         # Space pauses too, but only while a run is going, so that it still ticks check
         # boxes and presses buttons the rest of the time.
         self.space_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Space), self)
+        self.space_shortcut.setWhatsThis("Pause / resume (while a run is going)")
         self.space_shortcut.activated.connect(self.toggle_pause)
         self.space_shortcut.setEnabled(False)
 
         tools_menu = menu.addMenu("&Tools")
         self.plugins_action = _action(self, "&Plugins…", None, self.show_plugins)
         tools_menu.addAction(self.plugins_action)
-        help_menu = menu.addMenu("&Help")
-        help_menu.addAction(_action(self, "&About desktop-tl", None, self.show_about))
+        install_preferences(self, file_menu, before=self.quit_action)
+        install_help_menu(self, menu.addMenu("&Help"))
 
     def _build_status_bar(self) -> None:
         bar = QStatusBar()
@@ -184,6 +195,9 @@ class MainWindow(QMainWindow):
     def _connect_panels(self) -> None:
         self.runs_view.evaluation_requested.connect(self.show_run_evaluation)
         self.runs_view.prediction_requested.connect(self.predict_with_run)
+        # The gallery's heat maps come from the model the Prediction tab uses.
+        self.prediction_view.predictor_changed.connect(lambda label: self.evaluation_view.set_explanation_model(
+            self.prediction_view.predictor, label))
         self.run_finished.connect(lambda _event: self.runs_view.refresh())
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
@@ -228,6 +242,7 @@ class MainWindow(QMainWindow):
                          f"{len(host.dataset_loaders())} dataset loaders, "
                          f"{len(host.head_types())} head types")
         self.backend_ready.emit()
+        self.project.offer_restore()  # after a crash: the unsaved work, if the user wants it
 
     def backend_failed(self, message: str) -> None:
         self.training_panel.show_message(
@@ -247,8 +262,11 @@ class MainWindow(QMainWindow):
         return config
 
     def load_config(self, config: RunConfig, project_path: Path | None = None) -> None:
-        """Show a configuration in every panel (waits for the backend if need be)."""
+        """Show a configuration in every panel (waits for the backend if need be); the
+        previous project's results go."""
         self.project.set_path(project_path)
+        self.clear_results("another project was opened" if project_path else "a new project")
+        self.prediction_view.clear()
         if self.host is None:
             self._pending_config = config
             self.config = copy.deepcopy(config)
@@ -279,10 +297,53 @@ class MainWindow(QMainWindow):
         self.plots.set_message("Curves appear here once training starts.")
         self._preview_epoch_axis()
 
+    def has_results(self) -> bool:
+        """Whether a run's status, curves or evaluation are on screen."""
+        return (self.last_result is not None or not self.plots.is_empty()
+                or self.evaluation_view.has_results())
+
+    def clear_results(self, why: str) -> None:
+        """Take the last run's status line, progress, curves and evaluation off the
+        screen: they belong to another project, dataset or model. The run itself stays
+        in the Runs tab. ``why`` says what changed (for the log)."""
+        if self._training_active():
+            return
+        had_results = self.has_results()
+        self._results_of = None
+        self.last_result = None
+        self.training_panel.reset_progress()
+        self.clear_curves()
+        self.evaluation_view.clear()
+        self.tabs.forget_new_results()
+        if self.host is not None:  # the run's device and precision: not this project's
+            self.device_label.setText(f"Device: {self.devices.get('auto', '') or 'cpu'}")
+        if had_results:
+            self.log("info", f"cleared the last run's results from the window ({why}); "
+                             "the Runs tab still has that run")
+        self._update_actions()
+
+    def _results_source(self) -> tuple[tuple[str, str], Any]:
+        """What results shown now would have to come from: the dataset and the model."""
+        config = self.current_config()
+        return (config.data.path, config.data.loader), config.model
+
+    def _clear_results_if_changed(self, what: str) -> None:
+        if self._results_of is None or self._training_active():
+            return
+        data, model = self._results_source()
+        if what == "dataset" and data != self._results_of[0]:
+            self.clear_results("the dataset changed")
+        elif what == "model" and model != self._results_of[1]:
+            self.clear_results("the model changed")
+
     # ================================================================= data and model
 
     def _on_prepared_changed(self, prepared: Any) -> None:
+        had_classes = bool(self.class_names)
         self.class_names = list(prepared.class_names) if prepared is not None else []
+        if prepared is None and had_classes:
+            self.model_panel.request_build(0)  # no dataset: no class count to show
+        self._clear_results_if_changed("dataset")
         if prepared is not None:
             self.model_panel.request_build(len(self.class_names))
             if self.settings is not None and Path(prepared.root).exists():
@@ -298,6 +359,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_config_changed(self) -> None:
         self.project.mark_modified()
+        self._clear_results_if_changed("model")
         self.model_panel.request_build(len(self.class_names) or None)
         self._update_actions()
 
@@ -432,7 +494,7 @@ class MainWindow(QMainWindow):
         if self.host is None:
             return False, "Loading PyTorch and the plugins…"
         if self._training_active():
-            return False, ""
+            return False, "A run is going: stop it (Ctrl+.) before starting another."
         if self.data_panel.busy:
             return False, "Checking the images…"
         if self.data_panel.prepared is None:
@@ -451,7 +513,9 @@ class MainWindow(QMainWindow):
         ok, why = self.can_start()
         if not ok:
             if why:
-                self.training_panel.show_message("warning", why)
+                if not self._training_active():
+                    self.training_panel.show_message("warning", why)
+                self.state_label.setText("Cannot start training: " + why[0].lower() + why[1:])
             return False
         config = self.current_config()
         config.out = ""  # every Start makes a new run folder
@@ -463,6 +527,7 @@ class MainWindow(QMainWindow):
         self.config.freeze = copy.deepcopy(config.freeze)
         self._epochs = config.train.epochs
         self.last_result = None
+        self._results_of = ((config.data.path, config.data.loader), copy.deepcopy(config.model))
         # The old curves go now; the axes are fitted to the run once it has started, not
         # while the engine is checking the images.
         self.plots.reset()
@@ -688,6 +753,11 @@ class MainWindow(QMainWindow):
         self.training_panel.set_run_state(
             self.run_state if self.run_state != "loading" else "idle", can_start=ok, why_not=why)
         self.start_action.setEnabled(ok)
+        self.start_refused_shortcut.setEnabled(not ok)
+        tip = "Start training (Ctrl+R)" if ok or not why else \
+            f"Start training (Ctrl+R): not now. {why}"
+        self.start_action.setToolTip(tip)
+        self.start_action.setStatusTip(tip)
         self.pause_action.setEnabled(self.run_state in ("running", "paused"))
         self.stop_action.setEnabled(self.run_state in ("running", "paused"))
         # A reason not to start is shown even after a run (e.g. another backbone chosen
@@ -722,20 +792,6 @@ class MainWindow(QMainWindow):
 
         dialog = PluginsDialog(self.host, self.settings, self)
         dialog.exec()
-
-    def show_about(self) -> None:
-        import sys
-
-        torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else "loading"
-        plugins = len(getattr(self.host, "records", []) or [])
-        QMessageBox.about(
-            self, "About desktop-tl",
-            f"<h3>desktop-tl {__version__}</h3>"
-            "<p>Transfer learning with pretrained image models: pick a backbone, choose "
-            "which layers train, watch the curves, inspect the mistakes, predict.</p>"
-            f"<p>PyTorch {torch_version} · {plugins} plugins loaded.</p>"
-            "<p>Projects are run files: re-run one with <code>desktop-tl train "
-            "project.toml</code>.</p>")
 
     def show_status(self, text: str) -> None:
         """A short line in the status bar (what just happened)."""
@@ -777,6 +833,12 @@ class MainWindow(QMainWindow):
     # ================================================================= closing
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        if self.isWindowModified() and not self._close_when_stopped:
+            # Ask first (the box is window-modal, not blocking): Save or Discard closes
+            # again, Cancel keeps the window and the run as they are.
+            event.ignore()
+            self.project.resolve_unsaved("close the window", self.close)
+            return
         if self.session is not None and self.session.is_running():
             event.ignore()
             if self._close_when_stopped:
@@ -795,7 +857,16 @@ class MainWindow(QMainWindow):
         if self.settings is not None:
             self.settings.save_window(self)
             self.settings.sync()
+        self.project.end_autosave()
         event.accept()
+
+    def event(self, event: QEvent) -> bool:
+        # Deleted without a close that went through (one still asking to save, say): stop
+        # the panels' background work first, so that no result arrives for a deleted panel.
+        if event.type() == QEvent.Type.DeferredDelete:
+            self.data_panel.cancel(quiet=True)
+            self.model_panel.cancel()
+        return super().event(event)
 
     def _ask_stop_and_close(self) -> bool:
         if self.confirm_close is not None:

@@ -176,6 +176,14 @@ class TrainingPlots(QWidget):
         # Clearing empty curves would only repaint the same empty axes.
         if had_data:
             self._dirty = self._batches_changed = self._epochs_changed = True
+            # Empty curves leave the axes where the old ones were: empty them now (the
+            # y axes would fit the old data again) and put the axes back to the start.
+            for curve in (self.raw_curve, self.smooth_curve, self.train_loss_curve,
+                          self.val_loss_curve, self.val_acc_curve):
+                curve.setData([], [])
+            for plot in (self.batch_plot, self.epoch_loss_plot):
+                plot.setYRange(0, 1)
+                plot.enableAutoRange(axis="y", enable=True)
 
     def set_planned_epochs(self, epochs: int) -> None:
         """Fix every plot's x axis to the whole run (0 to ``epochs``): the curves fill it

@@ -1,9 +1,10 @@
 """The application's remembered choices, kept in QSettings.
 
 Recent projects, the folders last used in each file dialog, the plugins the user turned
-off and the window layout. Everything goes through :class:`AppSettings` so keys and value
-types live in one place; tests pass an INI file path so they never touch the user's
-settings.
+off, the window layout, where the unsaved project is autosaved, and the Preferences
+(folders, theme, the cache budget of new projects). Everything goes
+through :class:`AppSettings` so keys and value types live in one place; tests pass an INI
+file path so they never touch the user's settings.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import QMainWindow, QWidget
 
@@ -28,6 +30,12 @@ _LAST_RUN_FOLDER = "folders/last_run"
 _DISABLED_PLUGINS = "plugins/disabled"
 _WINDOW_GEOMETRY = "window/geometry"
 _WINDOW_STATE = "window/state"
+_CHOSEN_FOLDERS = "preferences/folders/"  # + "runs", "weights" or "cache"
+_THEME = "ui/theme"
+_NEW_PROJECT_CACHE_BUDGET = "preferences/new_project_cache_budget_mb"
+
+#: The window's colour themes: follow the desktop, or always light or dark.
+THEMES = ("system", "light", "dark")
 
 
 class AppSettings:
@@ -38,10 +46,19 @@ class AppSettings:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._ini_path = Path(path) if path is not None else None
         if path is None:
             self._store = QSettings(ORGANIZATION, APPLICATION)
         else:
             self._store = QSettings(str(path), QSettings.Format.IniFormat)
+
+    @property
+    def autosave_folder(self) -> Path:
+        """Where the unsaved project is autosaved: the app's data folder, or beside the
+        INI file for settings kept in one (so tests and portable setups keep it apart)."""
+        if self._ini_path is not None:
+            return self._ini_path.resolve().parent / "autosave"
+        return Path(platformdirs.user_data_dir(ORGANIZATION, appauthor=False)) / "autosave"
 
     @property
     def file_name(self) -> str:
@@ -118,6 +135,49 @@ class AppSettings:
     def disabled_plugins(self, names: list[str]) -> None:
         unique = list(dict.fromkeys(str(name) for name in names if str(name).strip()))
         self._set_string_list(_DISABLED_PLUGINS, unique)
+
+    # ------------------------------------------------------------------ preferences
+
+    def chosen_folder(self, which: str) -> str:
+        """The folder chosen in Preferences for ``which`` ("runs", "weights" or "cache");
+        "" when none was (the environment or the platform's default applies)."""
+        return self._string(_CHOSEN_FOLDERS + which)
+
+    def set_chosen_folder(self, which: str, folder: str | os.PathLike[str]) -> None:
+        text = os.fspath(folder).strip()
+        if text:
+            self._store.setValue(_CHOSEN_FOLDERS + which, text)
+        else:
+            self._store.remove(_CHOSEN_FOLDERS + which)
+
+    @property
+    def theme(self) -> str:
+        """One of :data:`THEMES` ("system" when none was chosen, or an unknown one)."""
+        value = self._string(_THEME)
+        return value if value in THEMES else "system"
+
+    @theme.setter
+    def theme(self, theme: str) -> None:
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}; choose one of {', '.join(THEMES)}")
+        self._store.setValue(_THEME, theme)
+
+    @property
+    def new_project_cache_budget_mb(self) -> int | None:
+        """The memory budget for cached features that new projects start with (None: the
+        engine's default)."""
+        value = self._store.value(_NEW_PROJECT_CACHE_BUDGET)
+        try:
+            return None if value is None or value == "" else max(0, int(value))
+        except (TypeError, ValueError):
+            return None
+
+    @new_project_cache_budget_mb.setter
+    def new_project_cache_budget_mb(self, megabytes: int | None) -> None:
+        if megabytes is None:
+            self._store.remove(_NEW_PROJECT_CACHE_BUDGET)
+        else:
+            self._store.setValue(_NEW_PROJECT_CACHE_BUDGET, int(megabytes))
 
     # ------------------------------------------------------------------ window layout
 

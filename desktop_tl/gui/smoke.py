@@ -213,5 +213,6 @@ class SmokeRun(QObject):
                                         encoding="utf-8")
         if self.exit_when_done:
             window.confirm_close = lambda: True
+            window.setWindowModified(False)  # a scripted run has no one to answer "save?"
             window.close()
             QApplication.instance().exit(self.exit_status)

@@ -261,10 +261,13 @@ class TrainingPanel(QWidget):
         Start disabled (shown on the button's tooltip)."""
         running = state in ("running", "paused", "stopping")
         self.start_button.setEnabled(not running and can_start)
-        if not running and not can_start and why_not:
-            self.start_button.setToolTip(f"Start training (Ctrl+R): not yet. {why_not}")
+        if not can_start and why_not:
+            tip = f"Start training (Ctrl+R): not now. {why_not}"
         else:
-            self.start_button.setToolTip("Start training (Ctrl+R)")
+            tip = "Start training (Ctrl+R)"
+        # The status tip shows in the window's status bar while the pointer is over it.
+        self.start_button.setToolTip(tip)
+        self.start_button.setStatusTip(tip)
         self.pause_button.setEnabled(state in ("running", "paused"))
         self.stop_button.setEnabled(state in ("running", "paused"))
         self.pause_button.setText("Resume" if state == "paused" else "Pause")
@@ -290,11 +293,18 @@ class TrainingPanel(QWidget):
         total = max(1, epochs * per_epoch)
         self.progress.setRange(0, total)
         self.progress.setValue(min(event.step + 1, total))
-        text = (f"Epoch {event.epoch + 1}/{epochs} · batch {event.batch + 1}/{per_epoch}"
-                f" · {format_duration(event.eta_s)} left")
+        # None: a phase still to run has no measured speed yet (just after a freeze change).
+        left = "estimating…" if event.eta_s is None else f"{format_duration(event.eta_s)} left"
+        text = f"Epoch {event.epoch + 1}/{epochs} · batch {event.batch + 1}/{per_epoch} · {left}"
         if paused:
             text = "Paused · " + text
         self.progress.setFormat(text)
+
+    def reset_progress(self) -> None:
+        """Back to "Not started" (the last run's progress belongs to another project)."""
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Not started")
 
     def show_finished(self, status: str, epochs: int, seconds: float | None) -> None:
         words = {"completed": "Done", "early-stopped": "Stopped early", "cancelled": "Stopped",

@@ -98,6 +98,10 @@ class MainTabs(QTabWidget):
         if self.currentIndex() != index:
             self.setTabText(index, "Evaluation (new results)")
 
+    def forget_new_results(self) -> None:
+        """The results were cleared: no more "(new results)" on the Evaluation tab."""
+        self.setTabText(self.index_of(self._evaluation), "Evaluation")
+
     def _problems(self) -> int:
         return self._log.count("warning") + self._log.count("error")
 
