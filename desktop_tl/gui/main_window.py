@@ -211,6 +211,7 @@ class MainWindow(QMainWindow):
         self.layer_panel.toggled.connect(self._on_layer_toggled)
         self.layer_panel.preset_chosen.connect(self._on_preset_chosen)
         self.training_panel.start_requested.connect(self.start_training)
+        self.training_panel.export_requested.connect(self.export_action.trigger)
         self.training_panel.pause_requested.connect(self.toggle_pause)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.config_changed.connect(self.project.mark_modified)
@@ -677,8 +678,9 @@ class MainWindow(QMainWindow):
         else:
             self.training_panel.show_message("error", f"Training failed: {event.reason}")
             self.state_label.setText("Training failed")
-        self.training_panel.show_finished(status, summary.get("epochs_completed") or 0,
-                                          summary.get("train_seconds"))
+        self.training_panel.show_finished(
+            status, summary.get("epochs_completed") or 0, summary.get("train_seconds"),
+            has_model=bool(event.run_dir) and (Path(event.run_dir) / "checkpoints" / "best").is_dir())
         if summary.get("confusion"):
             self.evaluation_view.set_results(
                 list(summary.get("classes") or self.class_names), summary["confusion"],

@@ -97,6 +97,7 @@ class TrainingPanel(QWidget):
     """Hyperparameters, the run buttons and the progress line."""
 
     start_requested = Signal()
+    export_requested = Signal()
     pause_requested = Signal()  # toggles pause/resume
     stop_requested = Signal()
     config_changed = Signal()
@@ -173,7 +174,12 @@ class TrainingPanel(QWidget):
                                        "Stop")
         self.stop_button.setToolTip("Stop after the current batch (Ctrl+.); the last "
                                     "checkpoint is kept.")
-        for button in (self.start_button, self.pause_button, self.stop_button):
+        self.export_button = QPushButton("Export model…")
+        self.export_button.setToolTip("Take the finished run's model out: ONNX, torch.export "
+                                      "or safetensors, as a bundle with a model card (Ctrl+E).")
+        self.export_button.setVisible(False)  # shown once a run has left a checkpoint
+        self.export_button.clicked.connect(self.export_requested)
+        for button in (self.start_button, self.pause_button, self.stop_button, self.export_button):
             button.setMinimumHeight(30)
             button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.start_button.clicked.connect(self.start_requested)
@@ -184,6 +190,7 @@ class TrainingPanel(QWidget):
         buttons.addWidget(self.start_button, 2)
         buttons.addWidget(self.pause_button, 1)
         buttons.addWidget(self.stop_button, 1)
+        buttons.addWidget(self.export_button, 1)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -302,11 +309,16 @@ class TrainingPanel(QWidget):
 
     def reset_progress(self) -> None:
         """Back to "Not started" (the last run's progress belongs to another project)."""
+        self.export_button.setVisible(False)
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("Not started")
 
-    def show_finished(self, status: str, epochs: int, seconds: float | None) -> None:
+    def show_finished(self, status: str, epochs: int, seconds: float | None,
+                      has_model: bool = False) -> None:
+        """The run's end on the progress bar; with ``has_model`` (a checkpoint was written)
+        the Export button appears beside Stop."""
+        self.export_button.setVisible(has_model)
         words = {"completed": "Done", "early-stopped": "Stopped early", "cancelled": "Stopped",
                  "failed": "Failed"}
         text = f"{words.get(status, status)} after {epochs} epoch{'s' if epochs != 1 else ''}"

@@ -53,6 +53,12 @@ def test_a_run_fills_the_plots_and_the_evaluation(qtbot, window, tiny_dataset):
     assert window.training_panel.start_button.isEnabled()  # ready for another run
     assert window.data_panel.isEnabled()
     assert Path(event.run_dir, "summary.json").is_file()
+    # The finished run's model can be taken out from where the run is shown.
+    export = window.training_panel.export_button
+    assert export.isVisible()
+    qtbot.mouseClick(export, Qt.MouseButton.LeftButton)
+    assert window.export_dialog.isVisible() and window.export_dialog.run_edit.text() == event.run_dir
+    window.export_dialog.close()
 
     confusion = window.evaluation_view.matrix.matrix()
     assert sum(map(sum, confusion)) == 12  # every validation image counted once
@@ -179,6 +185,8 @@ def test_a_failed_run_shows_its_reason_and_keeps_the_plots(qtbot, window, tiny_d
     assert window.state_label.text() == "Training failed"
     assert window.plots.batches_received > 0
     assert window.plots.raw.size > 0  # the finite part of the curve is kept
+    # no Export button for a run that left no best checkpoint
+    assert window.training_panel.export_button.isVisible() == Path(event.run_dir, "checkpoints", "best").is_dir()
     save_screenshot(window, "window-07-run-failed")
 
 
