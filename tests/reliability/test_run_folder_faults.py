@@ -28,6 +28,7 @@ from desktop_tl.core.atomic import atomic_write_text
 from desktop_tl.core.run_folder import run_in_progress
 from desktop_tl.core.training import Trainer
 
+from helpers_disks import read_only, small_disk
 from helpers_training import lite0_config, sample_subset
 
 
@@ -47,38 +48,6 @@ def recorder():
 
 def log_lines(events, *levels):
     return [e.message for e in events if isinstance(e, ev.LogMessage) and e.level in levels]
-
-
-def _run_root(args):
-    return subprocess.run(args, capture_output=True, text=True)
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str):
-    """A real tmpfs of ``size`` mounted at ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = _run_root(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        _run_root(["umount", "-l", str(path)])
-
-
-@contextlib.contextmanager
-def read_only(path: Path):
-    """``path`` bind-mounted read-only over itself (chmod does not stop root)."""
-    bound = _run_root(["mount", "--bind", str(path), str(path)])
-    if bound.returncode != 0:
-        pytest.skip(f"cannot bind-mount read-only here (needs root): {bound.stderr.strip()}")
-    try:
-        remounted = _run_root(["mount", "-o", "remount,bind,ro", str(path)])
-        if remounted.returncode != 0:
-            pytest.skip(f"cannot remount read-only here: {remounted.stderr.strip()}")
-        yield path
-    finally:
-        _run_root(["umount", "-l", str(path)])
 
 
 def fill_disk(mount: Path, leave_bytes: int) -> None:
