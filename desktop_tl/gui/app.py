@@ -57,7 +57,10 @@ def load_backend(disabled: list[str]) -> dict[str, Any]:
     available = {"auto": True, "cpu": True, "cuda": torch.cuda.is_available(),
                  "mps": mps_available()}
     auto = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
-    return {"host": host, "devices": {"available": available, "auto": auto}}
+    from ..first_start import data_folder_problems
+
+    return {"host": host, "devices": {"available": available, "auto": auto},
+            "first_start_problems": data_folder_problems()}
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
@@ -117,6 +120,14 @@ class Launcher:
     def _on_loaded(self, result: dict[str, Any]) -> None:
         self.backend_ready_s = process_age_s()
         self.window.set_backend(result["host"], result["devices"])
+        problems = result.get("first_start_problems") or []
+        for problem in problems:  # a locked-down profile: say what to do before a run fails
+            self.window.log("warning", problem)
+        if problems:
+            self.window.training_panel.show_message(
+                "warning", problems[0] + ("" if len(problems) == 1 else
+                                          f" (and {len(problems) - 1} more in the Log tab)")
+                + "; File > Preferences… can choose other folders.")
 
     def _on_failed(self, exc: BaseException, tb: str) -> None:
         self.error = f"{type(exc).__name__}: {exc}"

@@ -45,3 +45,22 @@ def test_training_into_an_unwritable_runs_folder_stops_before_reading_images(tmp
     assert code == 2
     assert "set DTL_RUNS_DIR" in out.err and "--out DIR" in out.err
     assert "Checking images" not in out.out + out.err  # refused first, not after the data check
+
+
+def test_the_window_says_which_data_folder_cannot_be_written(qtbot, tmp_path, monkeypatch):
+    from desktop_tl.gui.app import Launcher
+    from desktop_tl.gui.main_window import MainWindow
+    from desktop_tl.gui.settings import AppSettings
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where a folder should be")
+    monkeypatch.setenv("DTL_RUNS_DIR", str(blocker / "runs"))
+    window = MainWindow(AppSettings(tmp_path / "settings.ini"))
+    qtbot.addWidget(window)
+    window.show()
+    launcher = Launcher(window, settings=window.settings)
+    with qtbot.waitSignal(window.backend_ready, timeout=120_000):
+        launcher.start()
+    notice = window.training_panel.status_label
+    assert "set DTL_RUNS_DIR" in notice.text() and "Preferences" in notice.text()
+    assert "set DTL_RUNS_DIR" in window.log_view.plain_text()
