@@ -32,3 +32,20 @@ def sample_dataset_dir() -> Path:
             "or set DTL_RESOURCES to the folder that holds sample_dataset/"
         )
     return path
+
+
+def demo_config():
+    """The demo run: the bundled sample dataset with the demo backbone (EfficientNet-Lite0)
+    and its packaged weights, the head only, five epochs in batches of 16. The window's
+    demo and ``desktop-tl train --demo`` both start from it."""
+    from .core.config import RunConfig
+
+    config = RunConfig()
+    # resources_dir(), not sample_dataset_dir(): a missing dataset is explained when used.
+    config.data.path = str(resources_dir() / "sample_dataset")
+    config.model.backbone = DEMO_BACKBONE
+    config.model.weights = "auto"
+    config.freeze.preset = "head-only"
+    config.train.epochs = 5
+    config.train.batch_size = 16
+    return config

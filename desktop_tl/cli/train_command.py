@@ -87,16 +87,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         config.out = str(run_dir)
         config.validate()
         return config, True
-    config = RunConfig.load(args.run_file) if args.run_file else RunConfig()
+    from ..resources import DEMO_BACKBONE, demo_config, sample_dataset_dir
+
+    if args.run_file:
+        config = RunConfig.load(args.run_file)
+    else:  # the window's demo run, unless flags change it
+        config = demo_config() if args.demo else RunConfig()
     if args.run_file and config.out and Path(config.out).resolve() == Path(args.run_file).resolve().parent:
         config.out = ""  # re-running a run's own run.toml makes a new run beside it, never over it
     if args.demo:
-        from ..resources import DEMO_BACKBONE, sample_dataset_dir
-
         config.data.path = str(sample_dataset_dir())
         config.model.backbone = DEMO_BACKBONE
-        if args.epochs is None and not args.run_file:
-            config.train.epochs = 5
     for flag, (section, key) in _FLAGS.items():
         value = getattr(args, flag)
         if value is not None:

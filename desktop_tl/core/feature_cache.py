@@ -67,7 +67,9 @@ def features_dir() -> Path:
 
 def reuse_enabled() -> bool:
     """Whether completed stores are kept on disk for later runs (``DTL_FEATURE_CACHE_REUSE``)."""
-    return os.environ.get("DTL_FEATURE_CACHE_REUSE", "1").strip().lower() not in ("0", "false", "no", "off")
+    from ..env import env_flag
+
+    return env_flag("DTL_FEATURE_CACHE_REUSE", default=True)
 
 
 def disk_limit_bytes() -> int:

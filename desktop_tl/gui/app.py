@@ -17,6 +17,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from ..core.config import RunConfig
+from ..resources import demo_config
 from .background import BackgroundTask, run_in_background
 
 APP_NAME = "desktop-tl"
@@ -107,7 +108,7 @@ class Launcher:
                 self.error = self.window.project.read_error
                 return None
         elif self.demo:
-            config = demo_config()
+            config = demo_config()  # desktop_tl.resources: the CLI demo is the same run
             if not Path(config.data.path).is_dir():
                 self.error = f"the sample dataset is missing ({config.data.path})"
                 self.window.training_panel.show_message(
@@ -132,22 +133,6 @@ class Launcher:
     def _on_failed(self, exc: BaseException, tb: str) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
         self.window.backend_failed(f"{self.error}\n{tb}")
-
-
-def demo_config() -> RunConfig:
-    """The bundled sample dataset with the demo backbone (EfficientNet-Lite0), ready to
-    train offline: the head only, five epochs in batches of 16."""
-    from ..resources import DEMO_BACKBONE, resources_dir
-
-    config = RunConfig()
-    # resources_dir(), not sample_dataset_dir(): a missing dataset is explained above.
-    config.data.path = str(resources_dir() / "sample_dataset")
-    config.model.backbone = DEMO_BACKBONE
-    config.model.weights = "auto"
-    config.freeze.preset = "head-only"
-    config.train.epochs = 5
-    config.train.batch_size = 16
-    return config
 
 
 def run_gui(project: str | None = None, *, demo: bool = False, start_run: bool = False,

@@ -31,6 +31,7 @@ from typing import Any, Iterable, Sequence
 import pluggy
 
 from ..errors import UserError
+from ..env import env_flag, env_names
 from . import hookspecs
 from .descriptors import (
     API_VERSION,
@@ -195,14 +196,6 @@ def discover_entry_points(
     return [ep for _, _, ep in found], problems
 
 
-def _env_names(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-def _env_flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -246,9 +239,9 @@ class PluginHost:
         path: Sequence[str] | None = None,
     ) -> None:
         self.disabled: tuple[str, ...] = tuple(
-            dict.fromkeys([*_env_names(os.environ.get(DISABLED_ENV)), *disabled])
+            dict.fromkeys([*env_names(DISABLED_ENV), *disabled])
         )
-        self.strict = _env_flag(os.environ.get(STRICT_ENV)) if strict is None else bool(strict)
+        self.strict = env_flag(STRICT_ENV) if strict is None else bool(strict)
         self.path = None if path is None else [str(p) for p in path]
         self.records: list[PluginRecord] = []
         self.problems: list[str] = []

@@ -88,7 +88,9 @@ def hub_checkpoint_dir() -> Path:
 def downloads_allowed() -> bool:
     """Whether step 4 may download weights (``DTL_ALLOW_DOWNLOAD=1``). Off by default:
     an offline lab machine must not hang on a network timeout."""
-    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    from ..env import env_flag
+
+    return env_flag(ALLOW_DOWNLOAD_ENV)
 
 
 def file_name_from_url(url: str) -> str:

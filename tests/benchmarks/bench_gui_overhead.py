@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("desktop-tl")
-#: The window's demo trains in batches of 16 (``desktop_tl.gui.app.demo_config``).
+#: The demo trains in batches of 16 (``desktop_tl.resources.demo_config``).
 DEMO_BATCH_SIZE = 16
 RUN_TIMEOUT_S = 1800
 
