@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 
 from ..core.config import ModelConfig, RunConfig
 from ..errors import UserError
-from .background import BackgroundTask, run_in_background
+from .background import BackgroundTask, LatestRequest, run_in_background
 from .notice import Notice
 
 SOURCE_TEXT = {
@@ -163,7 +163,7 @@ class ModelPanel(QWidget):
         self._head_values: dict[str, dict[str, Any]] = {}
         self._num_classes = 0
         self._task: BackgroundTask | None = None
-        self._generation = 0
+        self._latest_build = LatestRequest()
         self._loading = False
 
         self.provider_combo = QComboBox()
@@ -368,8 +368,7 @@ class ModelPanel(QWidget):
         config.model.weights = "none"  # the structure is the same; skip reading weights
         num_classes = self._num_classes or 2
         host = self.host
-        self._generation += 1
-        generation = self._generation
+        ticket = self._latest_build.begin()
         if self._task is not None:
             self._task.cancel()
 
@@ -382,8 +381,8 @@ class ModelPanel(QWidget):
         self._set_busy(True)
         self._task = run_in_background(
             build,
-            on_result=lambda built: self._on_built(generation, built),
-            on_error=lambda exc, tb: self._on_build_failed(generation, exc, tb),
+            on_result=ticket.only_current(self._on_built),
+            on_error=ticket.only_current(self._on_build_failed),
             name="build-model",
         )
 
@@ -398,9 +397,7 @@ class ModelPanel(QWidget):
             self._busy_shown = busy
             self.busy_changed.emit(busy)
 
-    def _on_built(self, generation: int, built: Any) -> None:
-        if generation != self._generation:
-            return
+    def _on_built(self, built: Any) -> None:
         self._task = None
         self.build_progress.setVisible(False)
         self.built = built
@@ -410,9 +407,7 @@ class ModelPanel(QWidget):
         self.model_built.emit(built)
         self._set_busy(False)
 
-    def _on_build_failed(self, generation: int, exc: BaseException, tb: str) -> None:
-        if generation != self._generation:
-            return
+    def _on_build_failed(self, exc: BaseException, tb: str) -> None:
         self._task = None
         self.build_progress.setVisible(False)
         self.built = None
@@ -663,7 +658,7 @@ class ModelPanel(QWidget):
         self._build_timer.stop()
         if self._task is not None:
             self._task.cancel()
-            self._generation += 1
+            self._latest_build.drop()
             self._task = None
             self.build_progress.setVisible(False)
         self._set_busy(False)
