@@ -31,6 +31,17 @@ class Prediction:
         }
 
 
+@dataclass(frozen=True)
+class ScoredEvaluation:
+    """An evaluation with every scored image's class probabilities, true class and path
+    (one row each, in the order scored; unreadable images left out)."""
+
+    report: EvaluationReport | None
+    probabilities: torch.Tensor  # (images, classes)
+    targets: torch.Tensor  # (images,)
+    paths: list[str]
+
+
 class Predictor:
     """A trained classifier with the preprocessing its backbone's weights expect."""
 
@@ -41,6 +52,8 @@ class Predictor:
         preprocessing: Preprocessing,
         device: str | torch.device = "cpu",
         source: str = "",
+        checkpoint: str = "",
+        epoch: int | None = None,
     ) -> None:
         from .data import build_transform
 
@@ -50,14 +63,43 @@ class Predictor:
         self.preprocessing = preprocessing
         self.transform = build_transform(preprocessing, "none", train=False)
         self.source = source
+        self.checkpoint = checkpoint  # "best" or "last" for a run's checkpoint, else ""
+        self.epoch = epoch  # the 1-based epoch the checkpoint was saved after
 
     @classmethod
-    def from_run_dir(cls, path: str | Path, device: str = "cpu", host: Any = None) -> Predictor:
-        """Load the best checkpoint of a run folder (or a checkpoint folder itself)."""
-        from ..plugin.manager import get_host
+    def from_run_dir(cls, path: str | Path, device: str = "cpu", host: Any = None,
+                     checkpoint: str | None = None) -> Predictor:
+        """Load a checkpoint of a run folder (or a checkpoint folder itself).
 
-        checkpoint = find_run_checkpoint(Path(path), "best")
+        ``checkpoint`` None: the best one, or the last when there is no best;
+        ``"best"`` or ``"last"``: exactly that one, with a clear error when it is missing
+        (the views name the checkpoint they show, so they must not get the other one)."""
+        from ..plugin.manager import get_host
+        from .checkpoints import CheckpointError, load_checkpoint
+
+        path = Path(path)
+        if checkpoint is None:
+            found = find_run_checkpoint(path, "best")
+        elif checkpoint not in ("best", "last"):
+            raise UserError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
+        elif not path.exists():
+            raise CheckpointError(f"run folder {path} does not exist")
+        else:
+            try:
+                found = load_checkpoint(path / "checkpoints" / checkpoint)
+            except CheckpointError:
+                when = ("no epoch improved on the validation accuracy yet, or the run stopped "
+                        "before its first epoch ended" if checkpoint == "best"
+                        else "the run stopped before its first epoch ended")
+                raise CheckpointError(
+                    f"{path.name} has no {checkpoint} checkpoint ({when}); choose the other "
+                    "checkpoint or train the run again") from None
+        checkpoint_kind = found.path.name.removesuffix(".old")
+        checkpoint = found
         meta = checkpoint.meta
+        if not isinstance(meta, dict) or not {"backbone", "head", "classes", "preprocessing"} <= meta.keys():
+            raise CheckpointError(f"checkpoint metadata in {checkpoint.path} is incomplete; the "
+                                  "checkpoint is damaged, train the run again")
         host = host or get_host()
         provider, model_name = host.resolve_backbone(meta["backbone"])
         # The checkpoint holds every weight; the backbone's own initial weights are not needed.
@@ -70,12 +112,15 @@ class Predictor:
             model.load_state_dict(checkpoint.model_state())
         except RuntimeError as exc:
             raise UserError(f"checkpoint {checkpoint.path} does not fit {meta['backbone']}: {exc}") from None
+        epoch = meta.get("epoch")
         return cls(
             model,
             meta["classes"],
             Preprocessing.from_dict(meta["preprocessing"]),
             device=device,
             source=str(checkpoint.path),
+            checkpoint=checkpoint_kind if checkpoint_kind in ("best", "last") else "",
+            epoch=int(epoch) if isinstance(epoch, int) else None,
         )
 
     @classmethod
@@ -100,6 +145,39 @@ class Predictor:
                              batch_size=batch_size, shuffle=False, num_workers=0)
         batches = ((b.images, b.labels, b.indices) for b in loader.batches())
         return evaluate(self.logits, batches, self.class_names, [path for path, _ in items])
+
+    def evaluate_with_probabilities(
+        self, items: Sequence[tuple[str | Path, int]], batch_size: int = 16
+    ) -> ScoredEvaluation:
+        """:meth:`evaluate`, plus every scored image's class probabilities and true class
+        (rows in the order of ``items``, unreadable images left out) for the metrics that
+        need more than the top class (top-k accuracy)."""
+        probabilities: list[torch.Tensor] = []
+
+        def scored(images: torch.Tensor) -> torch.Tensor:
+            logits = self.logits(images)
+            probabilities.append(logits.float().softmax(dim=1).cpu())
+            return logits
+
+        from .data import ImageDataset, make_loader
+
+        items = [(str(path), int(label)) for path, label in items]
+        loader = make_loader(ImageDataset(items, self.transform, with_index=True),
+                             batch_size=batch_size, shuffle=False, num_workers=0)
+        targets: list[torch.Tensor] = []
+        scored_paths: list[str] = []
+
+        def batches():
+            for b in loader.batches():
+                targets.append(b.labels.cpu())
+                scored_paths.extend(items[int(i)][0] for i in b.indices)
+                yield b.images, b.labels, b.indices
+
+        report = evaluate(scored, batches(), self.class_names, [path for path, _ in items])
+        n = len(self.class_names)
+        probs = torch.cat(probabilities) if probabilities else torch.zeros(0, n)
+        labels = torch.cat(targets).to(torch.int64) if targets else torch.zeros(0, dtype=torch.int64)
+        return ScoredEvaluation(report, probs, labels, scored_paths)
 
     @torch.inference_mode()
     def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 16) -> list[Prediction]:

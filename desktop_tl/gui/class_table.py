@@ -1,4 +1,4 @@
-"""The per-class table of the evaluation view: precision, recall and support per class.
+"""The per-class table of the evaluation view: precision, recall, support and F1 per class.
 
 Rates sort by value (undefined ones first) and carry a bar so weak classes stand out;
 selecting a row names its class through :attr:`PerClassTable.class_chosen`.
@@ -57,17 +57,18 @@ class _ShareBarDelegate(QStyledItemDelegate):
 
 
 class PerClassTable(QTableWidget):
-    """Class, precision, recall and support, one row per class."""
+    """Class, precision, recall, support and F1, one row per class."""
 
     class_chosen = Signal(str)  # the class of the row the user selected
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(0, 4, parent)
+        super().__init__(0, 5, parent)
         self.setObjectName("perClassTable")
-        self.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "Support"])
+        self.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "Support", "F1"])
         self.horizontalHeaderItem(1).setToolTip("Of the images predicted as this class, the share that really are")
         self.horizontalHeaderItem(2).setToolTip("Of the images of this class, the share the model recognised")
         self.horizontalHeaderItem(3).setToolTip("Validation images of this class")
+        self.horizontalHeaderItem(4).setToolTip("The harmonic mean of precision and recall: high only when both are")
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -79,12 +80,13 @@ class PerClassTable(QTableWidget):
         self.setSortingEnabled(True)
         header = self.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in (1, 2, 3):
+        for column in (1, 2, 3, 4):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setMinimumSectionSize(64)
         bar_delegate = _ShareBarDelegate(self)
         self.setItemDelegateForColumn(1, bar_delegate)
         self.setItemDelegateForColumn(2, bar_delegate)
+        self.setItemDelegateForColumn(4, bar_delegate)
         self.itemSelectionChanged.connect(self._on_selection)
 
     def fill(
@@ -93,8 +95,10 @@ class PerClassTable(QTableWidget):
         confusion: Sequence[Sequence[int]],
         precision: Sequence[float],
         recall: Sequence[float],
+        f1: Sequence[float] | None = None,
     ) -> None:
-        """One row per class; a rate with nothing to divide by shows as a dash."""
+        """One row per class; a rate with nothing to divide by shows as a dash. F1 is
+        derived from precision and recall when not given."""
         n = len(class_names)
         support = [sum(row) for row in confusion]
         predicted = [sum(confusion[i][j] for i in range(n)) for j in range(n)]
@@ -113,6 +117,14 @@ class PerClassTable(QTableWidget):
             support_item.setData(_SORT_ROLE, float(support[i]))
             support_item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.setItem(i, 3, support_item)
+            if math.isnan(p) and math.isnan(r):
+                f = float("nan")
+            elif f1 is not None:
+                f = _as_float(f1[i])
+            else:
+                pp, rr = (0.0 if math.isnan(p) else p), (0.0 if math.isnan(r) else r)
+                f = 2 * pp * rr / (pp + rr) if pp + rr > 0 else 0.0
+            self.setItem(i, 4, _share_item(f, "No validation image of this class, none predicted as it"))
         # Class order until the user sorts by a column.
         self.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.setSortingEnabled(True)

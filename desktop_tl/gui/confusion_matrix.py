@@ -65,7 +65,7 @@ class ConfusionMatrixWidget(QWidget):
     cell_clicked = Signal(int, int)  # true index, predicted index
 
     MIN_CELL = 22
-    MAX_CELL = 96
+    MAX_CELL = 180  # large enough that the matrix grows with the window
     MAX_LABEL_WIDTH = 170  # row labels (true class)
     MAX_COLUMN_LABEL = 130  # rotated column labels (predicted class)
     PAD = 8
@@ -77,6 +77,7 @@ class ConfusionMatrixWidget(QWidget):
         self._row_totals: list[int] = []
         self._hover: tuple[int, int] | None = None
         self._selected: tuple[int, int] | None = None
+        self._normalised = False  # cells show each row's shares instead of counts
         self.setMouseTracking(True)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -101,6 +102,22 @@ class ConfusionMatrixWidget(QWidget):
 
     def class_names(self) -> list[str]:
         return list(self._names)
+
+    def set_normalised(self, on: bool) -> None:
+        """Show each cell as its share of the true class (row) instead of its count."""
+        self._normalised = bool(on)
+        self.update()
+
+    def is_normalised(self) -> bool:
+        return self._normalised
+
+    def displayed_values(self) -> list[list[float]]:
+        """What the cells show: counts, or row shares (each row sums to 1; an empty
+        row stays 0) when normalised."""
+        if not self._normalised:
+            return [[float(v) for v in row] for row in self._matrix]
+        return [[v / total if total else 0.0 for v in row]
+                for row, total in zip(self._matrix, self._row_totals)]
 
     def matrix(self) -> list[list[int]]:
         return [list(row) for row in self._matrix]
@@ -340,7 +357,7 @@ class ConfusionMatrixWidget(QWidget):
                 ink = readable_text_on(fill) if count else muted
                 painter.setPen(ink)
                 painter.setFont(count_font)
-                label = f"{count}"
+                label = f"{count / total:.0%}" if self._normalised and total else f"{count}"
                 count_rect = rect.adjusted(2, 2, -2, -2)
                 if show_share and count:
                     count_rect = QRectF(rect.x(), rect.y() + rect.height() * 0.12, rect.width(), rect.height() * 0.5)
@@ -348,7 +365,8 @@ class ConfusionMatrixWidget(QWidget):
                 if show_share and count:
                     painter.setFont(share_font)
                     share_rect = QRectF(rect.x(), rect.y() + rect.height() * 0.55, rect.width(), rect.height() * 0.35)
-                    painter.drawText(share_rect, Qt.AlignmentFlag.AlignCenter, f"{count / total:.0%}")
+                    second = f"{count}" if self._normalised else f"{count / total:.0%}"
+                    painter.drawText(share_rect, Qt.AlignmentFlag.AlignCenter, second)
         # Hover and selection outlines on top of the cells.
         painter.setBrush(Qt.BrushStyle.NoBrush)
         for cell, colour, width in (

@@ -1,9 +1,16 @@
 """How the trained model does on the validation images.
 
-A confusion matrix heat map (rows: true class, columns: predicted class), a per-class
-table of precision, recall and support, and a gallery of the misclassified validation
+A confusion matrix heat map (rows: true class, columns: predicted class; counts or row
+shares), a per-class table of precision, recall, support and F1 with the macro and
+weighted averages and top-k accuracy, and a gallery of the misclassified validation
 images. Clicking a matrix cell or a class in the table narrows the gallery to those
 mistakes; clicking an image enlarges it.
+
+A saved run is evaluated with the checkpoint the user chooses (best or last, one control
+in the header): :meth:`EvaluationView.show_run` loads that checkpoint and scores the run's
+validation split off the GUI thread, says which checkpoint and epoch the numbers are from,
+and hands the same model on (:attr:`EvaluationView.model_ready`) so that predictions and
+the gallery's heat maps use it too.
 
 The view arranges and connects the parts, each in its own module: the matrix
 (confusion_matrix), the table (class_table) and the gallery with its preview
@@ -14,11 +21,14 @@ from __future__ import annotations
 
 import html
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from PySide6.QtCore import (
     QEvent,
     Qt,
+    Signal,
 )
 from PySide6.QtGui import (
     QFont,
@@ -28,6 +38,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
+    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
@@ -40,6 +52,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from .background import LatestRequest, run_in_background
 from .class_table import PerClassTable
 from .confusion_matrix import ConfusionMatrixWidget
 from .icons import semantic_colour
@@ -51,6 +64,7 @@ from .image_gallery import (
     ImagePreviewDialog,
     misclassified_label,
 )
+from .prediction_view import CHECKPOINT_CHOICES, checkpoint_text
 from .thumbnails import ThumbnailLoader
 
 #: Qt's "no maximum size" (QWIDGETSIZE_MAX).
@@ -62,15 +76,93 @@ EMPTY_TEXT = "Train a model to see how it does on the validation images"
 MAX_GALLERY_ITEMS = 500
 
 
+@dataclass(frozen=True)
+class CheckpointEvaluation:
+    """A run's validation split scored with one of its checkpoints."""
+
+    run_dir: str
+    checkpoint: str  # "best" or "last"
+    predictor: Any
+    report: Any  # core.reports.EvaluationReport
+    detailed: Any  # core.metrics.DetailedMetrics
+    probabilities: dict[str, list[float]]  # per scored image, in class order
+    missing: int  # validation images listed in split.json that no longer exist
+    problem: str = ""  # why the checkpoint loaded but could not be scored (report is None)
+
+    @property
+    def epoch(self) -> int | None:
+        return self.predictor.epoch
+
+
+def evaluate_checkpoint(run_dir: str, checkpoint: str) -> CheckpointEvaluation:
+    """Worker thread: load ``checkpoint`` of ``run_dir`` and score the run's validation
+    images (its split.json) with it. A checkpoint that cannot be loaded raises a UserError
+    that says why; one that loads but cannot be scored (images gone) comes back with its
+    ``problem``, since predicting does not need the dataset."""
+    from ..core.predict import Predictor
+    from ..errors import UserError
+
+    predictor = Predictor.from_run_dir(run_dir, checkpoint=checkpoint)
+    try:
+        return _score_validation(run_dir, predictor, checkpoint)
+    except UserError as exc:
+        return CheckpointEvaluation(run_dir, predictor.checkpoint or checkpoint, predictor, None, None,
+                                    {}, 0, problem=str(exc))
+
+
+def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> CheckpointEvaluation:
+    from ..core.data import PreparedData
+    from ..core.metrics import detailed_metrics
+    from ..core.run_folder import SPLIT_FILE
+    from ..errors import UserError
+
+    split = Path(run_dir) / SPLIT_FILE
+    if not split.exists():
+        raise UserError(f"{Path(run_dir).name} has no {SPLIT_FILE}, so its validation images are "
+                        "not known; train the run again to evaluate it")
+    prepared = PreparedData.load_manifest(split)
+    if list(prepared.class_names) != list(predictor.class_names):
+        raise UserError(f"the classes in {SPLIT_FILE} differ from the checkpoint's; the run folder "
+                        "was changed after training")
+    items = list(prepared.val)
+    if not items:
+        raise UserError(f"{Path(run_dir).name} has no validation images in {SPLIT_FILE}")
+    present = [item for item in items if os.path.exists(item[0])]
+    if not present:
+        raise UserError(f"none of the {len(items)} validation images of this run exist any more "
+                        f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it")
+    scored = predictor.evaluate_with_probabilities(present)
+    if scored.report is None:
+        raise UserError("none of the run's validation images could be read")
+    detailed = detailed_metrics(scored.report.confusion, scored.probabilities, scored.targets)
+    probabilities = {os.path.abspath(path): row.tolist() for path, row in zip(scored.paths, scored.probabilities)}
+    return CheckpointEvaluation(run_dir, predictor.checkpoint or checkpoint, predictor, scored.report,
+                                detailed, probabilities, len(items) - len(present))
+
+
 
 # =========================================================================== the view
 
 
 class EvaluationView(QWidget):
-    """Confusion matrix, per-class precision/recall/support and misclassified images."""
+    """Confusion matrix, per-class precision/recall/support/F1 and misclassified images."""
+
+    #: A run's checkpoint was evaluated: its predictor and a label naming run, checkpoint
+    #: and epoch (for the Prediction tab, which predicts with the same model).
+    model_ready = Signal(object, str)
+    #: The chosen checkpoint of a run could not be evaluated (run folder, why).
+    model_failed = Signal(str, str)
+    #: The user chose the best or the last checkpoint ("best"/"last").
+    checkpoint_changed = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._run_dir: str | None = None
+        self._run_name = ""
+        self._evaluation: CheckpointEvaluation | None = None
+        self._detailed: Any = None
+        self._requests = LatestRequest()
+        self._task: Any = None
         self._class_names: list[str] = []
         self._confusion: list[list[int]] = []
         self._misclassified: list[dict[str, Any]] = []
@@ -81,10 +173,180 @@ class EvaluationView(QWidget):
         self._stack = QStackedWidget(self)
         self._stack.addWidget(self._build_empty_page())
         self._stack.addWidget(self._build_results_page())
+        self._stack.addWidget(self._build_message_page())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._build_checkpoint_bar())
         layout.addWidget(self._stack)
         self.clear()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _build_checkpoint_bar(self) -> QWidget:
+        bar = QWidget(self)
+        self._checkpoint_bar = bar
+        self.checkpoint_label = QLabel(bar)
+        self.checkpoint_label.setObjectName("evaluationCheckpoint")
+        self.checkpoint_label.setTextFormat(Qt.TextFormat.RichText)
+        self.checkpoint_label.setWordWrap(True)
+        self.checkpoint_combo = QComboBox(bar)
+        self.checkpoint_combo.setObjectName("evaluationCheckpointChoice")
+        for kind, text in CHECKPOINT_CHOICES:
+            self.checkpoint_combo.addItem(text, kind)
+        self.checkpoint_combo.setToolTip(
+            "Evaluate the run with its best checkpoint (highest validation accuracy) or its "
+            "last one; the Prediction tab uses the same")
+        self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
+        layout = QHBoxLayout(bar)
+        layout.setContentsMargins(8, 6, 8, 0)
+        layout.addWidget(self.checkpoint_label, 1)
+        layout.addWidget(QLabel("Model:", bar))
+        layout.addWidget(self.checkpoint_combo)
+        bar.hide()
+        return bar
+
+    def _build_message_page(self) -> QWidget:
+        page = QWidget(self)
+        self.message_label = QLabel(page)
+        self.message_label.setObjectName("evaluationMessage")
+        self.message_label.setWordWrap(True)
+        self.message_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(80, 20, 80, 20)  # an alignment flag would cut wrapped lines
+        layout.addStretch(2)
+        layout.addWidget(self.message_label)
+        layout.addStretch(3)
+        return page
+
+    def checkpoint(self) -> str:
+        """The checkpoint chosen for runs: "best" (the default) or "last"."""
+        return str(self.checkpoint_combo.currentData())
+
+    def set_checkpoint(self, kind: str) -> None:
+        """Choose the best or the last checkpoint; the run shown is evaluated again."""
+        index = self.checkpoint_combo.findData(kind)
+        if index < 0:
+            raise ValueError(f"checkpoint must be 'best' or 'last', not {kind!r}")
+        if index != self.checkpoint_combo.currentIndex():
+            self.checkpoint_combo.setCurrentIndex(index)  # -> _on_checkpoint_chosen
+
+    def _on_checkpoint_chosen(self, _index: int) -> None:
+        self.checkpoint_changed.emit(self.checkpoint())
+        if self._run_dir is not None:
+            self.show_run(self._run_dir, name=self._run_name)
+
+    def show_run(self, run_dir: str | os.PathLike[str], *, name: str = "", checkpoint: str | None = None) -> None:
+        """Evaluate the saved run in ``run_dir`` with the chosen checkpoint (or
+        ``checkpoint``) off the GUI thread; the results, or why there are none, follow."""
+        if checkpoint is not None and checkpoint != self.checkpoint():
+            self.checkpoint_combo.blockSignals(True)  # the run to evaluate is this one
+            self.set_checkpoint(checkpoint)
+            self.checkpoint_combo.blockSignals(False)
+            self.checkpoint_changed.emit(checkpoint)
+        folder = os.path.abspath(os.fspath(run_dir))
+        kind = self.checkpoint()
+        current = self._evaluation
+        if (self._run_dir == folder and current is not None and current.checkpoint == kind
+                and self._stack.currentIndex() == 1) or (self._run_dir == folder and self.busy
+                                                         and self._pending == kind):
+            return  # already on screen (or on its way)
+        self._run_name = name or (self._run_name if folder == self._run_dir else Path(folder).name)
+        self._run_dir = folder
+        self._pending = kind
+        self._checkpoint_bar.show()
+        self.checkpoint_label.setText(
+            f"Evaluating <b>{html.escape(self._run_name)}</b> with its {kind} checkpoint…")
+        ticket = self._requests.begin()
+        self._task = run_in_background(
+            lambda _task, f=folder, k=kind: evaluate_checkpoint(f, k),
+            on_result=ticket.only_current(self._on_evaluated),
+            on_error=ticket.only_current(lambda exc, _tb, k=kind: self._on_evaluation_failed(k, exc)),
+            name="evaluate checkpoint",
+        )
+
+    @property
+    def busy(self) -> bool:
+        """True while a checkpoint is being evaluated."""
+        task = self._task
+        return task is not None and not task.wait(0)
+
+    @property
+    def run_dir(self) -> str | None:
+        """The saved run shown (or being evaluated); None for results of no saved run."""
+        return self._run_dir
+
+    @property
+    def evaluation(self) -> CheckpointEvaluation | None:
+        """The checkpoint evaluation on screen (None for live or summary results)."""
+        return self._evaluation
+
+    def detailed_metrics(self) -> Any:
+        """F1, the averages and top-k of the results shown (core.metrics.DetailedMetrics)."""
+        return self._detailed
+
+    @property
+    def explanation_model(self) -> Any:
+        """The predictor whose heat maps the gallery's enlarged view shows (or None)."""
+        return self._explanation_model[0]
+
+    def _on_evaluated(self, result: CheckpointEvaluation) -> None:
+        self._task = None
+        self._pending = None
+        report = result.report
+        label = f"{self._run_name} · {checkpoint_text(result.checkpoint, result.epoch)}"
+        if report is None:
+            self._evaluation = None
+            self._show_message(f"Cannot evaluate {self._run_name} with its "
+                               f"{checkpoint_text(result.checkpoint, result.epoch)}: {result.problem}",
+                               f"<b>{html.escape(self._run_name)}</b>: no evaluation for its "
+                               f"{html.escape(checkpoint_text(result.checkpoint, result.epoch))}")
+            self.model_ready.emit(result.predictor, label)  # predicting needs no dataset
+            return
+        missing = (f"; {result.missing} validation image{'s' if result.missing != 1 else ''} "
+                   "no longer exist" if result.missing else "")
+        self._show(list(result.predictor.class_names), report.confusion, report.precision, report.recall,
+                   report.misclassified_dicts(), caption=label + missing, detailed=result.detailed)
+        self._evaluation = result
+        muted = semantic_colour("muted", self.palette()).name()
+        self.checkpoint_label.setText(
+            f'<span style="color:{muted}">Evaluated with the</span> '
+            f"<b>{html.escape(checkpoint_text(result.checkpoint, result.epoch))}</b> "
+            f'<span style="color:{muted}">of {html.escape(self._run_name)}</span>')
+        self.set_explanation_model(result.predictor, label)
+        self.model_ready.emit(result.predictor, label)
+
+    def _on_evaluation_failed(self, kind: str, exc: BaseException) -> None:
+        from ..errors import UserError
+
+        self._task = None
+        self._pending = None
+        self._evaluation = None
+        reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        text = f"Cannot evaluate {self._run_name} with its {kind} checkpoint: {reason}"
+        self._show_message(text, f"<b>{html.escape(self._run_name)}</b>: no results for its {kind} checkpoint")
+        self.model_failed.emit(self._run_dir or "", text)
+
+    def _show_message(self, text: str, header: str) -> None:
+        """A message in place of results; the checkpoint choice stays to try the other."""
+        self.checkpoint_label.setText(header)
+        self.message_label.setText(text)
+        self.set_explanation_model(None, "")
+        if self._preview is not None:
+            self._preview.close()
+        self._stack.setCurrentIndex(2)
+
+    def checkpoint_text(self) -> str:
+        """The header line naming the checkpoint shown, as plain text."""
+        from PySide6.QtGui import QTextDocument
+
+        document = QTextDocument()
+        document.setHtml(self.checkpoint_label.text())
+        return document.toPlainText()
+
+    def message_text(self) -> str:
+        """What the view says in place of results ("" when results are shown)."""
+        return self.message_label.text() if self._stack.currentIndex() == 2 else ""
 
     # ------------------------------------------------------------------ public API
 
@@ -104,7 +366,23 @@ class EvaluationView(QWidget):
         ``misclassified`` items are ``{"path", "true", "pred", "prob"}`` with class names
         (or indices) and the predicted class's probability. ``caption`` says where the
         numbers come from (e.g. "best epoch 7 of 10").
+        Results given here are not a saved run's checkpoint: the checkpoint choice is hidden.
         """
+        self._forget_run()
+        self._show(class_names, confusion, precision, recall, misclassified, caption=caption)
+        self.set_explanation_model(None, "")  # heat maps come with a saved checkpoint
+
+    def _forget_run(self) -> None:
+        self._requests.drop()
+        self._task = None
+        self._pending = None
+        self._run_dir = None
+        self._evaluation = None
+        self._checkpoint_bar.hide()
+
+    def _show(self, class_names: list[str], confusion: list[list[int]], precision: list[float],
+              recall: list[float], misclassified: list[dict], *, caption: str = "",
+              detailed: Any = None) -> None:
         names = [str(n) for n in class_names]
         n = len(names)
         if len(confusion) != n or any(len(row) != n for row in confusion):
@@ -124,8 +402,12 @@ class EvaluationView(QWidget):
         self._thumbnails.cancel_pending()
         self._gallery_delegate.forget()
 
+        if detailed is None:
+            detailed = _detailed_from_confusion(self._confusion)
+        self._detailed = detailed
         self.matrix.set_matrix(names, self._confusion)
-        self.table.fill(names, self._confusion, precision, recall)
+        self.table.fill(names, self._confusion, precision, recall, detailed.f1)
+        self._update_averages(detailed)
         self._update_summary(caption)
         self._fill_gallery()
         self._stack.setCurrentIndex(1)
@@ -161,6 +443,8 @@ class EvaluationView(QWidget):
 
     def clear(self) -> None:
         """Back to the empty state (no results yet)."""
+        self._forget_run()
+        self._detailed = None
         self._class_names = []
         self._confusion = []
         self._misclassified = []
@@ -261,12 +545,29 @@ class EvaluationView(QWidget):
         matrix_scroll.setWidgetResizable(True)
         matrix_scroll.setFrameShape(QFrame.Shape.NoFrame)
         matrix_scroll.setWidget(self.matrix)
-        matrix_box = _titled("Confusion matrix", matrix_scroll, page)
+        self.normalise_check = QCheckBox("Row shares", page)
+        self.normalise_check.setObjectName("confusionNormalise")
+        self.normalise_check.setToolTip(
+            "Show each cell as its share of the true class (each row sums to 100%) instead of counts")
+        self.normalise_check.toggled.connect(self.matrix.set_normalised)
+        matrix_box = _titled("Confusion matrix", matrix_scroll, page, self.normalise_check)
 
         # Per-class table.
         self.table = PerClassTable(page)
         self.table.class_chosen.connect(lambda name: self.set_gallery_filter(name, None))
-        table_box = _titled("Precision and recall per class", self.table, page)
+        self.averages_label = QLabel(page)
+        self.averages_label.setObjectName("evaluationAverages")
+        self.averages_label.setTextFormat(Qt.TextFormat.RichText)
+        self.averages_label.setWordWrap(True)
+        self.averages_label.setToolTip(
+            "Macro: every class counts the same. Weighted: each class counts by its number of "
+            "validation images. Top-k: the true class is among the k most likely.")
+        table_area = QWidget(page)
+        table_layout = QVBoxLayout(table_area)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.table, 1)
+        table_layout.addWidget(self.averages_label)
+        table_box = _titled("Precision, recall and F1 per class", table_area, page)
 
         top = QSplitter(Qt.Orientation.Horizontal, page)
         top.addWidget(matrix_box)
@@ -366,6 +667,16 @@ class EvaluationView(QWidget):
             text += f' &nbsp;<span style="color:{semantic_colour("muted", self.palette()).name()}">({html.escape(str(caption))})</span>'
         self.summary_label.setText(text)
 
+    def _update_averages(self, detailed: Any) -> None:
+        def rates(name: str, r: Any) -> str:
+            return (f"<b>{name}</b> precision {r.precision:.1%} · recall {r.recall:.1%} · "
+                    f"F1 {r.f1:.1%}")
+
+        lines = [rates("Macro average:", detailed.macro), rates("Weighted average:", detailed.weighted)]
+        if detailed.top_k:
+            lines.append(" · ".join(f"<b>Top-{k} accuracy</b> {v:.1%}" for k, v in sorted(detailed.top_k.items())))
+        self.averages_label.setText("<br>".join(lines))
+
     def _weakest_class(self) -> tuple[str, float] | None:
         best: tuple[str, float] | None = None
         for i, name in enumerate(self._class_names):
@@ -449,7 +760,7 @@ class EvaluationView(QWidget):
 # =========================================================================== helpers
 
 
-def _titled(title: str, content: QWidget, parent: QWidget) -> QWidget:
+def _titled(title: str, content: QWidget, parent: QWidget, extra: QWidget | None = None) -> QWidget:
     box = QWidget(parent)
     label = QLabel(title, box)
     font = QFont(label.font())
@@ -457,9 +768,23 @@ def _titled(title: str, content: QWidget, parent: QWidget) -> QWidget:
     label.setFont(font)
     layout = QVBoxLayout(box)
     layout.setContentsMargins(0, 4, 0, 0)
-    layout.addWidget(label)
+    if extra is None:
+        layout.addWidget(label)
+    else:
+        header = QHBoxLayout()
+        header.addWidget(label, 1)
+        header.addWidget(extra)
+        layout.addLayout(header)
     layout.addWidget(content, 1)
     return box
+
+
+def _detailed_from_confusion(confusion: Sequence[Sequence[int]]) -> Any:
+    """F1 and the averages of results that came as a matrix only (per-epoch results,
+    run summaries); top-k needs the probabilities, so it is left out."""
+    from ..core.metrics import detailed_metrics
+
+    return detailed_metrics([list(row) for row in confusion])
 
 
 def _rates_from_confusion(confusion: Sequence[Sequence[int]]) -> tuple[list[float], list[float]]:

@@ -195,9 +195,15 @@ class MainWindow(QMainWindow):
     def _connect_panels(self) -> None:
         self.runs_view.evaluation_requested.connect(self.show_run_evaluation)
         self.runs_view.prediction_requested.connect(self.predict_with_run)
-        # The gallery's heat maps come from the model the Prediction tab uses.
-        self.prediction_view.predictor_changed.connect(lambda label: self.evaluation_view.set_explanation_model(
-            self.prediction_view.predictor, label))
+        # One model across tabs: a run is evaluated with the chosen checkpoint (best or
+        # last), and Prediction and the gallery's heat maps use that same checkpoint.
+        self.prediction_view.loads_own_checkpoints = False
+        self.evaluation_view.model_ready.connect(self._use_evaluated_model)
+        self.evaluation_view.model_failed.connect(self.prediction_view.drop_model)
+        self.evaluation_view.checkpoint_changed.connect(self.prediction_view.show_checkpoint)
+        self.prediction_view.checkpoint_requested.connect(self._evaluate_prediction_checkpoint)
+        self.prediction_view.run_loaded.connect(lambda folder: self.evaluation_view.show_run(
+            folder, checkpoint=self.prediction_view.checkpoint()))
         self.run_finished.connect(lambda _event: self.runs_view.refresh())
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
@@ -690,7 +696,7 @@ class MainWindow(QMainWindow):
                         f"in {Path(event.run_dir).name}")
             self.tabs.mark_new_results()
         if event.run_dir and summary.get("epochs_completed"):
-            self._load_predictor(event.run_dir)
+            self.evaluation_view.show_run(event.run_dir, name=f"just trained · {Path(event.run_dir).name}")
         # The end of the run is in the log already: the engine (or, for a run that failed
         # before the engine could report, the worker) wrote it.
 
@@ -721,17 +727,31 @@ class MainWindow(QMainWindow):
             self.runs_view.show_message(
                 "error", f"The evaluation of {record.name} cannot be shown: {exc}")
             return
+        self.evaluation_view.show_run(record.path, name=record.name)  # the chosen checkpoint's
         self.show_tab(self.evaluation_view)
 
     def predict_with_run(self, record: Any) -> None:
-        """Predict with a saved run's best checkpoint."""
-        self.prediction_view.load_run(record.path, label=f"saved run: {record.name} (best epoch)")
+        """Predict with a saved run's chosen checkpoint (best or last)."""
+        self.prediction_view.load_run(record.path, label=f"saved run: {record.name}")
         self.show_tab(self.prediction_view)
 
-    def _load_predictor(self, run_dir: str) -> None:
-        """Predict with the run's best checkpoint (the view loads it off the GUI thread)."""
-        self.prediction_view.load_run(
-            run_dir, label=f"just trained · {Path(run_dir).name} (best epoch)")
+    def _evaluate_prediction_checkpoint(self, kind: str) -> None:
+        """The checkpoint chosen in the Prediction tab: its run is evaluated with it, and
+        the evaluated model comes back to predict."""
+        folder = self.prediction_view.run_folder
+        if folder:
+            self.evaluation_view.show_run(folder, checkpoint=kind)
+        else:
+            self.evaluation_view.set_checkpoint(kind)
+
+    def _use_evaluated_model(self, predictor: Any, label: str) -> None:
+        """Predict with the checkpoint the Evaluation tab has just evaluated (unless the
+        Prediction tab holds that checkpoint already)."""
+        current = self.prediction_view.predictor
+        run_dir = self.evaluation_view.run_dir
+        if current is None or getattr(current, "source", None) != predictor.source:
+            self.prediction_view.set_predictor(predictor, label)
+        self.prediction_view.show_checkpoint(predictor.checkpoint, run_dir)
 
     # ================================================================= state
 

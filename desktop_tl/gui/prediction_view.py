@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -103,11 +104,20 @@ def _runs_folder() -> str:
     return str(runs_dir())
 
 
-def _load_predictor(path: str) -> Any:
-    """Worker thread: read a run folder's best checkpoint into a predictor."""
+def _load_predictor(path: str, checkpoint: str) -> Any:
+    """Worker thread: read a run folder's chosen checkpoint (best or last) into a predictor."""
     from ..core.predict import Predictor
 
-    return Predictor.from_run_dir(path)
+    return Predictor.from_run_dir(path, checkpoint=checkpoint)
+
+
+#: The checkpoints of a run a user can choose between, as the combo boxes list them.
+CHECKPOINT_CHOICES = (("best", "Best checkpoint"), ("last", "Last checkpoint"))
+
+
+def checkpoint_text(kind: str, epoch: int | None) -> str:
+    """How the views name a run's checkpoint: "best checkpoint, epoch 7"."""
+    return f"{kind} checkpoint" + (f", epoch {epoch}" if epoch is not None else "")
 
 
 # =========================================================================== the view
@@ -126,6 +136,8 @@ class PredictionView(QWidget):
     run_loaded = Signal(str)
     #: The model changed (its source label; "" when there is none).
     predictor_changed = Signal(str)
+    #: The user chose the best or the last checkpoint of the run shown ("best"/"last").
+    checkpoint_requested = Signal(str)
 
     def __init__(self, parent: QWidget | None = None, *, settings: Any = None) -> None:
         super().__init__(parent)
@@ -138,6 +150,10 @@ class PredictionView(QWidget):
         self._loading_run: str | None = None
         self._loading_label = ""
         self._fallback_folder = ""
+        self._run_folder: str | None = None  # the run whose checkpoint predicts, if any
+        #: False where another view loads the chosen checkpoint and hands it over
+        #: (the window's Evaluation tab); a choice is then only announced.
+        self.loads_own_checkpoints = True
 
         self._jobs = JobQueue(self)
         self._loads = JobQueue(self)
@@ -149,10 +165,19 @@ class PredictionView(QWidget):
         self.model_label = QLabel(self)
         self.model_label.setObjectName("predictionModelLabel")
         self.model_label.setTextFormat(Qt.TextFormat.RichText)
+        self.checkpoint_combo = QComboBox(self)
+        self.checkpoint_combo.setObjectName("predictionCheckpoint")
+        for kind, text in CHECKPOINT_CHOICES:
+            self.checkpoint_combo.addItem(text, kind)
+        self.checkpoint_combo.setToolTip(
+            "Predict with the run's best checkpoint (highest validation accuracy) or its "
+            "last one; the Evaluation tab uses the same")
+        self.checkpoint_combo.setEnabled(False)
+        self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
         self.choose_button = QPushButton("Choose images…", self)
         self.choose_button.setToolTip("Pick image files to predict (or drop files and folders on the list)")
         self.load_run_button = QPushButton("Load saved run…", self)
-        self.load_run_button.setToolTip("Predict with the best checkpoint of a run folder")
+        self.load_run_button.setToolTip("Predict with the chosen checkpoint (best or last) of a run folder")
         self.clear_button = QPushButton("Clear", self)
         self.clear_button.setToolTip("Remove every image from the list")
         self.explain_button = QPushButton("Where the model looked…", self)
@@ -174,6 +199,7 @@ class PredictionView(QWidget):
         self.top_k_spin.valueChanged.connect(self._set_top_k)
         remove = QShortcut(QKeySequence.StandardKey.Delete, self, activated=self._remove_selected)
         remove.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        remove.setWhatsThis("Remove the selected images")  # how Help lists the shortcut
 
         # Progress, and a status line that explains problems (e.g. why a run did not load).
         self.status_label = QLabel(self)
@@ -188,6 +214,7 @@ class PredictionView(QWidget):
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
         bar.addWidget(self.model_label, 1)
+        bar.addWidget(self.checkpoint_combo)
         bar.addWidget(self.progress)
         bar.addSpacing(8)
         bar.addWidget(self.top_k_spin)
@@ -233,6 +260,9 @@ class PredictionView(QWidget):
         self._jobs.cancel_pending()
         self._predictor = predictor
         self._source_label = source_label if predictor is not None else ""
+        if not getattr(predictor, "checkpoint", ""):
+            self._run_folder = None  # a model in memory: no checkpoint to choose
+        self.checkpoint_combo.setEnabled(self._run_folder is not None)
         if self._explanation is not None:
             self._explanation.close()  # it shows the old model's classes
         muted = semantic_colour("muted", self.palette()).name()
@@ -349,11 +379,54 @@ class PredictionView(QWidget):
         self._show_status("")
         self._update_progress()
 
-    def load_run(self, path: str | os.PathLike[str], *, label: str = "") -> None:
-        """Load the best checkpoint of the run folder ``path`` on a worker thread and
-        predict with it; a failure is explained in the status line. ``label`` says where
-        the model came from (default: "saved run: <folder name>")."""
+    @property
+    def run_folder(self) -> str | None:
+        """The run whose checkpoint predicts (None for a model in memory or none)."""
+        return self._run_folder
+
+    def checkpoint(self) -> str:
+        """The checkpoint chosen for runs: "best" or "last"."""
+        return str(self.checkpoint_combo.currentData())
+
+    def show_checkpoint(self, kind: str, run_folder: str | os.PathLike[str] | None = None) -> None:
+        """Mirror a checkpoint chosen elsewhere (the Evaluation tab) without reloading."""
+        index = self.checkpoint_combo.findData(kind)
+        if index >= 0 and index != self.checkpoint_combo.currentIndex():
+            self.checkpoint_combo.blockSignals(True)
+            self.checkpoint_combo.setCurrentIndex(index)
+            self.checkpoint_combo.blockSignals(False)
+        if run_folder is not None:
+            self._run_folder = os.path.abspath(os.fspath(run_folder))
+        self.checkpoint_combo.setEnabled(self._run_folder is not None)
+
+    def drop_model(self, run_folder: str, reason: str) -> None:
+        """The chosen checkpoint of ``run_folder`` cannot be used (``reason`` says why):
+        when it is this view's run, predict with no model rather than with another
+        checkpoint; the images stay listed."""
+        folder = self._run_folder
+        if folder is None or folder != os.path.abspath(run_folder):
+            return
+        if self._predictor is not None and getattr(self._predictor, "checkpoint", ""):
+            self.set_predictor(None, "")
+        self._run_folder = folder
+        self.checkpoint_combo.setEnabled(folder is not None)
+        self._show_status(reason, "error")
+
+    def _on_checkpoint_chosen(self, _index: int) -> None:
+        kind = self.checkpoint()
+        self.checkpoint_requested.emit(kind)
+        if self.loads_own_checkpoints and self._run_folder is not None and not self._loads.busy:
+            self.load_run(self._run_folder, checkpoint=kind)
+
+    def load_run(self, path: str | os.PathLike[str], *, label: str = "", checkpoint: str | None = None) -> None:
+        """Load a checkpoint of the run folder ``path`` (``checkpoint``: "best" or "last";
+        by default the one chosen in the view) on a worker thread and predict with it; a
+        failure is explained in the status line. ``label`` says where the model came from
+        (default: "saved run: <folder name>"); the checkpoint and its epoch are added."""
         folder = os.path.abspath(os.fspath(path))
+        if checkpoint is not None:
+            self.show_checkpoint(checkpoint)
+        checkpoint = self.checkpoint()
         self._loads.cancel_pending()
         self._loading_run = folder
         self._loading_label = label or f"saved run: {Path(folder).name}"
@@ -364,6 +437,7 @@ class PredictionView(QWidget):
         self._loads.submit(
             _load_predictor,
             folder,
+            checkpoint,
             on_result=lambda predictor, f=folder: self._on_run_loaded(f, predictor),
             on_error=lambda failure, f=folder: self._on_run_failed(f, failure),
         )
@@ -444,10 +518,14 @@ class PredictionView(QWidget):
         from ..core.run_folder import run_in_progress
 
         running = run_in_progress(folder)  # another process (or this window) still trains it
-        label = self._loading_label + (" (still training)" if running else "")
+        kind = getattr(predictor, "checkpoint", "") or self.checkpoint()
+        label = (self._loading_label + " · " + checkpoint_text(kind, getattr(predictor, "epoch", None))
+                 + (" (still training)" if running else ""))
+        self._run_folder = folder
         self.set_predictor(predictor, label)
+        self.show_checkpoint(kind, folder)
         if running:
-            self._show_status(f"This run is still training ({running}); predictions use its best "
+            self._show_status(f"This run is still training ({running}); predictions use its {kind} "
                               "checkpoint so far. Load it again when training has finished.", "warning")
         self.run_loaded.emit(folder)
 
@@ -459,6 +537,12 @@ class PredictionView(QWidget):
         reason = str(failure).strip()
         if not reason.endswith((".", "?", "!")):
             reason += "."
+        if folder == self._run_folder and self._predictor is not None:
+            # The other checkpoint of the run shown: predictions must not go on naming a
+            # checkpoint that is no longer chosen (the images stay listed).
+            self.set_predictor(None, "")
+            self._run_folder = folder
+            self.checkpoint_combo.setEnabled(True)
         # The engine's message usually names the folder already; say it once.
         where = "" if folder in reason else f" from {folder}"
         self._show_status(

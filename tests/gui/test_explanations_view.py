@@ -239,15 +239,30 @@ def test_a_vision_transformer_says_it_cannot_be_explained(qtbot, trained, tmp_pa
     assert not shown.image_label.pixmap().isNull() and shown.message() == ""
 
 
-def test_the_window_explains_the_gallery_with_the_prediction_tabs_model(qtbot, window, trained):
-    window.prediction_view.load_run(trained["run"], label="saved run: run (best epoch)")
-    qtbot.waitUntil(lambda: window.prediction_view.predictor is not None, timeout=60_000)
-    entry = {"path": str(trained["both"]), "true": "brick", "pred": "grass", "prob": 0.6}
-    window.evaluation_view.set_results(["brick", "grass"], [[3, 1], [0, 4]], [], [], [entry])
-    dialog = window.evaluation_view.open_preview(0)
+def test_the_window_explains_the_gallery_with_the_evaluated_checkpoint(qtbot, window, trained):
+    view = window.evaluation_view
+    window.prediction_view.load_run(trained["run"], label="saved run: run")
+    qtbot.waitUntil(lambda: view.evaluation is not None and not view.busy, timeout=60_000)
+    assert view.explanation_model is view.evaluation.predictor
+    assert view.explanation_model.checkpoint == "best"
+    # The gallery's enlarged view explains with that checkpoint: its label names it.
+    wrong = view.evaluation.report.misclassified
+    entries = [m.to_dict() for m in wrong] or [{"path": str(trained["both"]), "true": "brick",
+                                                  "pred": "grass", "prob": 0.6}]
+    if not wrong:  # a model without mistakes: show one image as if it were one
+        view._show(["brick", "grass"], [[3, 1], [0, 4]], [], [], entries)
+    dialog = view.open_preview(0)
     _, for_predicted, _ = dialog.view.choice_buttons()
     assert for_predicted.isEnabled()
     qtbot.mouseClick(for_predicted, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: dialog.view.shown_explanation() is not None, timeout=60_000)
-    assert "saved run: run (best epoch)" in dialog.view.map_caption.text()
+    assert f"best checkpoint, epoch {view.evaluation.epoch}" in dialog.view.map_caption.text()
     dialog.close()
+    # Choosing the last checkpoint changes the model the gallery explains with.
+    view.set_checkpoint("last")
+    qtbot.waitUntil(lambda: view.evaluation is not None and view.evaluation.checkpoint == "last"
+                    and not view.busy, timeout=60_000)
+    assert view.explanation_model is view.evaluation.predictor
+    assert view.explanation_model.checkpoint == "last"
+    qtbot.waitUntil(lambda: not view.thumbnails.busy and not window.prediction_view.busy
+                    and not dialog.view.busy, timeout=30_000)
