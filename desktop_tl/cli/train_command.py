@@ -136,16 +136,27 @@ def _refuse_an_unwritable_runs_folder(config: RunConfig, resume: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..core.distributed import environment_rank, restarted_by_torchrun
     from ..core.training import Trainer
     from .progress import ProgressPrinter
 
+    # Under torchrun only rank 0 shows progress and the result; every rank reports a failure.
+    main_process = environment_rank() == 0
+
     config, resume = config_from_args(args)
+    if not resume and restarted_by_torchrun() and config.out and (Path(config.out) / "run.toml").exists():
+        # torchrun brought a dead worker back: continue the run its first start made.
+        out = config.out
+        config = RunConfig.load(Path(out) / "run.toml")
+        config.out, resume = out, True
+        if main_process:
+            print(f"desktop-tl train: workers restarted by torchrun; resuming {config.out}", file=sys.stderr)
     _refuse_an_unwritable_runs_folder(config, resume)
     # The printer shows the engine's warnings itself; without a logging set-up of the
     # user's, Python would print each one a second time.
     logging.getLogger("desktop_tl.engine").addHandler(logging.NullHandler())
-    printer = ProgressPrinter(enabled=not args.quiet)
-    trainer = Trainer(config, on_event=printer, resume=resume)
+    printer = ProgressPrinter(enabled=not args.quiet and main_process)
+    trainer = Trainer(config, on_event=printer if main_process else None, resume=resume)
     try:
         finished = trainer.run()
     except KeyboardInterrupt:
@@ -154,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
     printer.close()
     summary = finished.summary
     if finished.status in ("completed", "early-stopped"):
+        if not main_process:
+            return 0
         acc = summary.get("val_acc")
         best = summary.get("best_val_acc")
         print(
@@ -166,5 +179,6 @@ def run(args: argparse.Namespace) -> int:
     log_file = Path(finished.run_dir) / "run.log" if finished.run_dir else None
     if finished.status == "failed" and log_file is not None and log_file.is_file():
         where = f" (details in {log_file})"
-    print(f"desktop-tl train: {finished.status}: {finished.reason}{where}", file=sys.stderr)
+    rank = "" if main_process else f" (rank {environment_rank()})"
+    print(f"desktop-tl train{rank}: {finished.status}: {finished.reason}{where}", file=sys.stderr)
     return 1 if finished.status == "failed" else 130

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .distributed import SINGLE, Distributed
 from .feature_cache import FeatureStore
 from .run_context import RunCancelled, RunContext
 
@@ -32,7 +33,7 @@ class CachePlanner:
 
     def __init__(self, ctx: RunContext, prefix, reader, *, mode: str, budget_mb: int, reuse: bool,
                  backbone_id: str, weights_sha256: str | None, precision: str,
-                 device: torch.device) -> None:
+                 device: torch.device, distributed: Distributed = SINGLE) -> None:
         from .device import feature_dtype
         from .feature_cache import MemoryBudget, reuse_enabled
 
@@ -44,6 +45,9 @@ class CachePlanner:
         self.weights_sha256 = weights_sha256
         self.precision = precision
         self.device = device
+        # Distributed: each process extracts its share and holds the gathered whole; only
+        # rank 0 keeps the entry for later runs (its key is a single process's).
+        self.distributed = distributed
         self.caches: dict[str, FeatureStore | None] = {"train": None, "val": None}
         self.decoded: dict[str, Any] = {"train": None, "val": None}
         self.budget = MemoryBudget(int(budget_mb) * 2**20)
@@ -187,6 +191,9 @@ class CachePlanner:
         t0 = time.perf_counter()
         key = self._feature_key(subset, k)
         store = open_entry(key, self.budget) if self.reuse else None
+        if not self.distributed.all_true(store is not None) and store is not None:
+            store.close()  # another process must extract, and extraction is shared
+            store = None
         if store is not None:
             self.ctx.log("info", f"{subset} features after {where} reused from an earlier run")
         else:
@@ -231,11 +238,17 @@ class CachePlanner:
             self.ctx.stage("features", f"Extracting {label} features…", done, total)
 
         dtype = self.feature_dtype
+        persist = self.reuse and key is not None and self.distributed.is_main
         while True:
+            batches, run = self.reader.extraction_batches(items), run_prefix
+            if self.distributed.active:
+                batches = self.distributed.extraction_batches(run_prefix, self.reader.extraction_batches,
+                                                              items, self.reader.batch_size)
+                run = lambda features: features  # noqa: E731 (the prefix ran on each process's share)
             try:
                 return extract_features(
-                    run_prefix, self.reader.extraction_batches(items), k, budget=self.budget,
-                    dtype=dtype, key=key, directory=features_dir(), persist=self.reuse and key is not None,
+                    run, batches, k, budget=self.budget,
+                    dtype=dtype, key=key, directory=features_dir(), persist=persist,
                     meta={"subset": subset, "at": prefix.names[k - 1]},
                     progress=progress, should_stop=self.ctx.should_stop,
                 )

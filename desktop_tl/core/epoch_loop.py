@@ -22,6 +22,7 @@ from ..errors import UserError
 from . import events as ev
 from .cache_plan import CachePlanner
 from .device import autocast, single_threaded
+from .distributed import SINGLE, Distributed
 from .evaluation import EvaluationReport, evaluate
 from .frozen_prefix import FrozenPrefix
 from .image_batches import ImageReader
@@ -35,6 +36,7 @@ from .layers import (
 from .optimisation import Optimisation
 from .run_context import RunCancelled, RunContext
 from .run_progress import RunProgress
+from .time_left import LoopPlan, TimeLeft
 
 
 class NonFiniteLoss(Exception):
@@ -45,10 +47,12 @@ class EpochLoop:
     """Trains and validates one model epoch by epoch, reporting through a :class:`RunContext`."""
 
     def __init__(self, ctx: RunContext, cfg, built, prepared, device: torch.device, precision: str,
-                 optimisation: Optimisation, progress: RunProgress) -> None:
+                 optimisation: Optimisation, progress: RunProgress,
+                 distributed: Distributed = SINGLE) -> None:
         from .data import build_transform, default_num_workers
 
         self.ctx = ctx
+        self.distributed = distributed
         self.model = built.model
         self.prepared = prepared
         self.device = device
@@ -58,8 +62,10 @@ class EpochLoop:
         self.epochs = cfg.train.epochs
         self.seed = cfg.train.seed
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-        self.batch_size = cfg.train.batch_size
-        self.batches_per_epoch = max(1, math.ceil(len(prepared.train) / self.batch_size))
+        # Per process: the processes of a distributed run share each step's batch.
+        self.batch_size = distributed.batch_size(cfg.train.batch_size)
+        shard_size = math.ceil(len(prepared.train) / distributed.world_size)
+        self.batches_per_epoch = max(1, math.ceil(shard_size / self.batch_size))
         preprocessing = built.backbone.preprocessing
         self.eval_transform = build_transform(preprocessing, "none", train=False)
         workers = cfg.data.num_workers
@@ -71,14 +77,18 @@ class EpochLoop:
         self.caches = CachePlanner(
             ctx, self.prefix, self.reader, mode=cfg.train.feature_cache, budget_mb=cfg.train.cache_budget_mb,
             reuse=cfg.train.feature_cache_reuse, backbone_id=built.backbone_id,
-            weights_sha256=built.backbone.provenance.sha256, precision=precision, device=device)
+            weights_sha256=built.backbone.provenance.sha256, precision=precision, device=device,
+            distributed=distributed)
         self.paused = False
         # SetFreeze changes in the order they came: a later one may undo part of an
         # earlier one, so they are never merged into one unordered map.
         self._pending_freeze: list[dict[str, bool]] = []
         self.freeze_commands = 0  # SetFreeze commands taken this run (FreezeApplied.commands)
         self._t0 = time.perf_counter()
-        self._start_step: int | None = None
+        self.time_left = TimeLeft(self.caches.log)  # the ETA, per phase of the run
+        self.remaining_plan = LoopPlan(self)
+        # Distributed: DDP averages the trainable parameters' gradients over the processes.
+        self.ddp = distributed.wrap(self.model, self.forward)
 
     def start_clock(self, t0: float) -> None:
         """Times (elapsed, ETA) count from ``t0``, when the first epoch starts."""
@@ -105,9 +115,11 @@ class EpochLoop:
                 raise RunCancelled()
             if isinstance(command, ev.Pause) and not self.paused:
                 self.paused = True
+                self.time_left.paused()
                 ctx.log("info", f"paused at epoch {epoch + 1}")
             elif isinstance(command, ev.Resume) and self.paused:
                 self.paused = False
+                self.time_left.resumed()
                 ctx.log("info", "resumed")
             elif isinstance(command, ev.SetFreeze):
                 self._pending_freeze.append(dict(command.changes))
@@ -138,6 +150,7 @@ class EpochLoop:
                                       trainable_state(model), self.freeze_commands))
             return
         apply_freeze_map(model, changes)
+        self.time_left.freeze_changed()
         for param in model.parameters():
             if not param.requires_grad:
                 param.grad = None
@@ -195,37 +208,48 @@ class EpochLoop:
         self.prefix.set_modes()
         cache = self.caches.caches["train"]
         self.prefix.prepare_from(cache.chain_index if cache is not None else 0)
+        self.time_left.training_started()
         # With the cache, the order is drawn over its rows (readable images only); if the
         # cache is left mid-epoch, the rest of the order maps back to dataset items.
         n = len(cache) if cache is not None else len(self.prepared.train)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        order = self.distributed.shard(order)
+        n = len(order)
         total_loss = 0.0
         correct = 0
         seen = 0
         position = 0
         batch_index = 0
-        while position < n and cache is not None and self.caches.caches["train"] is cache:
-            rows = order[position : position + self.batch_size]
-            feats, labels = cache.take(rows)
-            loss, hits = self.train_step(self.prefix.to_device(feats), labels, cache.chain_index)
-            position += len(rows)
-            total_loss += loss * len(rows)
-            correct += hits
-            seen += len(rows)
-            self.after_batch(epoch, batch_index, loss)
-            batch_index += 1
-        if position < n:
-            remaining = order[position:]
-            if cache is not None:
-                remaining = cache.keep[remaining]
-            for images, labels, _indices in self.reader.image_batches("train", True, remaining, seed,
-                                                                      self.caches.decoded["train"]):
-                loss, hits = self.train_step(self.prefix.to_device(images), labels, 0)
-                total_loss += loss * len(labels)
+        used: list[torch.Tensor] = []  # the items this process trained on, for the check below
+        with self.distributed.join(self.ddp):
+            while position < n and cache is not None and self.caches.caches["train"] is cache:
+                rows = order[position : position + self.batch_size]
+                feats, labels = cache.take(rows)
+                used.append(cache.keep[rows])
+                loss, hits = self.train_step(self.prefix.to_device(feats), labels, cache.chain_index)
+                position += len(rows)
+                total_loss += loss * len(rows)
                 correct += hits
-                seen += len(labels)
+                seen += len(rows)
                 self.after_batch(epoch, batch_index, loss)
                 batch_index += 1
+            if position < n:
+                remaining = order[position:]
+                if cache is not None:
+                    remaining = cache.keep[remaining]
+                for images, labels, indices in self.reader.image_batches("train", True, remaining, seed,
+                                                                         self.caches.decoded["train"]):
+                    used.append(indices)
+                    loss, hits = self.train_step(self.prefix.to_device(images), labels, 0)
+                    total_loss += loss * len(labels)
+                    correct += hits
+                    seen += len(labels)
+                    self.after_batch(epoch, batch_index, loss)
+                    batch_index += 1
+        if self.distributed.active:
+            level, message = self.distributed.coverage(used)
+            self.ctx.log(level, f"epoch {epoch + 1}: {message}")
+        total_loss, correct, seen = self.distributed.sum([total_loss, correct, seen])
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     def train_step(self, x: torch.Tensor, labels: torch.Tensor, start: int) -> tuple[float, int]:
@@ -233,7 +257,7 @@ class EpochLoop:
         with self.threads_for(start):
             labels = labels.to(self.device)
             opt.optimizer.zero_grad(set_to_none=True)
-            logits = self.forward(x, start)
+            logits = self.ddp(x, start) if self.ddp is not None else self.forward(x, start)
             loss = self.criterion(logits.float(), labels)
             if not torch.isfinite(loss):
                 step = self.progress.step
@@ -250,12 +274,7 @@ class EpochLoop:
     def after_batch(self, epoch: int, batch: int, loss: float) -> None:
         progress = self.progress
         elapsed = time.perf_counter() - self._t0
-        done_steps = progress.step + 1
-        if self._start_step is None:
-            self._start_step = progress.step
-        total_steps = self.epochs * self.batches_per_epoch
-        rate = elapsed / max(done_steps - self._start_step, 1)
-        eta = rate * max(total_steps - done_steps, 0)
+        eta = self.time_left.batch_ended(self.remaining_plan.at(epoch, batch))
         self.ctx.emit(ev.BatchEnded(epoch, batch, self.batches_per_epoch, progress.step, loss,
                                     self.optimisation.lr, elapsed, eta))
         progress.step += 1
@@ -266,6 +285,7 @@ class EpochLoop:
     def validate(self) -> EvaluationReport:
         # A cache left during the epoch is rebuilt here for the new freeze state, since
         # reading the images costs as much as building it.
+        self.time_left.validation_started()
         self.caches.ensure(self.progress.step, ("val",))
         self.model.eval()
         cache = self.caches.caches["val"]
@@ -274,17 +294,19 @@ class EpochLoop:
         smoothing = self.criterion.label_smoothing  # the same as training's
         if cache is not None:
             start = cache.chain_index
-            batches = ((self.prefix.to_device(feats), labels, cache.keep[rows])
-                       for feats, labels, rows in cache.batches(256))
+            rows_of = (cache.batches(256) if not self.distributed.active else  # this process's share
+                       ((*cache.take(rows), rows) for rows in self.distributed.shard(torch.arange(len(cache))).split(256)))
+            batches = ((self.prefix.to_device(feats), labels, cache.keep[rows]) for feats, labels, rows in rows_of)
         else:
             start = 0
-            order = torch.arange(len(self.prepared.val))
+            order = self.distributed.shard(torch.arange(len(self.prepared.val)))
             batches = ((self.prefix.to_device(images), labels, indices) for images, labels, indices
                        in self.reader.image_batches("val", False, order, 0, self.caches.decoded["val"]))
         self.prefix.prepare_from(start)  # before a loader's threads start decoding
         with self.threads_for(start):
             report = evaluate(lambda x: self.forward(x, start), batches, names, paths,
-                              label_smoothing=smoothing)
+                              label_smoothing=smoothing, gather=self.distributed.gather_outputs)
+        self.time_left.validation_ended(self.remaining_plan.input_of("val"))
         if report is None:
             raise UserError(f"none of the {len(paths)} validation images could be read; check "
                             "the dataset folder, then start again")

@@ -21,9 +21,11 @@ def evaluate(
     paths: Sequence[str],
     *,
     label_smoothing: float = 0.0,
+    gather: Callable[[dict | None], dict | None] | None = None,
 ) -> EvaluationReport | None:
     """Score ``forward`` (inputs -> logits) on ``batches``; ``paths[i]`` names item ``i``.
-    None when no batch came (every image unreadable)."""
+    None when no batch came (every image unreadable). ``gather`` joins the per-item
+    outputs of the processes of a distributed run (each scored its own share)."""
     losses, preds, targets, probs, item_indices = [], [], [], [], []
     with torch.inference_mode():
         for inputs, labels, indices in batches:
@@ -36,9 +38,15 @@ def evaluate(
             probs.append(top.values.cpu())
             targets.append(labels.cpu())
             item_indices.append(indices)
-    if not targets:
+    outputs = None
+    if targets:
+        outputs = {"losses": torch.cat(losses), "targets": torch.cat(targets), "preds": torch.cat(preds),
+                   "probs": torch.cat(probs), "indices": torch.cat(item_indices)}
+    if gather is not None:
+        outputs = gather(outputs)
+    if outputs is None:
         return None
-    target, pred, prob, items = torch.cat(targets), torch.cat(preds), torch.cat(probs), torch.cat(item_indices)
+    target, pred, prob, items = outputs["targets"], outputs["preds"], outputs["probs"], outputs["indices"]
     report = classification_report(target, pred, len(class_names))
     wrong = (pred != target).nonzero().flatten().tolist()
     misclassified = [
@@ -46,5 +54,5 @@ def evaluate(
                       round(float(prob[i]), 4))
         for i in wrong
     ]
-    return EvaluationReport(float(torch.cat(losses).mean()), report.accuracy, report.confusion,
+    return EvaluationReport(float(outputs["losses"].mean()), report.accuracy, report.confusion,
                             report.precision, report.recall, report.support, misclassified)

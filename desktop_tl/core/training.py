@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from . import distributed as dist_run
 from . import events as ev
 from .checkpoints import find_run_checkpoint, save_checkpoint, tensor_bytes, versions
 from .config import DataConfig, RunConfig
@@ -108,6 +109,9 @@ class Trainer:
         self._lock: RunLock | None = None  # held from the folder's first write to the end
         # What the last saved checkpoint covers, so a failure still leaves a full summary.
         self._saved: tuple[RunProgress, EvaluationReport | None, EpochLoop] | None = None
+        # This process's place in a run started by torchrun (see core.distributed); only
+        # its rank 0 writes the run folder.
+        self.distributed = dist_run.SINGLE
 
     # ------------------------------------------------------------------ public
 
@@ -140,6 +144,7 @@ class Trainer:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+            self.distributed.close()
         self._ctx.emit(finished)
         return finished
 
@@ -150,6 +155,7 @@ class Trainer:
 
         self.host = self.host or get_host()
         cfg, log = self.config, self._ctx.log
+        self._start_distributed()
         if self.resume:
             run_dir = self._open_run_to_resume()
             checkpoint = resume_checkpoint(run_dir)
@@ -159,11 +165,16 @@ class Trainer:
             # The folder is made only once the data and the model are known to be usable,
             # so a refused configuration leaves nothing behind.
             run_dir, checkpoint = Path(cfg.out) if cfg.out else new_run_dir(cfg.model.backbone), None
-            check_new_run_dir(run_dir)
+            run_dir = self.distributed.broadcast(run_dir)  # its name has rank 0's clock
+            if self.distributed.is_main:
+                check_new_run_dir(run_dir)
         prepared = self._prepare_data()
         built = self._build_model(fresh=checkpoint is None)
         if not self.resume:
-            self._make_run_folder(run_dir, built.model)
+            if self.distributed.is_main:
+                self._make_run_folder(run_dir, built.model)
+            self.run_dir = Path(self.distributed.broadcast(str(self.run_dir)))
+            self.config.out = str(self.run_dir)
         progress = RunProgress()
         if checkpoint is not None:
             built.model.load_state_dict(checkpoint.model_state())
@@ -176,19 +187,23 @@ class Trainer:
             optimisation.restore(state, cfg.train.epochs)
             progress = RunProgress.from_state(state)
             finishing = self._check_resumable(progress, checkpoint, built.model)
-        else:
+            self._note_process_count(state.get("processes", 1))
+        elif self.distributed.is_main:
             prepared.save_manifest(self.run_dir / SPLIT_FILE)
-        cfg.save(self.run_dir / RUN_FILE)
-        write_metrics(self.run_dir, progress.history)
+        if self.distributed.is_main:
+            cfg.save(self.run_dir / RUN_FILE)
+            write_metrics(self.run_dir, progress.history)
 
-        loop = EpochLoop(self._ctx, cfg, built, prepared, self.device, self.precision, optimisation, progress)
+        loop = EpochLoop(self._ctx, cfg, built, prepared, self.device, self.precision, optimisation, progress,
+                         self.distributed)
         self._announce_start(loop, progress)
         status, reason, last_eval = self._train(loop, progress, finishing)
         test = None
         if status in ("completed", "early-stopped") and prepared.test:
             test = self._evaluate_test(built.model, loop)
         summary = self._summary(status, reason, progress, last_eval, loop, test)
-        update_summary(self.run_dir, summary)
+        if self.distributed.is_main:
+            update_summary(self.run_dir, summary)
         log("warning" if status == "failed" else "info",  # a user's Stop is no problem
             f"run {status}{': ' + reason if reason else ''}")
         return ev.RunFinished(status, reason, str(self.run_dir), summary, last_eval, test)
@@ -247,10 +262,13 @@ class Trainer:
                              loop.caches.status, validation)
         metrics = report.row()
         is_best = progress.record(metrics)
+        if not self.distributed.is_main:
+            return report, is_best
         model_state = self.built.model.state_dict()
         meta = self._checkpoint_meta(metrics, epoch)
         save_checkpoint(self.run_dir / CHECKPOINTS / "last", model_state, meta,
-                        {**progress.to_state(), **loop.optimisation.state()})
+                        {**progress.to_state(), **loop.optimisation.state(),
+                         "processes": self.distributed.world_size})
         if is_best:
             save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta)
         write_metrics(self.run_dir, progress.history)
@@ -258,13 +276,35 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps of the run
 
+    def _start_distributed(self) -> None:
+        """Join the process group when torchrun started this process; every process checks
+        the paths it needs, so one that lacks them stops all at once, naming itself."""
+        distributed = self.distributed = dist_run.start(self.config.train.device)
+        if not distributed.active:
+            return
+        cfg = self.config
+        needed = [("run folder", Path(cfg.out) / RUN_FILE)] if self.resume else []
+        needed.append(("data path", Path(cfg.data.path).expanduser()))
+        missing = [f"{what} {path} does not exist" for what, path in needed if not path.exists()]
+        distributed.check_everywhere("; ".join(missing) or None)
+
+    def _note_process_count(self, saved: int) -> None:
+        world = self.distributed.world_size
+        if saved != world:
+            self._ctx.log("info", f"this run was saved while training on {saved} process(es) and "
+                                  f"continues on {world} at the next epoch boundary; the batches of "
+                                  "the epochs to come are split differently, so the results will "
+                                  "differ slightly from an uninterrupted run")
+
     def _open_run_to_resume(self) -> Path:
         run_dir = Path(self.config.out)
         if not (run_dir / RUN_FILE).exists():
             raise RunFolderError(f"{run_dir} is not a run folder (no {RUN_FILE}); nothing to resume")
-        self._lock = lock_run_dir(run_dir)
         self.run_dir = run_dir
-        self._open_log()
+        if self.distributed.is_main:
+            self._lock = lock_run_dir(run_dir)
+            self._open_log()
+        self.distributed.barrier()  # the others read the checkpoints once rank 0 has tidied them
         return run_dir
 
     def _make_run_folder(self, run_dir: Path, model: torch.nn.Module) -> None:
@@ -284,6 +324,10 @@ class Trainer:
     def _open_log(self) -> None:
         self._ctx.attach_log(RunLog(self.run_dir))
         self._ctx.log("info", f"run folder: {self.run_dir}")
+        if self.distributed.active:
+            each = self.distributed.batch_size(self.config.train.batch_size)
+            self._ctx.log("info", f"distributed: {self.distributed.describe()}; {each} images per "
+                                  f"process and step ({each * self.distributed.world_size} together)")
         remove_interrupted_writes(self.run_dir, self._ctx.log)
 
     def _prepare_data(self):
@@ -329,7 +373,7 @@ class Trainer:
             log("info", f"weights: {provenance.source} {provenance.path or ''} {provenance.detail}".rstrip())
         if fresh:
             apply_freeze(built.model, cfg.freeze.preset, cfg.freeze.overrides)
-        self.device = resolve_device(cfg.train.device)
+        self.device = self.distributed.device or resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         return built
 
@@ -345,7 +389,8 @@ class Trainer:
         check_free_space(self.run_dir / CHECKPOINTS, tensor_bytes(model.state_dict()) + (1 << 20),
                          "continue this run (a checkpoint of this model)",
                          f"resume again with --resume {self.run_dir}")
-        restore_best(self.run_dir, checkpoint, progress.best, progress.next_epoch, self._ctx.log)
+        if self.distributed.is_main:
+            restore_best(self.run_dir, checkpoint, progress.best, progress.next_epoch, self._ctx.log)
         done, planned = progress.next_epoch, self.config.train.epochs
         if finishing:
             self._ctx.log("info", f"all {done} epochs had finished but the run was stopped "
@@ -356,7 +401,7 @@ class Trainer:
 
     def _announce_start(self, loop: EpochLoop, progress: RunProgress) -> None:
         prepared, model = self.prepared, self.built.model
-        if self.config.train.tensorboard:
+        if self.config.train.tensorboard and self.distributed.is_main:
             self._start_tensorboard_log(prepared.class_names)
         self._ctx.emit(ev.RunStarted(
             run_dir=str(self.run_dir), epochs=self.config.train.epochs,
@@ -387,12 +432,16 @@ class Trainer:
 
         prepared = self.prepared
         best = self.run_dir / CHECKPOINTS / "best"
-        checkpoint = find_run_checkpoint(self.run_dir, "best") if best.exists() else None
-        if checkpoint is not None:
-            model.load_state_dict(checkpoint.model_state())
+        checkpoint = None
+        if self.distributed.is_main:
+            checkpoint = find_run_checkpoint(self.run_dir, "best") if best.exists() else None
+            if checkpoint is not None:
+                model.load_state_dict(checkpoint.model_state())
+        self.distributed.broadcast_module(model)  # rank 0's checkpoint, without a shared disk
         self._ctx.stage("test", "Scoring the test images…")
         model.eval()
-        dataset = ImageDataset(prepared.test, loop.eval_transform, with_index=True)
+        share = self.distributed.shard(torch.arange(len(prepared.test)))
+        dataset = ImageDataset([prepared.test[i] for i in share.tolist()], loop.eval_transform, with_index=True)
         loader = make_loader(dataset, batch_size=loop.batch_size, shuffle=False, num_workers=0)
         device, precision = self.device, self.precision
 
@@ -400,8 +449,9 @@ class Trainer:
             with autocast(device, precision):
                 return model(images.to(device))
 
-        batches = ((b.images, b.labels, b.indices) for b in loader.batches())
-        report = evaluate(forward, batches, prepared.class_names, [path for path, _ in prepared.test])
+        batches = ((b.images, b.labels, share[b.indices]) for b in loader.batches())
+        report = evaluate(forward, batches, prepared.class_names, [path for path, _ in prepared.test],
+                          gather=self.distributed.gather_outputs)
         if report is not None:
             self._ctx.log("info", f"test accuracy {report.accuracy:.3f} on {report.num_images} images "
                                   f"(checkpoint {'best' if checkpoint else 'last'})")
@@ -425,7 +475,7 @@ class Trainer:
 
     def _notify_plugins(self, epoch: int, metrics: dict[str, Any]) -> None:
         notify = getattr(self.host, "notify_epoch_end", None)
-        if notify is None:
+        if notify is None or not self.distributed.is_main:
             return
         errors = notify(str(self.run_dir), epoch, dict(metrics))
         for error in errors or ():
@@ -461,6 +511,9 @@ class Trainer:
             "run_dir": str(self.run_dir),
             "versions": versions(),
         }
+        if self.distributed.active:
+            summary["processes"] = self.distributed.world_size
+            summary["backend"] = self.distributed.backend
         if last_eval is not None:
             summary["confusion"] = last_eval.confusion
             summary["per_class_precision"] = last_eval.precision
