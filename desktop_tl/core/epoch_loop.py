@@ -49,7 +49,8 @@ class EpochLoop:
     def __init__(self, ctx: RunContext, cfg, built, prepared, device: torch.device, precision: str,
                  optimisation: Optimisation, progress: RunProgress,
                  distributed: Distributed = SINGLE) -> None:
-        from .data import build_transform, default_num_workers
+        from .transforms import build_transform
+        from .loaders import default_num_workers
 
         self.ctx = ctx
         self.distributed = distributed

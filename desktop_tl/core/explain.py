@@ -52,7 +52,7 @@ class Explainer:
 
     def __init__(self, model: nn.Module, class_names: Sequence[str], preprocessing: Preprocessing,
                  backbone_name: str = "this backbone") -> None:
-        from .data import build_transform
+        from .transforms import build_transform
 
         self.model = model.eval()
         self.class_names = list(class_names)

@@ -60,7 +60,7 @@ class ImageReader:
     def extraction_batches(self, items):
         """One pass over ``items`` with the evaluation transform: (images, labels, item
         indices). The loader (and any workers) lives for this pass only."""
-        from .data import ImageDataset, make_loader
+        from .loaders import ImageDataset, make_loader
 
         loader = make_loader(ImageDataset(items, self.eval_transform, with_index=True),
                              batch_size=self.batch_size, shuffle=False,
@@ -71,7 +71,7 @@ class ImageReader:
     def image_batches(self, subset: str, train: bool, order, seed: int, decoded):
         """(images, labels, item indices) over ``subset``'s items in ``order``, from
         ``decoded`` where it holds them; augmented when ``train`` and augmentation is on."""
-        from .data import make_loader
+        from .loaders import make_loader
         from .image_cache import DecodedImageDataset, EpochSampler
 
         key = (subset, train)

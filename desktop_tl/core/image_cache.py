@@ -7,7 +7,7 @@ resize of it: :class:`DecodedImages` keeps each image decoded and resized (short
 :class:`DecodedImageDataset` applies the epoch's random crop and flip to that tensor.
 Cropping the resized image rather than the original gives the same crops at the
 resolution the network sees; evaluation's resize, centre-crop and normalise on it equals
-:func:`desktop_tl.core.data.build_transform` exactly, since that resizes the same way.
+:func:`desktop_tl.core.transforms.build_transform` exactly, since that resizes the same way.
 
 Each sample is drawn under its own seed, a function of (run seed, epoch, image index), so
 augmentations do not depend on the number of worker processes or on resuming. All
@@ -36,7 +36,7 @@ def decode_transform(preprocessing: Preprocessing):
     """RGB PIL image -> uint8 tensor with its short side resized to ``resize``."""
     from torchvision.transforms import v2
 
-    from .data import interpolation_mode
+    from .transforms import interpolation_mode
 
     return v2.Compose([
         v2.ToImage(),
@@ -50,7 +50,7 @@ def tensor_transform(preprocessing: Preprocessing, augment: str, train: bool):
     when training with augmentation, else the centre crop of evaluation."""
     from torchvision.transforms import v2
 
-    from .data import augmentation_steps, normalization_steps
+    from .transforms import augmentation_steps, normalization_steps
 
     if train and augment != "none":
         steps = augmentation_steps(preprocessing, augment)
@@ -87,7 +87,7 @@ class DecodedImages:
         """Decode every item once (in ``num_workers`` processes, or on ``decode_threads``
         threads: ``-1`` sizes them to the machine, ``0`` decodes here), keeping what
         ``budget`` (a :class:`~desktop_tl.core.feature_cache.MemoryBudget`) allows."""
-        from .data import decode_threads_alone
+        from .loaders import decode_threads_alone
         from .device import single_threaded
 
         dataset = _DecodeOnly(list(items), decode_transform(preprocessing), preprocessing.resize)
@@ -199,7 +199,7 @@ class _DecodeOnly(Dataset):
             image = open_rgb(self.items[index][0], self.short_side)
         except ImageReadError:
             return index, None
-        from .data import apply_on_any_thread
+        from .transforms import apply_on_any_thread
 
         return index, apply_on_any_thread(self.decode, image).contiguous()
 
@@ -241,7 +241,7 @@ class DecodedImageDataset(Dataset):
 
     Indexed by ``(item index, seed)`` pairs from :class:`EpochSampler`: the transform's
     random draws come from ``seed`` and the caller's random state is left as it was. An
-    image that fails to decode yields :class:`~desktop_tl.core.data.UnreadableImage`.
+    image that fails to decode yields :class:`~desktop_tl.core.loaders.UnreadableImage`.
     """
 
     def __init__(self, items: Sequence[tuple[str, int]], decoded: DecodedImages | None,
@@ -262,7 +262,8 @@ class DecodedImageDataset(Dataset):
     def read(self, key):
         """The decoded uint8 image (held or decoded from the file; safe on any thread),
         already transformed when the transform draws nothing at random."""
-        from .data import UnreadableImage, apply_on_any_thread
+        from .transforms import apply_on_any_thread
+        from .loaders import UnreadableImage
 
         index = key[0] if isinstance(key, tuple) else key
         path = self.items[index][0]
@@ -277,7 +278,7 @@ class DecodedImageDataset(Dataset):
     def finish(self, key, image):
         """The sample from :meth:`read`'s image: the random transform drawn under the
         key's seed, here, so that the caller's random state is restored on this thread."""
-        from .data import UnreadableImage
+        from .loaders import UnreadableImage
 
         if isinstance(image, UnreadableImage):
             return image

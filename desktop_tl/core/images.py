@@ -90,7 +90,7 @@ def open_rgb(path: str | Path, min_short_side: int | None = None) -> "PILImage.I
 
     With ``min_short_side``, a JPEG whose short side is larger is decoded at the smallest
     DCT scale (1/2, 1/4, 1/8) that keeps its short side at least that (see
-    :func:`desktop_tl.core.data.decode_short_side` for the size a transform needs);
+    :func:`desktop_tl.core.transforms.decode_short_side` for the size a transform needs);
     otherwise, and for other formats, the image is decoded in full. An image above :data:`REDUCE_ABOVE_PIXELS` comes back reduced so that its short side
     stays at least :data:`DECODE_SHORT_SIDE` (JPEGs are decoded at that scale directly).
     Raises :class:`ImageReadError` for a missing, truncated, corrupt or oversized file, or

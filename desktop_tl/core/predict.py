@@ -55,7 +55,7 @@ class Predictor:
         checkpoint: str = "",
         epoch: int | None = None,
     ) -> None:
-        from .data import build_transform
+        from .transforms import build_transform
 
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -138,7 +138,7 @@ class Predictor:
     def evaluate(self, items: Sequence[tuple[str | Path, int]], batch_size: int = 16) -> EvaluationReport | None:
         """Score the model on labelled images ``(path, class index)`` with the loop that
         scores validation and the test split; None when no image could be read."""
-        from .data import ImageDataset, make_loader
+        from .loaders import ImageDataset, make_loader
 
         items = [(str(path), int(label)) for path, label in items]
         loader = make_loader(ImageDataset(items, self.transform, with_index=True),
@@ -159,7 +159,7 @@ class Predictor:
             probabilities.append(logits.float().softmax(dim=1).cpu())
             return logits
 
-        from .data import ImageDataset, make_loader
+        from .loaders import ImageDataset, make_loader
 
         items = [(str(path), int(label)) for path, label in items]
         loader = make_loader(ImageDataset(items, self.transform, with_index=True),
@@ -182,7 +182,7 @@ class Predictor:
     @torch.inference_mode()
     def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 16) -> list[Prediction]:
         """Top-k classes per image; an unreadable image gets its reason, not an exception."""
-        from .data import decode_short_side
+        from .transforms import decode_short_side
         from .images import open_rgb
 
         top_k = max(1, min(int(top_k), len(self.class_names)))

@@ -428,7 +428,7 @@ class Trainer:
 
     def _evaluate_test(self, model: torch.nn.Module, loop: EpochLoop) -> EvaluationReport | None:
         """Score the best checkpoint on the held-out test images, once, at the end."""
-        from .data import ImageDataset, make_loader
+        from .loaders import ImageDataset, make_loader
 
         prepared = self.prepared
         best = self.run_dir / CHECKPOINTS / "best"

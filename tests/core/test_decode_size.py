@@ -12,12 +12,8 @@ import torch
 from PIL import Image
 
 from desktop_tl.core import images
-from desktop_tl.core.data import (
-    ImageDataset,
-    build_transform,
-    decode_short_side,
-    make_loader,
-)
+from desktop_tl.core.transforms import build_transform, decode_short_side
+from desktop_tl.core.loaders import ImageDataset, make_loader
 from desktop_tl.core.image_cache import DecodedImageDataset, DecodedImages
 from desktop_tl.core.images import open_rgb, probe_image
 from desktop_tl.plugin.descriptors import Preprocessing

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from desktop_tl.core import data
-from desktop_tl.core.data import ImageDataset, build_transform, make_loader
+from desktop_tl.core import loaders
+from desktop_tl.core.transforms import build_transform
+from desktop_tl.core.loaders import ImageDataset, make_loader
 from desktop_tl.core.feature_cache import MemoryBudget
 from desktop_tl.core.image_cache import DecodedImageDataset, DecodedImages, EpochSampler
 from desktop_tl.plugin.descriptors import Preprocessing
@@ -129,18 +130,18 @@ def test_decoded_images_build_on_threads_stops_when_asked(items):
 
 
 def test_decode_threads_suit_the_machine(monkeypatch):
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 1)
-    assert data.default_decode_threads() == 0 and data.decode_threads_alone() == 1
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 2)
-    assert data.default_decode_threads() == 1 and data.decode_threads_alone() == 2
-    monkeypatch.setattr(data, "_usable_cpus", lambda: 64)
-    assert data.default_decode_threads() == 4 and data.decode_threads_alone() == 8
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 1)
+    assert loaders.default_decode_threads() == 0 and loaders.decode_threads_alone() == 1
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 2)
+    assert loaders.default_decode_threads() == 1 and loaders.decode_threads_alone() == 2
+    monkeypatch.setattr(loaders, "_usable_cpus", lambda: 64)
+    assert loaders.default_decode_threads() == 4 and loaders.decode_threads_alone() == 8
     dataset = ImageDataset([("x.jpg", 0)])
     assert make_loader(dataset, batch_size=1, shuffle=False, num_workers=0).decode_threads == 4
 
 
 def test_only_transforms_without_random_draws_run_on_the_decoding_threads():
-    from desktop_tl.core.data import is_deterministic
+    from desktop_tl.core.transforms import is_deterministic
 
     assert is_deterministic(build_transform(PREPROCESSING, "none", train=False))
     assert not is_deterministic(build_transform(PREPROCESSING, "light", train=True))

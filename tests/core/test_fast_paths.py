@@ -20,7 +20,8 @@ from torch import nn
 
 from desktop_tl.core import events as ev
 from desktop_tl.core.config import RunConfig
-from desktop_tl.core.data import build_transform, make_loader
+from desktop_tl.core.transforms import build_transform
+from desktop_tl.core.loaders import make_loader
 from desktop_tl.core.feature_cache import ENTRY_SUFFIX, MemoryBudget, open_entry
 from desktop_tl.core.image_cache import DecodedImageDataset, DecodedImages, EpochSampler
 from desktop_tl.core.images import open_rgb

@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from desktop_tl.core.data import ImageDataset, build_transform, make_loader
+from desktop_tl.core.transforms import build_transform
+from desktop_tl.core.loaders import ImageDataset, make_loader
 from desktop_tl.core.feature_cache import (
     ENTRY_SUFFIX,
     FeatureCacheCancelled,

@@ -8,7 +8,6 @@ root (mount); elsewhere those tests are skipped with that reason.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil

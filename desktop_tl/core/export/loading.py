@@ -130,7 +130,8 @@ def calibration_samples(run_dir: Path, loaded: LoadedRun, limit: int) -> Samples
 
 def _subset_images(run_dir: Path, loaded: LoadedRun, subsets: tuple[str, ...], limit: int):
     """(paths, labels, tensors, source) from the first of ``subsets`` with readable images."""
-    from ..data import PreparedData, build_transform, decode_short_side
+    from ..data import PreparedData
+    from ..transforms import build_transform, decode_short_side
     from ..images import open_rgb
 
     paths: list[str] = []
