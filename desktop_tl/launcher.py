@@ -123,8 +123,10 @@ def install_linux(data_home: Path | None = None, command: LaunchCommand | None =
     entry.write_text(desktop_entry_text(command or launch_command()), encoding="utf-8")
     written.append(entry)
     # Menus pick the entry up on their own; refreshing the caches only makes it quicker.
-    for tool, arguments in (("update-desktop-database", [str(entry.parent)]),
-                            ("gtk-update-icon-cache", ["-q", "-t", str(data_home / "icons" / "hicolor")])):
+    for tool, arguments in (
+        ("update-desktop-database", [str(entry.parent)]),
+        ("gtk-update-icon-cache", ["-q", "-t", str(data_home / "icons" / "hicolor")]),
+    ):
         if shutil.which(tool):
             subprocess.run([tool, *arguments], check=False, capture_output=True)
     return written
@@ -143,8 +145,10 @@ def linux_paths(data_home: Path | None = None) -> list[Path]:
 def start_menu_dir() -> Path:
     appdata = os.environ.get("APPDATA")
     if not appdata:
-        raise UserError("APPDATA is not set, so the Start menu folder is unknown; "
-                        "run this from a normal Windows user session")
+        raise UserError(
+            "APPDATA is not set, so the Start menu folder is unknown; "
+            "run this from a normal Windows user session"
+        )
     return Path(appdata) / "Microsoft" / "Windows" / "Start Menu" / "Programs"
 
 
@@ -175,11 +179,14 @@ def install_windows(command: LaunchCommand | None = None) -> list[Path]:
     _writable_parent(target)
     powershell = shutil.which("powershell") or shutil.which("pwsh")
     if not powershell:
-        raise UserError("PowerShell is not on PATH, and it is what writes the Start-menu "
-                        "shortcut; start desktop-tl with its desktop-tl.exe instead")
+        raise UserError(
+            "PowerShell is not on PATH, and it is what writes the Start-menu "
+            "shortcut; start desktop-tl with its desktop-tl.exe instead"
+        )
     script = shortcut_script(target, command or launch_command(), icon_dir() / f"{APP_ID}.ico")
-    done = subprocess.run([powershell, "-NoProfile", "-NonInteractive", "-Command", script],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [powershell, "-NoProfile", "-NonInteractive", "-Command", script], capture_output=True, text=True
+    )
     if done.returncode != 0 or not target.is_file():
         raise UserError(f"PowerShell could not write {target}: {done.stderr.strip() or done.stdout.strip()}")
     return [target]
@@ -266,8 +273,12 @@ def _writable_parent(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot create {path.parent} ({exc.strerror}); "
-                        "ask for write access to it or run as the user who will start the app") from exc
+        raise UserError(
+            f"cannot create {path.parent} ({exc.strerror}); "
+            "ask for write access to it or run as the user who will start the app"
+        ) from exc
     if not os.access(path.parent, os.W_OK):
-        raise UserError(f"{path.parent} is not writable, so the launcher cannot go there; "
-                        "run as the user who will start the app")
+        raise UserError(
+            f"{path.parent} is not writable, so the launcher cannot go there; "
+            "run as the user who will start the app"
+        )

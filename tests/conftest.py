@@ -45,5 +45,8 @@ def places(tmp_path, monkeypatch):
     monkeypatch.setenv("DTL_WEIGHTS_DIR", str(weights_dir))
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     monkeypatch.delenv("DTL_ALLOW_DOWNLOAD", raising=False)
-    return {"weights": weights_dir, "hub": torch_home / "hub" / "checkpoints",
-            "outside": tmp_path / "downloads"}
+    return {
+        "weights": weights_dir,
+        "hub": torch_home / "hub" / "checkpoints",
+        "outside": tmp_path / "downloads",
+    }

@@ -20,8 +20,10 @@ class CountingLoadsHost:
         return getattr(self._host, name)
 
     def dataset_loaders(self):
-        return {id_: dataclasses.replace(loader, load=self._counted(loader.load))
-                for id_, loader in self._host.dataset_loaders().items()}
+        return {
+            id_: dataclasses.replace(loader, load=self._counted(loader.load))
+            for id_, loader in self._host.dataset_loaders().items()
+        }
 
     def _counted(self, load):
         def counted_load(path, options):

@@ -11,20 +11,21 @@ from PIL import Image
 CLASS_COLOURS = [(200, 30, 30), (30, 160, 40), (40, 60, 210), (220, 200, 20), (120, 40, 160)]
 
 
-def write_image(path: Path, colour=(128, 128, 128), size=(16, 16), seed: int = 0,
-                **save_options) -> Path:
+def write_image(path: Path, colour=(128, 128, 128), size=(16, 16), seed: int = 0, **save_options) -> Path:
     """An RGB image of ``colour`` with a little noise (so JPEGs are not all alike)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour, dtype=np.int16) + rng.integers(-8, 9, (size[1], size[0], 3)),
-                     0, 255).astype(np.uint8)
+    pixels = np.clip(
+        np.array(colour, dtype=np.int16) + rng.integers(-8, 9, (size[1], size[0], 3)), 0, 255
+    ).astype(np.uint8)
     Image.fromarray(pixels).save(path, **save_options)
     return path
 
 
-def make_image_folder(root: Path, per_class: dict[str, int], subset: str | None = None,
-                      ext: str = ".png", size=(16, 16)) -> dict[str, list[Path]]:
+def make_image_folder(
+    root: Path, per_class: dict[str, int], subset: str | None = None, ext: str = ".png", size=(16, 16)
+) -> dict[str, list[Path]]:
     """``root[/subset]/<class>/<class>_<i><ext>`` for each class; returns the paths."""
     root = Path(root)
     written: dict[str, list[Path]] = {}

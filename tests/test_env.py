@@ -29,7 +29,9 @@ def test_unset_or_empty_is_the_default(monkeypatch):
 
 def test_another_value_is_reported_and_the_default_kept(monkeypatch):
     monkeypatch.setenv("DTL_TEST_FLAG", "maybe")
-    with pytest.warns(UserWarning, match=r"DTL_TEST_FLAG='maybe' is not a yes/no value; write one of 1, true"):
+    with pytest.warns(
+        UserWarning, match=r"DTL_TEST_FLAG='maybe' is not a yes/no value; write one of 1, true"
+    ):
         assert env_flag("DTL_TEST_FLAG", default=True) is True
 
 

@@ -14,7 +14,18 @@ from typing import Sequence
 
 from ..errors import UserError
 
-SUBCOMMANDS = ("gui", "train", "predict", "plugins", "plugin", "models", "weights", "install-launcher", "runs", "export")
+SUBCOMMANDS = (
+    "gui",
+    "train",
+    "predict",
+    "plugins",
+    "plugin",
+    "models",
+    "weights",
+    "install-launcher",
+    "runs",
+    "export",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from .paths import too_long_message
 
-        print(f"desktop-tl {args.command}: error: "
-              f"{too_long_message(exc.filename or '', 'a file or folder')}", file=sys.stderr)
+        print(
+            f"desktop-tl {args.command}: error: {too_long_message(exc.filename or '', 'a file or folder')}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(f"desktop-tl {args.command}: interrupted", file=sys.stderr)

@@ -16,8 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "shortcut on Windows, ~/Applications/desktop-tl.app on macOS. Only the current "
         "user's folders are touched.",
     )
-    parser.add_argument("--uninstall", action="store_true",
-                        help="remove the launcher this command wrote")
+    parser.add_argument("--uninstall", action="store_true", help="remove the launcher this command wrote")
     parser.set_defaults(run=run)
 
 

@@ -20,8 +20,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--provider", metavar="ID", help="only this backbone provider")
-    parser.add_argument("--available", action="store_true",
-                        help="only the backbones whose pretrained weights are on this machine")
+    parser.add_argument(
+        "--available",
+        action="store_true",
+        help="only the backbones whose pretrained weights are on this machine",
+    )
     parser.set_defaults(run=run)
 
 
@@ -41,16 +44,27 @@ def collect(
         if provider_id is not None and pid != provider_id:
             continue
         for model, status in host.weights_statuses(pid).items():
-            row: dict[str, Any] = {"provider": pid, "model": model, "name": f"{pid}:{model}",
-                                   "available": bool(status.available), "source": status.source,
-                                   "path": status.path, "detail": status.detail}
+            row: dict[str, Any] = {
+                "provider": pid,
+                "model": model,
+                "name": f"{pid}:{model}",
+                "available": bool(status.available),
+                "source": status.source,
+                "path": status.path,
+                "detail": status.detail,
+            }
             try:
                 row["file_names"] = (
                     [] if status.source == "error" else list(provider.weight_file_names(model))
                 )
             except Exception as exc:  # one broken provider must not hide the others
-                row.update(available=False, source="error", path=None, file_names=[],
-                           detail=f"weight_file_names failed: {type(exc).__name__}: {exc}")
+                row.update(
+                    available=False,
+                    source="error",
+                    path=None,
+                    file_names=[],
+                    detail=f"weight_file_names failed: {type(exc).__name__}: {exc}",
+                )
             if available_only and not row["available"]:
                 continue
             rows.append(row)
@@ -68,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         if args.available:
-            print("No backbone has pretrained weights on this machine. Import a file with "
-                  "`desktop-tl weights import FILE --model NAME`, or train with --weights none.")
+            print(
+                "No backbone has pretrained weights on this machine. Import a file with "
+                "`desktop-tl weights import FILE --model NAME`, or train with --weights none."
+            )
         else:
             print("No backbones: install a backbone plugin (see desktop-tl plugins).")
         return 0

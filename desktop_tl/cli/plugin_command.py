@@ -22,12 +22,12 @@ KINDS = ("backbone", "loader", "head")
 
 _USAGE = {
     "backbone": "Train with it: `desktop-tl train --data FOLDER --backbone "
-                "{{plugin_id}}:{{model}} --weights none`, or pick the provider "
-                "\"{{title}}\" in the window's model panel.",
+    "{{plugin_id}}:{{model}} --weights none`, or pick the provider "
+    "\"{{title}}\" in the window's model panel.",
     "loader": "Train with it: `desktop-tl train --data FOLDER --loader {{plugin_id}}`, or "
-              "choose the loader \"{{title}}\" in the window's data panel.",
+    "choose the loader \"{{title}}\" in the window's data panel.",
     "head": "Train with it: `desktop-tl train --data FOLDER --head {{plugin_id}}`, or choose "
-            "the head \"{{title}}\" in the window's model panel.",
+    "the head \"{{title}}\" in the window's model panel.",
 }
 
 
@@ -37,8 +37,9 @@ def add_parser(subparsers: Any) -> None:
         help="start a plugin package (desktop-tl plugin new NAME)",
         description="Tools for plugin authors.",
     )
-    actions = parser.add_subparsers(dest="plugin_action", metavar="ACTION", required=True,
-                                    parser_class=type(parser))
+    actions = parser.add_subparsers(
+        dest="plugin_action", metavar="ACTION", required=True, parser_class=type(parser)
+    )
     new = actions.add_parser(
         "new",
         help="write a new plugin package from the template",
@@ -46,12 +47,18 @@ def add_parser(subparsers: Any) -> None:
         "working hook, a README and a test that loads it through the plugin host. "
         "Install it with pip install -e NAME.",
     )
-    new.add_argument("name", metavar="NAME",
-                     help="the plugin's name: letters, digits, - or _ (e.g. leaf-heads)")
-    new.add_argument("--kind", choices=KINDS, default="backbone",
-                     help="what the plugin provides (default: backbone)")
-    new.add_argument("--directory", metavar="DIR", default=".",
-                     help="where to create the NAME folder (default: the current folder)")
+    new.add_argument(
+        "name", metavar="NAME", help="the plugin's name: letters, digits, - or _ (e.g. leaf-heads)"
+    )
+    new.add_argument(
+        "--kind", choices=KINDS, default="backbone", help="what the plugin provides (default: backbone)"
+    )
+    new.add_argument(
+        "--directory",
+        metavar="DIR",
+        default=".",
+        help="where to create the NAME folder (default: the current folder)",
+    )
     new.set_defaults(run=run)
 
 
@@ -91,8 +98,7 @@ def render(name: str, kind: str, directory: str | Path) -> Path:
     values["usage"] = _USAGE[kind]
     target = Path(directory).expanduser() / values["distribution"]
     if target.exists() and any(target.iterdir()):
-        raise UserError(f"{target} already exists and is not empty; choose another name "
-                        "or --directory")
+        raise UserError(f"{target} already exists and is not empty; choose another name or --directory")
     template = resources.files("desktop_tl.plugin") / "template"
     files = {
         "pyproject.toml": template / "common" / "pyproject.toml.tmpl",
@@ -119,8 +125,10 @@ def _fill(text: str, values: dict[str, str]) -> str:
 def run(args: argparse.Namespace) -> int:
     target = render(args.name, args.kind, args.directory)
     package = names_for(args.name)["package"]
-    print(f"Wrote the {args.kind} plugin {package} in {target}. Next:\n"
-          f"  pip install -e {target}\n"
-          f"  desktop-tl plugins                  # lists {package}\n"
-          f"  python -m pytest {target / 'tests'}")
+    print(
+        f"Wrote the {args.kind} plugin {package} in {target}. Next:\n"
+        f"  pip install -e {target}\n"
+        f"  desktop-tl plugins                  # lists {package}\n"
+        f"  python -m pytest {target / 'tests'}"
+    )
     return 0

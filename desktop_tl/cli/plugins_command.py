@@ -22,9 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "plugin errors raise.",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    parser.add_argument(
-        "--verbose", "-v", action="store_true", help="print full tracebacks of plugin errors"
-    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="print full tracebacks of plugin errors")
     parser.set_defaults(run=run)
 
 
@@ -57,10 +55,7 @@ def print_table(host: PluginHost, out: TextIO, *, verbose: bool = False) -> None
         )
     else:
         header = ("NAME", "DISTRIBUTION", "VERSION", "STATUS", "PROVIDES")
-        rows = [
-            (r.name, r.distribution, r.version, r.status, ", ".join(r.provides) or "-")
-            for r in records
-        ]
+        rows = [(r.name, r.distribution, r.version, r.status, ", ".join(r.provides) or "-") for r in records]
         widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
         for row in [header, *rows]:
             cells = [cell.ljust(width) for cell, width in zip(row, widths)]
@@ -79,8 +74,9 @@ def _print_details(record: PluginRecord, out: TextIO, verbose: bool) -> None:
     if record.error:
         text = record.error if verbose else (record.summary or record.error)
         lines = text.splitlines() or [""]
-        print(f"\n{record.name} ({record.distribution} {record.version}) {record.status}: "
-              f"{lines[0]}", file=out)
+        print(
+            f"\n{record.name} ({record.distribution} {record.version}) {record.status}: {lines[0]}", file=out
+        )
         for line in lines[1:]:
             print(f"    {line}", file=out)
     elif record.notes:

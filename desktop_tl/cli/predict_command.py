@@ -17,12 +17,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=3, metavar="K")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"))
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--csv", metavar="FILE.csv",
-                        help="also write the predictions as a table: path, then label and "
-                             "probability for each of the top K")
-    parser.add_argument("--explain", metavar="DIR",
-                        help="write a Grad-CAM heat map over each image, for its predicted "
-                             "class, as DIR/<image>.<class>.png")
+    parser.add_argument(
+        "--csv",
+        metavar="FILE.csv",
+        help="also write the predictions as a table: path, then label and probability for each of the top K",
+    )
+    parser.add_argument(
+        "--explain",
+        metavar="DIR",
+        help="write a Grad-CAM heat map over each image, for its predicted class, as DIR/<image>.<class>.png",
+    )
     parser.set_defaults(run=run)
 
 
@@ -79,8 +83,9 @@ def _write_csv(path: Path, results, top_k: int) -> None:
 
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["path", *[f"{what}_{k}" for k in range(1, top_k + 1)
-                               for what in ("label", "probability")], "error"])
+    writer.writerow(
+        ["path", *[f"{what}_{k}" for k in range(1, top_k + 1) for what in ("label", "probability")], "error"]
+    )
     for r in results:
         cells = [cell for name, prob in r.top for cell in (name, f"{prob:.6f}")]
         writer.writerow([r.path, *cells, *[""] * (2 * top_k - len(cells)), r.error or ""])
@@ -96,8 +101,9 @@ def _write_explanations(folder: Path, predictor, results) -> None:
     from ..core.explain import Explainer
     from ..core.images import open_rgb
 
-    explainer = Explainer(predictor.model, predictor.class_names, predictor.preprocessing,
-                          backbone_name="this run's backbone")
+    explainer = Explainer(
+        predictor.model, predictor.class_names, predictor.preprocessing, backbone_name="this run's backbone"
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -26,16 +26,20 @@ class ProgressPrinter:
             self._on_stage(event)
         elif isinstance(event, ev.RunStarted):
             self.epochs = event.epochs
-            self._write(f"{event.num_train} training / {event.num_val} validation images, "
-                        f"{len(event.class_names)} classes, {event.device} ({event.precision})")
+            self._write(
+                f"{event.num_train} training / {event.num_val} validation images, "
+                f"{len(event.class_names)} classes, {event.device} ({event.precision})"
+            )
         elif isinstance(event, ev.BatchEnded):
             self._on_batch(event)
         elif isinstance(event, ev.EpochEnded):
             self._close_bar()
             m = event.metrics
-            self._write(f"epoch {m['epoch']}/{self.epochs}: train_loss {m['train_loss']:.4f} "
-                        f"val_loss {m['val_loss']:.4f} val_acc {m['val_acc']:.3f}"
-                        f"{' (best)' if event.is_best else ''}")
+            self._write(
+                f"epoch {m['epoch']}/{self.epochs}: train_loss {m['train_loss']:.4f} "
+                f"val_loss {m['val_loss']:.4f} val_acc {m['val_acc']:.3f}"
+                f"{' (best)' if event.is_best else ''}"
+            )
         elif isinstance(event, ev.LogMessage) and event.level in ("warning", "error"):
             self._on_problem(event)
         elif isinstance(event, ev.FreezeApplied):
@@ -75,8 +79,13 @@ class ProgressPrinter:
         if self.bar is None or self._stage != ("epoch", str(event.epoch)):
             self._close_bar()
             self._stage = ("epoch", str(event.epoch))
-            self.bar = tqdm(total=event.batches_per_epoch, desc=f"epoch {event.epoch + 1}/{self.epochs}",
-                            file=self.stream, leave=False, unit="batch")
+            self.bar = tqdm(
+                total=event.batches_per_epoch,
+                desc=f"epoch {event.epoch + 1}/{self.epochs}",
+                file=self.stream,
+                leave=False,
+                unit="batch",
+            )
         self.bar.n = event.batch + 1
         self.bar.set_postfix(loss=f"{event.loss:.4f}", refresh=False)
         self.bar.refresh()

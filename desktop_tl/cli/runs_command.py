@@ -8,14 +8,7 @@ import sys
 from typing import Any, Sequence, TextIO
 
 from ..core.run_comparison import Comparison, compare_runs
-from ..core.run_history import (
-    RunRecord,
-    find_run,
-    format_share,
-    list_runs,
-    set_display_name,
-    set_note,
-)
+from ..core.run_history import RunRecord, find_run, format_share, list_runs, set_display_name, set_note
 from ..core.run_folder import runs_dir
 
 
@@ -31,15 +24,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(parser, argparse.SUPPRESS)
     actions = parser.add_subparsers(dest="runs_action", metavar="{show,compare,rename,note}")
 
-    show = actions.add_parser("show", help="one run: settings, metrics per epoch, evaluation",
-                              description="Show one run in detail.")
+    show = actions.add_parser(
+        "show", help="one run: settings, metrics per epoch, evaluation", description="Show one run in detail."
+    )
     show.add_argument("run_spec", metavar="RUN")
     _common(show, argparse.SUPPRESS)
 
     compare = actions.add_parser(
-        "compare", help="two or more runs: settings that differ, final metrics",
+        "compare",
+        help="two or more runs: settings that differ, final metrics",
         description="Compare runs: the settings that differ, the final metrics, and whether "
-        "they are comparable (same dataset and class set).")
+        "they are comparable (same dataset and class set).",
+    )
     compare.add_argument("runs", metavar="RUN", nargs="+")
     _common(compare, argparse.SUPPRESS)
 
@@ -57,8 +53,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser, default: Any) -> None:
     parser.add_argument("--json", action="store_true", default=default, help="print machine-readable JSON")
-    parser.add_argument("--folder", action="append", metavar="DIR", default=default,
-                        help="also read runs from DIR (repeatable)")
+    parser.add_argument(
+        "--folder",
+        action="append",
+        metavar="DIR",
+        default=default,
+        help="also read runs from DIR (repeatable)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,14 +106,35 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- printing
 
 
-LIST_COLUMNS = ("NAME", "DATE", "DATASET", "BACKBONE", "FREEZE", "HEAD", "EPOCHS",
-                "VAL ACC", "BEST", "DURATION", "STATUS")
+LIST_COLUMNS = (
+    "NAME",
+    "DATE",
+    "DATASET",
+    "BACKBONE",
+    "FREEZE",
+    "HEAD",
+    "EPOCHS",
+    "VAL ACC",
+    "BEST",
+    "DURATION",
+    "STATUS",
+)
 
 
 def list_row(record: RunRecord) -> list[str]:
-    return [record.name, record.date_text, record.dataset_name, record.backbone, record.freeze,
-            record.head, record.epochs_text, format_share(record.val_acc),
-            format_share(record.best_val_acc), record.duration_text, record.status]
+    return [
+        record.name,
+        record.date_text,
+        record.dataset_name,
+        record.backbone,
+        record.freeze,
+        record.head,
+        record.epochs_text,
+        format_share(record.val_acc),
+        format_share(record.best_val_acc),
+        record.duration_text,
+        record.status,
+    ]
 
 
 def print_table(records: Sequence[RunRecord], folders: Sequence[Any], out: TextIO) -> None:
@@ -153,8 +175,9 @@ def print_run(record: RunRecord, out: TextIO) -> None:
     if rows:
         print("", file=out)
         columns = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-        _print_columns([c.upper() for c in columns],
-                       [[_cell(row.get(c), c) for c in columns] for row in rows], out)
+        _print_columns(
+            [c.upper() for c in columns], [[_cell(row.get(c), c) for c in columns] for row in rows], out
+        )
     else:
         print("\nno epoch has finished, so there are no metrics yet", file=out)
 
@@ -167,9 +190,11 @@ def print_comparison(comparison: Comparison, out: TextIO) -> None:
     print("", file=out)
     if comparison.differing:
         print("settings that differ:", file=out)
-        _print_columns(["SETTING", *names],
-                       [[key, *("" if v is None else str(v) for v in values)]
-                        for key, values in comparison.differing], out)
+        _print_columns(
+            ["SETTING", *names],
+            [[key, *("" if v is None else str(v) for v in values)] for key, values in comparison.differing],
+            out,
+        )
     else:
         print("the runs have the same settings", file=out)
     for message in comparison.messages():
@@ -185,7 +210,9 @@ def _cell(value: Any, column: str) -> str:
 
 
 def _print_columns(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(str(h)), *(len(str(row[i])) for row in rows)) if rows else len(str(h))
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(str(h)), *(len(str(row[i])) for row in rows)) if rows else len(str(h))
+        for i, h in enumerate(header)
+    ]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)

@@ -37,7 +37,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, metavar="N")
     parser.add_argument("--out", metavar="RUN_DIR", help="run folder to create")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    parser.add_argument("--demo", action="store_true", help="the bundled sample dataset with EfficientNet-Lite0")
+    parser.add_argument(
+        "--demo", action="store_true", help="the bundled sample dataset with EfficientNet-Lite0"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -64,8 +66,13 @@ _FLAGS = {
 
 def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
     """The run configuration the flags describe, and whether it resumes a run."""
-    for value, what in ((args.run_file, "RUN.toml"), (args.data, "--data"), (args.out, "--out"),
-                        (args.resume, "--resume"), (args.weights, "--weights")):
+    for value, what in (
+        (args.run_file, "RUN.toml"),
+        (args.data, "--data"),
+        (args.out, "--out"),
+        (args.resume, "--resume"),
+        (args.weights, "--weights"),
+    ):
         if value:
             check_path(value, what)
     if args.resume:
@@ -74,8 +81,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
         run_dir = Path(args.resume)
         if not (run_dir / "run.toml").exists():
             raise ConfigError(f"{run_dir} is not a run folder (no run.toml); nothing to resume")
-        ignored = [f"--{flag.replace('_', '-')}" for flag in (*_FLAGS, "freeze", "out")
-                   if flag != "epochs" and getattr(args, flag) is not None]
+        ignored = [
+            f"--{flag.replace('_', '-')}"
+            for flag in (*_FLAGS, "freeze", "out")
+            if flag != "epochs" and getattr(args, flag) is not None
+        ]
         if ignored:
             raise ConfigError(
                 f"--resume continues a run exactly as it was configured; only --epochs may "
@@ -116,8 +126,10 @@ def config_from_args(args: argparse.Namespace) -> tuple[RunConfig, bool]:
             raise ConfigError(f"weights file {weights} does not exist")
         config.model.weights = str(weights.resolve())
     if not config.data.path:
-        raise ConfigError("no data given: pass --data DIR (a folder with one subfolder per class), "
-                          "a RUN.toml with [data] path, or --demo")
+        raise ConfigError(
+            "no data given: pass --data DIR (a folder with one subfolder per class), "
+            "a RUN.toml with [data] path, or --demo"
+        )
     check_path(config.data.path, "data.path")
     if config.out:
         check_path(config.out, "out")

@@ -13,8 +13,7 @@ def add_parser(subparsers: Any) -> None:
         help="manage pretrained weights files on this machine",
         description="Manage the pretrained weights files that backbones are initialised from.",
     )
-    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION",
-                                    parser_class=type(parser))
+    actions = parser.add_subparsers(dest="weights_action", metavar="ACTION", parser_class=type(parser))
     importer = actions.add_parser(
         "import",
         help="verify a weights file and copy it into the local weights folder",

@@ -31,9 +31,21 @@ SUBSETS = ("train", "val")
 class CachePlanner:
     """The feature caches and decoded images of one run's training and validation subsets."""
 
-    def __init__(self, ctx: RunContext, prefix, reader, *, mode: str, budget_mb: int, reuse: bool,
-                 backbone_id: str, weights_sha256: str | None, precision: str,
-                 device: torch.device, distributed: Distributed = SINGLE) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        prefix,
+        reader,
+        *,
+        mode: str,
+        budget_mb: int,
+        reuse: bool,
+        backbone_id: str,
+        weights_sha256: str | None,
+        precision: str,
+        device: torch.device,
+        distributed: Distributed = SINGLE,
+    ) -> None:
         from .device import feature_dtype
         from .feature_cache import MemoryBudget, reuse_enabled
 
@@ -73,12 +85,14 @@ class CachePlanner:
         if k == 0:
             return "the whole backbone is trainable"
         crop = self.reader.preprocessing.crop
-        row, image = self.prefix.row_numel(k, crop), 3 * crop ** 2
+        row, image = self.prefix.row_numel(k, crop), 3 * crop**2
         if row > image:
             # Early stages are cheap to run and their outputs large: keeping them would
             # cost more memory (or disk reads) than it saves time.
-            return (f"the output of {self.prefix.names[k - 1]} ({row:,} values per image) is "
-                    f"larger than the image ({image:,}); recomputing it is cheaper")
+            return (
+                f"the output of {self.prefix.names[k - 1]} ({row:,} values per image) is "
+                f"larger than the image ({image:,}); recomputing it is cheaper"
+            )
         return None
 
     @property
@@ -159,8 +173,11 @@ class CachePlanner:
                 except OSError as exc:
                     if self.reuse:  # the cache folder failed: keep features for this run only
                         self.reuse = False
-                        self.ctx.log("warning", f"cannot keep features in {features_dir()} "
-                                                f"({exc}); they are kept for this run only")
+                        self.ctx.log(
+                            "warning",
+                            f"cannot keep features in {features_dir()} "
+                            f"({exc}); they are kept for this run only",
+                        )
                         continue
                     self.broken = f"the feature cache could not be written ({exc})"
                     self.ctx.log("warning", f"{self.broken}; training continues without it")
@@ -197,8 +214,9 @@ class CachePlanner:
         if store is not None:
             self.ctx.log("info", f"{subset} features after {where} reused from an earlier run")
         else:
-            self.ctx.log("info", f"extracting {subset} features once after {where} "
-                                 f"(the stages before it are frozen)")
+            self.ctx.log(
+                "info", f"extracting {subset} features once after {where} (the stages before it are frozen)"
+            )
             store = self._extract(subset, k, key)
             if store.path is not None:
                 in_use = [s.path for s in self.caches.values() if s is not None and s.path is not None]
@@ -207,22 +225,26 @@ class CachePlanner:
         self._log_store("built", subset, store, time.perf_counter() - t0)
 
     def _log_store(self, event: str, subset: str, store: FeatureStore, seconds: float, **extra) -> None:
-        self.log.append({
-            "step": self._step, "event": event, "subset": subset,
-            "at": self.prefix.names[store.chain_index - 1], "rows": len(store),
-            "bytes": store.nbytes, "memory_bytes": store.memory_bytes,
-            "spilled_bytes": store.spilled_bytes, "dtype": str(store.dtype).replace("torch.", ""),
-            "reused": store.reused, "key": (store.key or "")[:16], "seconds": round(seconds, 3),
-            **extra,
-        })
+        self.log.append(
+            {
+                "step": self._step,
+                "event": event,
+                "subset": subset,
+                "at": self.prefix.names[store.chain_index - 1],
+                "rows": len(store),
+                "bytes": store.nbytes,
+                "memory_bytes": store.memory_bytes,
+                "spilled_bytes": store.spilled_bytes,
+                "dtype": str(store.dtype).replace("torch.", ""),
+                "reused": store.reused,
+                "key": (store.key or "")[:16],
+                "seconds": round(seconds, 3),
+                **extra,
+            }
+        )
 
     def _extract(self, subset: str, k: int, key: str | None = None) -> FeatureStore:
-        from .feature_cache import (
-            FeatureCacheCancelled,
-            FeatureRangeError,
-            extract_features,
-            features_dir,
-        )
+        from .feature_cache import FeatureCacheCancelled, FeatureRangeError, extract_features, features_dir
 
         prefix = self.prefix
         items = self.reader.items(subset)
@@ -242,15 +264,23 @@ class CachePlanner:
         while True:
             batches, run = self.reader.extraction_batches(items), run_prefix
             if self.distributed.active:
-                batches = self.distributed.extraction_batches(run_prefix, self.reader.extraction_batches,
-                                                              items, self.reader.batch_size)
+                batches = self.distributed.extraction_batches(
+                    run_prefix, self.reader.extraction_batches, items, self.reader.batch_size
+                )
                 run = lambda features: features  # noqa: E731 (the prefix ran on each process's share)
             try:
                 return extract_features(
-                    run, batches, k, budget=self.budget,
-                    dtype=dtype, key=key, directory=features_dir(), persist=persist,
+                    run,
+                    batches,
+                    k,
+                    budget=self.budget,
+                    dtype=dtype,
+                    key=key,
+                    directory=features_dir(),
+                    persist=persist,
                     meta={"subset": subset, "at": prefix.names[k - 1]},
-                    progress=progress, should_stop=self.ctx.should_stop,
+                    progress=progress,
+                    should_stop=self.ctx.should_stop,
                 )
             except FeatureCacheCancelled:
                 raise RunCancelled() from None
@@ -282,8 +312,9 @@ class CachePlanner:
         previous = prefix.names[old.chain_index - 1]
         old.close()
         self.caches[subset] = store
-        self.ctx.log("info", f"{subset} feature cache moved from after {previous} "
-                             f"to after {prefix.names[k - 1]}")
+        self.ctx.log(
+            "info", f"{subset} feature cache moved from after {previous} to after {prefix.names[k - 1]}"
+        )
         self._log_store("advanced", subset, store, time.perf_counter() - t0, **{"from": previous})
 
     def _decode_images(self, subset: str) -> None:
@@ -301,13 +332,29 @@ class CachePlanner:
         if self.budget.available == 0:
             decoded = DecodedImages.empty(total)
         else:
-            decoded = DecodedImages.build(items, self.reader.preprocessing, self.budget,
-                                          num_workers=self.reader.num_workers, progress=progress,
-                                          should_stop=self.ctx.should_stop)
+            decoded = DecodedImages.build(
+                items,
+                self.reader.preprocessing,
+                self.budget,
+                num_workers=self.reader.num_workers,
+                progress=progress,
+                should_stop=self.ctx.should_stop,
+            )
             self.ctx.check_stop()
         self.decoded[subset] = decoded
-        self.log.append({"step": self._step, "event": "decoded", "subset": subset,
-                         "images": decoded.held, "of": total, "bytes": decoded.nbytes,
-                         "seconds": round(time.perf_counter() - t0, 3)})
-        self.ctx.log("info", f"{decoded.held} of {total} {label} images decoded once and "
-                             f"kept ({decoded.nbytes / 2**20:.1f} MiB)")
+        self.log.append(
+            {
+                "step": self._step,
+                "event": "decoded",
+                "subset": subset,
+                "images": decoded.held,
+                "of": total,
+                "bytes": decoded.nbytes,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        self.ctx.log(
+            "info",
+            f"{decoded.held} of {total} {label} images decoded once and "
+            f"kept ({decoded.nbytes / 2**20:.1f} MiB)",
+        )

@@ -171,8 +171,7 @@ class RunConfig:
         for name, trainable in self.freeze.overrides.items():
             if not isinstance(trainable, bool):
                 raise ConfigError(
-                    f"freeze.overrides[{name!r}] = {trainable!r} must be true (trainable) "
-                    "or false (frozen)"
+                    f"freeze.overrides[{name!r}] = {trainable!r} must be true (trainable) or false (frozen)"
                 )
         _range("train.cache_budget_mb", self.train.cache_budget_mb, 0, 1_000_000)
         _range("train.seed", self.train.seed, 0, MAX_SEED)
@@ -191,9 +190,7 @@ def parse_freeze_preset(preset: str) -> tuple[str, int]:
             n = -1
         if n >= 1:
             return "last", n
-    raise ConfigError(
-        f"freeze preset {preset!r} is not one of head-only, none, last:N (N >= 1), custom"
-    )
+    raise ConfigError(f"freeze preset {preset!r} is not one of head-only, none, last:N (N >= 1), custom")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -207,8 +204,7 @@ def _range(key: str, value: Any, low: float, high: float, exclusive_low: bool = 
     # NaN compares false with everything, so it would pass the range test below.
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(
-            f"{key} = {value!r} is not a finite number; give a value in "
-            f"[{_number(low)}, {_number(high)}]"
+            f"{key} = {value!r} is not a finite number; give a value in [{_number(low)}, {_number(high)}]"
         )
     if value < low or value > high or (exclusive_low and value == low):
         raise ConfigError(f"{key} = {value!r} is out of range [{_number(low)}, {_number(high)}]")

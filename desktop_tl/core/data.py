@@ -90,8 +90,7 @@ class PreparedData:
             "loader_id": self.loader_id,
             "split_source": self.split_source,
             "class_names": list(self.class_names),
-            **{subset: [[rel(p), label] for p, label in getattr(self, subset)]
-               for subset in SUBSETS},
+            **{subset: [[rel(p), label] for p, label in getattr(self, subset)] for subset in SUBSETS},
             "bad_files": [list(item) for item in self.bad_files],
             "ignored": [list(item) for item in self.ignored],
             "warnings": list(self.warnings),
@@ -110,13 +109,16 @@ class PreparedData:
         except FileNotFoundError:
             raise DatasetError(f"split file {path} does not exist") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetError(f"split file {path} cannot be read ({exc}); start a new "
-                               "run instead of resuming this one") from None
+            raise DatasetError(
+                f"split file {path} cannot be read ({exc}); start a new run instead of resuming this one"
+            ) from None
         if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
             raise DatasetError(f"{path} is not a desktop_tl split file")
         if data.get("version") != MANIFEST_VERSION:
-            raise DatasetError(f"split file {path} has version {data.get('version')}, this "
-                               f"version of desktop_tl reads version {MANIFEST_VERSION}")
+            raise DatasetError(
+                f"split file {path} has version {data.get('version')}, this "
+                f"version of desktop_tl reads version {MANIFEST_VERSION}"
+            )
         try:
             base = Path(root) if root is not None else Path(data["root"])
             class_names = [str(name) for name in data["class_names"]]
@@ -141,8 +143,9 @@ class PreparedData:
                 **subsets,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"split file {path} is damaged ({exc}); start a new run "
-                               "instead of resuming this one") from None
+            raise DatasetError(
+                f"split file {path} is damaged ({exc}); start a new run instead of resuming this one"
+            ) from None
 
 
 def _json_one_item_per_line(data: dict[str, Any]) -> str:
@@ -176,12 +179,13 @@ def prepare_data(
     """
     raw = (cfg.path or "").strip()
     if not raw:
-        raise DatasetError("no dataset chosen: choose a folder of images with one subfolder "
-                           "per class, or a .csv/.tsv manifest")
+        raise DatasetError(
+            "no dataset chosen: choose a folder of images with one subfolder "
+            "per class, or a .csv/.tsv manifest"
+        )
     path = Path(os.path.abspath(Path(raw).expanduser()))
     if not path.exists():
-        raise DatasetError(f"dataset path {path} does not exist; check the spelling or "
-                           "choose another folder")
+        raise DatasetError(f"dataset path {path} does not exist; check the spelling or choose another folder")
     try:
         max_image_pixels()  # an unusable limit is one message, not one per image
     except ValueError as exc:
@@ -192,8 +196,7 @@ def prepare_data(
         message = f"{path} lists no images; add one row per image (path,label)"
         if loaded.ignored:
             where, reason = loaded.ignored[0]
-            message += (f"; {len(loaded.ignored)} row(s) were skipped, e.g. {where}: "
-                        f"{reason}")
+            message += f"; {len(loaded.ignored)} row(s) were skipped, e.g. {where}: {reason}"
         raise DatasetError(message)
     return check_and_split(
         loaded,
@@ -230,8 +233,10 @@ def check_and_split(
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({s.label for s in loaded.samples if s.label not in index})
     if unknown:
-        raise DatasetError(f"dataset loader {loader_id!r} returned labels that are not among "
-                           f"its class names: {', '.join(unknown[:5])}")
+        raise DatasetError(
+            f"dataset loader {loader_id!r} returned labels that are not among "
+            f"its class names: {', '.join(unknown[:5])}"
+        )
     ignored = list(loaded.ignored)
     warnings = list(loaded.warnings)
 
@@ -250,15 +255,17 @@ def check_and_split(
         if first.label == sample.label:
             ignored.append((sample.path, "listed more than once" if same_path else again))
         else:
-            ignored.append((sample.path, f"{again} with label {sample.label!r}; the first "
-                                         f"label {first.label!r} is used"))
-            relabelled.append(f"{Path(sample.path).name}: {first.label!r}, then "
-                              f"{sample.label!r}")
+            ignored.append(
+                (sample.path, f"{again} with label {sample.label!r}; the first label {first.label!r} is used")
+            )
+            relabelled.append(f"{Path(sample.path).name}: {first.label!r}, then {sample.label!r}")
     if relabelled:
         more = f" and {len(relabelled) - 3} more" if len(relabelled) > 3 else ""
-        warnings.append(f"{len(relabelled)} image(s) listed again with a different label; "
-                        f"the first label is used ({'; '.join(relabelled[:3])}{more}); "
-                        "give each image one label")
+        warnings.append(
+            f"{len(relabelled)} image(s) listed again with a different label; "
+            f"the first label is used ({'; '.join(relabelled[:3])}{more}); "
+            "give each image one label"
+        )
     warnings += _case_variant_warnings(class_names)
     if not samples:
         raise DatasetError(_no_images_message(root, class_names, ignored))
@@ -273,8 +280,10 @@ def check_and_split(
         for sample in good:  # a sample without a subset beside predefined ones trains
             subset = sample.subset or "train"
             if subset not in subsets:
-                raise DatasetError(f"dataset loader {loader_id!r} put {sample.path} in subset "
-                                   f"{subset!r}; subsets are train, val and test")
+                raise DatasetError(
+                    f"dataset loader {loader_id!r} put {sample.path} in subset "
+                    f"{subset!r}; subsets are train, val and test"
+                )
             subsets[subset].append((sample.path, index[sample.label]))
         train, val, test = (sorted(subsets[name], key=_item_order) for name in SUBSETS)
         split_source = "predefined"
@@ -282,15 +291,19 @@ def check_and_split(
         missing = [name for i, name in enumerate(class_names) if i not in in_train]
         if missing:
             noun = "class" if len(missing) == 1 else "classes"
-            message = (f"{noun} {_names(missing)} without training images; add images to "
-                       f"train/{missing[0]}/ (or rows with split=train)")
+            message = (
+                f"{noun} {_names(missing)} without training images; add images to "
+                f"train/{missing[0]}/ (or rows with split=train)"
+            )
             trained = [name for i, name in enumerate(class_names) if i in in_train]
             for name in missing:
                 twin = next((t for t in trained if _same_but_case(t, name)), None)
                 if twin is not None:
-                    message += (f"; {name!r} differs only in letter case from {twin!r}, "
-                                "which has training images: a class needs the same name, "
-                                "case included, in every subset")
+                    message += (
+                        f"; {name!r} differs only in letter case from {twin!r}, "
+                        "which has training images: a class needs the same name, "
+                        "case included, in every subset"
+                    )
                     break
             raise DatasetError(message)
         if not val and val_fraction > 0:
@@ -309,20 +322,29 @@ def check_and_split(
     else:
         items = [(s.path, index[s.label]) for s in good]
         train, val, test = stratified_split(
-            items, class_names, val_fraction=val_fraction, test_fraction=test_fraction,
-            seed=split_seed,
+            items, class_names, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed
         )
         split_source = "stratified"
         if not val:
             if val_fraction <= 0:
-                raise DatasetError("no validation images: data.val_fraction is 0; set it "
-                                   "above 0 (e.g. 0.2) so that training can be checked")
-            raise DatasetError("too few images to set any aside for validation; every class "
-                               "needs at least 2 readable images")
+                raise DatasetError(
+                    "no validation images: data.val_fraction is 0; set it "
+                    "above 0 (e.g. 0.2) so that training can be checked"
+                )
+            raise DatasetError(
+                "too few images to set any aside for validation; every class needs at least 2 readable images"
+            )
     warnings += _unvalidated_class_warnings(class_names, train, val, split_source)
     return PreparedData(
-        root=root, loader_id=loader_id, class_names=class_names, train=train, val=val,
-        test=test, bad_files=bad_files, ignored=ignored, split_source=split_source,
+        root=root,
+        loader_id=loader_id,
+        class_names=class_names,
+        train=train,
+        val=val,
+        test=test,
+        bad_files=bad_files,
+        ignored=ignored,
+        split_source=split_source,
         warnings=warnings,
     )
 
@@ -336,10 +358,13 @@ def _case_variant_warnings(class_names: Sequence[str]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for name in class_names:
         groups.setdefault(name.strip().casefold(), []).append(name)
-    return [f"classes {' and '.join(repr(n) for n in names)} differ only in letter case and "
-            "are trained as different classes; if they are one class, give them one name "
-            "(merge the folders, or correct the labels)"
-            for names in groups.values() if len(names) > 1]
+    return [
+        f"classes {' and '.join(repr(n) for n in names)} differ only in letter case and "
+        "are trained as different classes; if they are one class, give them one name "
+        "(merge the folders, or correct the labels)"
+        for names in groups.values()
+        if len(names) > 1
+    ]
 
 
 def _unvalidated_class_warnings(class_names, train, val, split_source) -> list[str]:
@@ -353,17 +378,23 @@ def _unvalidated_class_warnings(class_names, train, val, split_source) -> list[s
     noun, verb, its = ("class", "has", "its") if one else ("classes", "have", "their")
     if split_source == "predefined":
         names = [class_names[i] for i in missing]
-        return [f"{noun} {_names(names)} {verb} no validation images, so {its} accuracy is "
-                f"never measured; add images to {Path('val', names[0])}{os.sep} (for a "
-                "manifest: rows with split=val)"]
+        return [
+            f"{noun} {_names(names)} {verb} no validation images, so {its} accuracy is "
+            f"never measured; add images to {Path('val', names[0])}{os.sep} (for a "
+            "manifest: rows with split=val)"
+        ]
     per_class = Counter(label for _, label in train)
-    described = ", ".join(f"{class_names[i]!r} ({per_class[i]} readable image"
-                          f"{'' if per_class[i] == 1 else 's'})" for i in missing[:5])
+    described = ", ".join(
+        f"{class_names[i]!r} ({per_class[i]} readable image{'' if per_class[i] == 1 else 's'})"
+        for i in missing[:5]
+    )
     if len(missing) > 5:
         described += f" and {len(missing) - 5} more"
-    return [f"{noun} {described} {verb} too few images to set any aside, so validation has "
-            f"none of {'it' if one else 'them'} and {its} accuracy is never measured; give "
-            "every class at least 2 images (better 10 or more)"]
+    return [
+        f"{noun} {described} {verb} too few images to set any aside, so validation has "
+        f"none of {'it' if one else 'them'} and {its} accuracy is never measured; give "
+        "every class at least 2 images (better 10 or more)"
+    ]
 
 
 def stratified_split(
@@ -401,18 +432,18 @@ def stratified_split(
         while n_val + n_test > n - 1 and n_val > 0:
             n_val -= 1
         val += [(p, label) for p in paths[:n_val]]
-        test += [(p, label) for p in paths[n_val:n_val + n_test]]
-        train += [(p, label) for p in paths[n_val + n_test:]]
-    return (sorted(train, key=_item_order), sorted(val, key=_item_order),
-            sorted(test, key=_item_order))
+        test += [(p, label) for p in paths[n_val : n_val + n_test]]
+        train += [(p, label) for p in paths[n_val + n_test :]]
+    return (sorted(train, key=_item_order), sorted(val, key=_item_order), sorted(test, key=_item_order))
 
 
 def _item_order(item: tuple[str, int]) -> tuple[int, str]:
     return item[1], item[0]
 
 
-def _probe_all(paths: list[str], progress: ProgressCallback | None,
-               should_stop: Callable[[], bool] | None) -> list[str | None]:
+def _probe_all(
+    paths: list[str], progress: ProgressCallback | None, should_stop: Callable[[], bool] | None
+) -> list[str | None]:
     """Check every image on a thread pool (decoding releases the GIL); reasons in order."""
     total = len(paths)
     reasons: list[str | None] = [None] * total
@@ -437,27 +468,37 @@ def _refuse_unusable_classes(root, class_names, good, bad_files, samples) -> Non
     good_per_class = Counter(s.label for s in good)
     if not good:
         example_path, example_reason = bad_files[0]
-        raise DatasetError(f"none of the {len(samples)} images in {root} could be read (e.g. "
-                           f"{example_path}: {example_reason})")
+        raise DatasetError(
+            f"none of the {len(samples)} images in {root} could be read (e.g. "
+            f"{example_path}: {example_reason})"
+        )
     label_of = {s.path: s.label for s in samples}
     bad_per_class = Counter(label_of[p] for p, _ in bad_files)
     empty = [name for name in class_names if good_per_class[name] == 0]
     if empty:
-        described = [f"{name!r} ({bad_per_class[name]} unreadable)" if bad_per_class[name]
-                     else repr(name) for name in empty]
+        described = [
+            f"{name!r} ({bad_per_class[name]} unreadable)" if bad_per_class[name] else repr(name)
+            for name in empty
+        ]
         noun = "class" if len(empty) == 1 else "classes"
-        raise DatasetError(f"{noun} {', '.join(described)} in {root} "
-                           f"{'has' if len(empty) == 1 else 'have'} no readable images; add "
-                           "images to its folder or remove the folder")
+        raise DatasetError(
+            f"{noun} {', '.join(described)} in {root} "
+            f"{'has' if len(empty) == 1 else 'have'} no readable images; add "
+            "images to its folder or remove the folder"
+        )
     if len(class_names) < 2:
-        raise DatasetError(f"only one class ({class_names[0]!r}) found in {root}; a classifier "
-                           "needs at least two: put each class's images in its own subfolder")
+        raise DatasetError(
+            f"only one class ({class_names[0]!r}) found in {root}; a classifier "
+            "needs at least two: put each class's images in its own subfolder"
+        )
 
 
 def _no_images_message(root: str, class_names: list[str], ignored: list) -> str:
-    message = (f"no images found in {root}; supported extensions: "
-               f"{', '.join(IMAGE_EXTENSIONS)}. Expected one subfolder per class, e.g. "
-               f"{Path(root) / 'cats' / 'img001.jpg'}")
+    message = (
+        f"no images found in {root}; supported extensions: "
+        f"{', '.join(IMAGE_EXTENSIONS)}. Expected one subfolder per class, e.g. "
+        f"{Path(root) / 'cats' / 'img001.jpg'}"
+    )
     if class_names:
         message += f" (class folders found but empty: {_names(class_names)})"
     if ignored:
@@ -469,5 +510,3 @@ def _no_images_message(root: str, class_names: list[str], ignored: list) -> str:
 def _names(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-

@@ -41,8 +41,11 @@ class DistributedSetupError(UserError):
 
 def launched_by_torchrun() -> bool:
     """Whether this process is one of several workers that torchrun started."""
-    return (torch.distributed.is_available() and torch.distributed.is_torchelastic_launched()
-            and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_torchelastic_launched()
+        and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    )
 
 
 def environment_rank() -> int:
@@ -192,10 +195,13 @@ class Distributed:
         distinct = len(set(every))
         counts = " + ".join(str(len(share)) for share in shares)
         if distinct == len(every):
-            return "info", (f"{distinct} training images, each used once, over {self.world_size} "
-                            f"processes ({counts})")
-        return "warning", (f"{len(every) - distinct} of {distinct} training images were used more "
-                           f"than once over {self.world_size} processes ({counts})")
+            return "info", (
+                f"{distinct} training images, each used once, over {self.world_size} processes ({counts})"
+            )
+        return "warning", (
+            f"{len(every) - distinct} of {distinct} training images were used more "
+            f"than once over {self.world_size} processes ({counts})"
+        )
 
     def gather_outputs(self, outputs: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
         """Per-item outputs (equal-length CPU tensors, ``indices`` among them) of every
@@ -246,10 +252,17 @@ def _restart_store() -> dict[str, Any]:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = torch.distributed.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
-        is_master=not agent_store and rank == 0, multi_tenant=not agent_store)
-    return {"store": torch.distributed.PrefixStore(f"desktop_tl/restart_{restart}", store),
-            "rank": rank, "world_size": world}
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=not agent_store and rank == 0,
+        multi_tenant=not agent_store,
+    )
+    return {
+        "store": torch.distributed.PrefixStore(f"desktop_tl/restart_{restart}", store),
+        "rank": rank,
+        "world_size": world,
+    }
 
 
 def start(device_choice: str) -> Distributed:
@@ -262,18 +275,22 @@ def start(device_choice: str) -> Distributed:
     device = resolve_device(device_choice)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "mps":
-        raise DistributedSetupError("a distributed run trains on CUDA GPUs or on the CPU, not on "
-                                    "Apple MPS; set [train] device to cpu or cuda")
+        raise DistributedSetupError(
+            "a distributed run trains on CUDA GPUs or on the CPU, not on "
+            "Apple MPS; set [train] device to cpu or cuda"
+        )
     if device.type == "cuda":
         if local_rank >= torch.cuda.device_count():
             raise DistributedSetupError(
                 f"rank {os.environ.get('RANK')} has local rank {local_rank} but this machine shows "
                 f"{torch.cuda.device_count()} GPU(s); start at most that many processes per node "
-                "(torchrun --nproc-per-node)")
+                "(torchrun --nproc-per-node)"
+            )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = backend_for(device)
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend, **_restart_store())
-    return Distributed(torch.distributed.get_rank(), torch.distributed.get_world_size(),
-                       local_rank, backend, device)
+    return Distributed(
+        torch.distributed.get_rank(), torch.distributed.get_world_size(), local_rank, backend, device
+    )

@@ -26,13 +26,7 @@ from .distributed import SINGLE, Distributed
 from .evaluation import EvaluationReport, evaluate
 from .frozen_prefix import FrozenPrefix
 from .image_batches import ImageReader
-from .layers import (
-    apply_freeze_map,
-    check_freeze_names,
-    count_params,
-    ordered_freeze_map,
-    trainable_state,
-)
+from .layers import apply_freeze_map, check_freeze_names, count_params, ordered_freeze_map, trainable_state
 from .optimisation import Optimisation
 from .run_context import RunCancelled, RunContext
 from .run_progress import RunProgress
@@ -46,9 +40,18 @@ class NonFiniteLoss(Exception):
 class EpochLoop:
     """Trains and validates one model epoch by epoch, reporting through a :class:`RunContext`."""
 
-    def __init__(self, ctx: RunContext, cfg, built, prepared, device: torch.device, precision: str,
-                 optimisation: Optimisation, progress: RunProgress,
-                 distributed: Distributed = SINGLE) -> None:
+    def __init__(
+        self,
+        ctx: RunContext,
+        cfg,
+        built,
+        prepared,
+        device: torch.device,
+        precision: str,
+        optimisation: Optimisation,
+        progress: RunProgress,
+        distributed: Distributed = SINGLE,
+    ) -> None:
         from .transforms import build_transform
         from .loaders import default_num_workers
 
@@ -72,14 +75,29 @@ class EpochLoop:
         workers = cfg.data.num_workers
         self.prefix = FrozenPrefix(self.model, device, precision, ctx.log)
         self.reader = ImageReader(
-            prepared, preprocessing, self.eval_transform, augment=cfg.data.augment,
-            batch_size=self.batch_size, seed=cfg.train.seed, device=device, log=ctx.log,
-            num_workers=default_num_workers(len(prepared.train)) if workers < 0 else workers)
+            prepared,
+            preprocessing,
+            self.eval_transform,
+            augment=cfg.data.augment,
+            batch_size=self.batch_size,
+            seed=cfg.train.seed,
+            device=device,
+            log=ctx.log,
+            num_workers=default_num_workers(len(prepared.train)) if workers < 0 else workers,
+        )
         self.caches = CachePlanner(
-            ctx, self.prefix, self.reader, mode=cfg.train.feature_cache, budget_mb=cfg.train.cache_budget_mb,
-            reuse=cfg.train.feature_cache_reuse, backbone_id=built.backbone_id,
-            weights_sha256=built.backbone.provenance.sha256, precision=precision, device=device,
-            distributed=distributed)
+            ctx,
+            self.prefix,
+            self.reader,
+            mode=cfg.train.feature_cache,
+            budget_mb=cfg.train.cache_budget_mb,
+            reuse=cfg.train.feature_cache_reuse,
+            backbone_id=built.backbone_id,
+            weights_sha256=built.backbone.provenance.sha256,
+            precision=precision,
+            device=device,
+            distributed=distributed,
+        )
         self.paused = False
         # SetFreeze changes in the order they came: a later one may undo part of an
         # earlier one, so they are never merged into one unordered map.
@@ -147,8 +165,11 @@ class EpochLoop:
             # The sender still learns that these commands were taken, and what trains.
             trainable, total = count_params(model)
             note = "on" if self.caches.caches["train"] is not None else "off"
-            ctx.emit(ev.FreezeApplied(step, epoch, {}, trainable, total, note,
-                                      trainable_state(model), self.freeze_commands))
+            ctx.emit(
+                ev.FreezeApplied(
+                    step, epoch, {}, trainable, total, note, trainable_state(model), self.freeze_commands
+                )
+            )
             return
         apply_freeze_map(model, changes)
         self.time_left.freeze_changed()
@@ -165,13 +186,33 @@ class EpochLoop:
         else:
             note = "on" if self.caches.caches["train"] is not None else "off"
         trainable, total = count_params(model)
-        self.progress.freeze_changes.append({"step": step, "epoch": epoch + 1, "changes": dict(changes),
-                                             "trainable_params": trainable, "feature_cache": note})
+        self.progress.freeze_changes.append(
+            {
+                "step": step,
+                "epoch": epoch + 1,
+                "changes": dict(changes),
+                "trainable_params": trainable,
+                "feature_cache": note,
+            }
+        )
         desc = ", ".join(f"{name} {'trainable' if on else 'frozen'}" for name, on in changes.items())
-        ctx.log("info", f"freeze change at step {step} (epoch {epoch + 1}): {desc}; "
-                        f"{trainable:,}/{total:,} parameters trainable")
-        ctx.emit(ev.FreezeApplied(step, epoch, dict(changes), trainable, total, note,
-                                  trainable_state(model), self.freeze_commands))
+        ctx.log(
+            "info",
+            f"freeze change at step {step} (epoch {epoch + 1}): {desc}; "
+            f"{trainable:,}/{total:,} parameters trainable",
+        )
+        ctx.emit(
+            ev.FreezeApplied(
+                step,
+                epoch,
+                dict(changes),
+                trainable,
+                total,
+                note,
+                trainable_state(model),
+                self.freeze_commands,
+            )
+        )
 
     # ---- forward passes
 
@@ -238,8 +279,9 @@ class EpochLoop:
                 remaining = order[position:]
                 if cache is not None:
                     remaining = cache.keep[remaining]
-                for images, labels, indices in self.reader.image_batches("train", True, remaining, seed,
-                                                                         self.caches.decoded["train"]):
+                for images, labels, indices in self.reader.image_batches(
+                    "train", True, remaining, seed, self.caches.decoded["train"]
+                ):
                     used.append(indices)
                     loss, hits = self.train_step(self.prefix.to_device(images), labels, 0)
                     total_loss += loss * len(labels)
@@ -276,8 +318,11 @@ class EpochLoop:
         progress = self.progress
         elapsed = time.perf_counter() - self._t0
         eta = self.time_left.batch_ended(self.remaining_plan.at(epoch, batch))
-        self.ctx.emit(ev.BatchEnded(epoch, batch, self.batches_per_epoch, progress.step, loss,
-                                    self.optimisation.lr, elapsed, eta))
+        self.ctx.emit(
+            ev.BatchEnded(
+                epoch, batch, self.batches_per_epoch, progress.step, loss, self.optimisation.lr, elapsed, eta
+            )
+        )
         progress.step += 1
         self.poll_commands(epoch)
 
@@ -295,22 +340,43 @@ class EpochLoop:
         smoothing = self.criterion.label_smoothing  # the same as training's
         if cache is not None:
             start = cache.chain_index
-            rows_of = (cache.batches(256) if not self.distributed.active else  # this process's share
-                       ((*cache.take(rows), rows) for rows in self.distributed.shard(torch.arange(len(cache))).split(256)))
-            batches = ((self.prefix.to_device(feats), labels, cache.keep[rows]) for feats, labels, rows in rows_of)
+            rows_of = (
+                cache.batches(256)
+                if not self.distributed.active
+                # this process's share
+                else (
+                    (*cache.take(rows), rows)
+                    for rows in self.distributed.shard(torch.arange(len(cache))).split(256)
+                )
+            )
+            batches = (
+                (self.prefix.to_device(feats), labels, cache.keep[rows]) for feats, labels, rows in rows_of
+            )
         else:
             start = 0
             order = self.distributed.shard(torch.arange(len(self.prepared.val)))
-            batches = ((self.prefix.to_device(images), labels, indices) for images, labels, indices
-                       in self.reader.image_batches("val", False, order, 0, self.caches.decoded["val"]))
+            batches = (
+                (self.prefix.to_device(images), labels, indices)
+                for images, labels, indices in self.reader.image_batches(
+                    "val", False, order, 0, self.caches.decoded["val"]
+                )
+            )
         self.prefix.prepare_from(start)  # before a loader's threads start decoding
         with self.threads_for(start):
-            report = evaluate(lambda x: self.forward(x, start), batches, names, paths,
-                              label_smoothing=smoothing, gather=self.distributed.gather_outputs)
+            report = evaluate(
+                lambda x: self.forward(x, start),
+                batches,
+                names,
+                paths,
+                label_smoothing=smoothing,
+                gather=self.distributed.gather_outputs,
+            )
         self.time_left.validation_ended(self.remaining_plan.input_of("val"))
         if report is None:
-            raise UserError(f"none of the {len(paths)} validation images could be read; check "
-                            "the dataset folder, then start again")
+            raise UserError(
+                f"none of the {len(paths)} validation images could be read; check "
+                "the dataset folder, then start again"
+            )
         return report
 
     @property

@@ -31,8 +31,11 @@ def evaluate(
         for inputs, labels, indices in batches:
             logits = forward(inputs).float()
             labels = labels.to(logits.device)
-            losses.append(nn.functional.cross_entropy(logits, labels, reduction="none",
-                                                      label_smoothing=label_smoothing).cpu())
+            losses.append(
+                nn.functional.cross_entropy(
+                    logits, labels, reduction="none", label_smoothing=label_smoothing
+                ).cpu()
+            )
             top = logits.softmax(dim=1).max(dim=1)
             preds.append(top.indices.cpu())
             probs.append(top.values.cpu())
@@ -40,8 +43,13 @@ def evaluate(
             item_indices.append(indices)
     outputs = None
     if targets:
-        outputs = {"losses": torch.cat(losses), "targets": torch.cat(targets), "preds": torch.cat(preds),
-                   "probs": torch.cat(probs), "indices": torch.cat(item_indices)}
+        outputs = {
+            "losses": torch.cat(losses),
+            "targets": torch.cat(targets),
+            "preds": torch.cat(preds),
+            "probs": torch.cat(probs),
+            "indices": torch.cat(item_indices),
+        }
     if gather is not None:
         outputs = gather(outputs)
     if outputs is None:
@@ -50,9 +58,20 @@ def evaluate(
     report = classification_report(target, pred, len(class_names))
     wrong = (pred != target).nonzero().flatten().tolist()
     misclassified = [
-        Misclassified(paths[int(items[i])], class_names[int(target[i])], class_names[int(pred[i])],
-                      round(float(prob[i]), 4))
+        Misclassified(
+            paths[int(items[i])],
+            class_names[int(target[i])],
+            class_names[int(pred[i])],
+            round(float(prob[i]), 4),
+        )
         for i in wrong
     ]
-    return EvaluationReport(float(outputs["losses"].mean()), report.accuracy, report.confusion,
-                            report.precision, report.recall, report.support, misclassified)
+    return EvaluationReport(
+        float(outputs["losses"].mean()),
+        report.accuracy,
+        report.confusion,
+        report.precision,
+        report.recall,
+        report.support,
+        misclassified,
+    )

@@ -50,8 +50,13 @@ class Explainer:
     """Grad-CAM for a trained classifier (``TransferModel``: a backbone of named stages
     plus a head)."""
 
-    def __init__(self, model: nn.Module, class_names: Sequence[str], preprocessing: Preprocessing,
-                 backbone_name: str = "this backbone") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        class_names: Sequence[str],
+        preprocessing: Preprocessing,
+        backbone_name: str = "this backbone",
+    ) -> None:
         from .transforms import build_transform
 
         self.model = model.eval()
@@ -82,38 +87,53 @@ class Explainer:
             with torch.enable_grad():
                 attribution = grad_cam.attribute(inputs, target=target, relu_attributions=True)
             crop = self.preprocessing.crop
-            upsampled = LayerAttribution.interpolate(attribution.detach().float(), (crop, crop),
-                                                     interpolate_mode="bilinear")[0, 0].cpu()
+            upsampled = LayerAttribution.interpolate(
+                attribution.detach().float(), (crop, crop), interpolate_mode="bilinear"
+            )[0, 0].cpu()
             peak = float(upsampled.max())
             on_crop = (upsampled / peak).numpy() if peak > 0 else np.zeros((crop, crop), np.float32)
-            explanations.append(Explanation(
-                str(path), self.class_names[target], target, float(probabilities[target]),
-                self.layer_name, _onto_image(on_crop, image.size, self.preprocessing)))
+            explanations.append(
+                Explanation(
+                    str(path),
+                    self.class_names[target],
+                    target,
+                    float(probabilities[target]),
+                    self.layer_name,
+                    _onto_image(on_crop, image.size, self.preprocessing),
+                )
+            )
         return explanations
 
     def _index(self, wanted: int | str) -> int:
         if isinstance(wanted, str):
             if wanted not in self.class_names:
-                raise UserError(f"class {wanted!r} is not one of this model's classes "
-                                f"({', '.join(self.class_names)})")
+                raise UserError(
+                    f"class {wanted!r} is not one of this model's classes ({', '.join(self.class_names)})"
+                )
             return self.class_names.index(wanted)
         if not 0 <= int(wanted) < len(self.class_names):
             raise UserError(f"class index {wanted} is outside 0..{len(self.class_names) - 1}")
         return int(wanted)
 
 
-def target_layer(model: nn.Module, preprocessing: Preprocessing,
-                 backbone_name: str = "this backbone") -> tuple[str, nn.Module]:
+def target_layer(
+    model: nn.Module, preprocessing: Preprocessing, backbone_name: str = "this backbone"
+) -> tuple[str, nn.Module]:
     """The backbone's last stage whose output is a feature map of at least 2 x 2."""
     stages = list(model.backbone.named_children())
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [module.register_forward_hook(
-        lambda _m, _i, output, name=name: shapes.__setitem__(
-            name, tuple(output.shape) if torch.is_tensor(output) else ()))
-        for name, module in stages]
+    hooks = [
+        module.register_forward_hook(
+            lambda _m, _i, output, name=name: shapes.__setitem__(
+                name, tuple(output.shape) if torch.is_tensor(output) else ()
+            )
+        )
+        for name, module in stages
+    ]
     try:
-        probe = torch.zeros(1, 3, preprocessing.crop, preprocessing.crop,
-                            device=next(model.parameters()).device)
+        probe = torch.zeros(
+            1, 3, preprocessing.crop, preprocessing.crop, device=next(model.parameters()).device
+        )
         with torch.no_grad():
             model.backbone(probe)
     finally:
@@ -127,7 +147,8 @@ def target_layer(model: nn.Module, preprocessing: Preprocessing,
     raise ExplanationUnsupported(
         f"Grad-CAM needs a convolutional feature map, and {backbone_name} has none (its last "
         f"stages give {seen}: tokens or vectors, as in a vision transformer); no heat map is "
-        "shown rather than one that means nothing")
+        "shown rather than one that means nothing"
+    )
 
 
 def _onto_image(on_crop: np.ndarray, size: tuple[int, int], preprocessing: Preprocessing) -> np.ndarray:
@@ -143,8 +164,10 @@ def _onto_image(on_crop: np.ndarray, size: tuple[int, int], preprocessing: Prepr
     dst_top, dst_left = max(0, top), max(0, left)
     h = min(crop - src_top, resized_h - dst_top)
     w = min(crop - src_left, resized_w - dst_left)
-    canvas[dst_top:dst_top + h, dst_left:dst_left + w] = torch.from_numpy(
-        on_crop[src_top:src_top + h, src_left:src_left + w])
-    full = nn.functional.interpolate(canvas[None, None], size=(height, width), mode="bilinear",
-                                     align_corners=False)[0, 0]
+    canvas[dst_top : dst_top + h, dst_left : dst_left + w] = torch.from_numpy(
+        on_crop[src_top : src_top + h, src_left : src_left + w]
+    )
+    full = nn.functional.interpolate(
+        canvas[None, None], size=(height, width), mode="bilinear", align_corners=False
+    )[0, 0]
     return full.clamp(0, 1).numpy().astype(np.float32)

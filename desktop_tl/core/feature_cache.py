@@ -277,9 +277,17 @@ class FeatureWriter:
     :meth:`abort` (or an exception) leaves nothing behind.
     """
 
-    def __init__(self, chain_index: int, *, budget: MemoryBudget, dtype: torch.dtype,
-                 key: str | None = None, directory: Path | None = None, persist: bool = False,
-                 meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        chain_index: int,
+        *,
+        budget: MemoryBudget,
+        dtype: torch.dtype,
+        key: str | None = None,
+        directory: Path | None = None,
+        persist: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
         self.chain_index = chain_index
         self.budget = budget
         self.dtype = dtype
@@ -305,8 +313,11 @@ class FeatureWriter:
         feats = features.detach().to("cpu")
         if feats.dtype != self.dtype:
             converted = feats.to(self.dtype)
-            if self.dtype == torch.float16 and not bool(torch.isfinite(converted).all()) \
-                    and bool(torch.isfinite(feats).all()):
+            if (
+                self.dtype == torch.float16
+                and not bool(torch.isfinite(converted).all())
+                and bool(torch.isfinite(feats).all())
+            ):
                 raise FeatureRangeError("features exceed the fp16 range")
             feats = converted
         feats = feats.contiguous()
@@ -356,24 +367,27 @@ class FeatureWriter:
         if self._rows == 0:
             self.abort()
             raise ValueError("no readable images to extract features from")
-        memory = (torch.cat(self._memory) if self._memory
-                  else torch.empty((0, *self.row_shape), dtype=self.dtype))
+        memory = (
+            torch.cat(self._memory) if self._memory else torch.empty((0, *self.row_shape), dtype=self.dtype)
+        )
         labels = torch.cat(self._labels)
         keep = torch.cat(self._keep)
         path = None
         file = self._file
         if self.persist:
-            trailer = json.dumps({
-                **self.meta,
-                "key": self.key,
-                "rows": self._rows,
-                "row_shape": list(self.row_shape),
-                "dtype": _dtype_name(self.dtype),
-                "chain_index": self.chain_index,
-                "labels": labels.tolist(),
-                "keep": keep.tolist(),
-                "created": time.time(),
-            }).encode()
+            trailer = json.dumps(
+                {
+                    **self.meta,
+                    "key": self.key,
+                    "rows": self._rows,
+                    "row_shape": list(self.row_shape),
+                    "dtype": _dtype_name(self.dtype),
+                    "chain_index": self.chain_index,
+                    "labels": labels.tolist(),
+                    "keep": keep.tolist(),
+                    "created": time.time(),
+                }
+            ).encode()
             file.write(trailer)
             file.write(_TRAILER.pack(len(trailer), MAGIC))
             file.flush()
@@ -387,10 +401,18 @@ class FeatureWriter:
             file.flush()
         self._file = None
         store = FeatureStore(
-            chain_index=self.chain_index, labels=labels, keep=keep, row_shape=self.row_shape,
-            dtype=self.dtype, memory=memory, key=self.key, path=path, _file=file,
+            chain_index=self.chain_index,
+            labels=labels,
+            keep=keep,
+            row_shape=self.row_shape,
+            dtype=self.dtype,
+            memory=memory,
+            key=self.key,
+            path=path,
+            _file=file,
             _file_first_row=0 if self.persist else self._file_first_row,
-            _budget=self.budget, _reserved=self._reserved,
+            _budget=self.budget,
+            _reserved=self._reserved,
         )
         self._reserved = 0
         self._memory = []
@@ -447,8 +469,11 @@ def open_entry(key: str, budget: MemoryBudget, directory: Path | None = None) ->
         if handle.readinto(buffer) != len(buffer):
             budget.release(memory_rows * row_bytes)
             raise ValueError("damaged")
-        memory = (torch.frombuffer(buffer, dtype=torch.uint8).view(dtype).view(memory_rows, *row_shape)
-                  if memory_rows else torch.empty((0, *row_shape), dtype=dtype))
+        memory = (
+            torch.frombuffer(buffer, dtype=torch.uint8).view(dtype).view(memory_rows, *row_shape)
+            if memory_rows
+            else torch.empty((0, *row_shape), dtype=dtype)
+        )
     except (ValueError, KeyError, TypeError, OSError):
         handle.close()
         path.unlink(missing_ok=True)
@@ -461,9 +486,18 @@ def open_entry(key: str, budget: MemoryBudget, directory: Path | None = None) ->
         handle.close()
         handle = None
     return FeatureStore(
-        chain_index=int(meta["chain_index"]), labels=labels, keep=keep, row_shape=row_shape,
-        dtype=dtype, memory=memory, key=key, reused=True, path=path, _file=handle,
-        _budget=budget, _reserved=memory_rows * row_bytes,
+        chain_index=int(meta["chain_index"]),
+        labels=labels,
+        keep=keep,
+        row_shape=row_shape,
+        dtype=dtype,
+        memory=memory,
+        key=key,
+        reused=True,
+        path=path,
+        _file=handle,
+        _budget=budget,
+        _reserved=memory_rows * row_bytes,
     )
 
 
@@ -485,8 +519,9 @@ def _read_trailer(handle: BinaryIO, path: Path) -> dict[str, Any] | None:
     return meta
 
 
-def prune(directory: Path | None = None, keep_bytes: int | None = None,
-          protect: Iterable[Path] = ()) -> list[Path]:
+def prune(
+    directory: Path | None = None, keep_bytes: int | None = None, protect: Iterable[Path] = ()
+) -> list[Path]:
     """Delete the least recently used entries beyond ``keep_bytes`` and temporary files
     older than a day (left by interrupted writes); returns what was deleted."""
     directory = Path(directory) if directory is not None else features_dir()
@@ -549,8 +584,13 @@ def extract_features(
     stop part-way and :class:`FeatureRangeError` when fp16 cannot hold the features;
     either way nothing is kept."""
     writer = FeatureWriter(
-        chain_index, budget=budget if budget is not None else MemoryBudget(2**62), dtype=dtype,
-        key=key, directory=directory, persist=persist, meta=meta,
+        chain_index,
+        budget=budget if budget is not None else MemoryBudget(2**62),
+        dtype=dtype,
+        key=key,
+        directory=directory,
+        persist=persist,
+        meta=meta,
     )
     done = 0
     try:

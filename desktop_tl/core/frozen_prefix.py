@@ -76,8 +76,9 @@ class ChainRunner:
 class FrozenPrefix:
     """The model's backbone chain: which stage trains first, and running stretches of it."""
 
-    def __init__(self, model: nn.Module, device: torch.device, precision: str,
-                 log: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, model: nn.Module, device: torch.device, precision: str, log: Callable[[str, str], None]
+    ) -> None:
         chain = backbone_chain(model)
         self.model = model
         self.modules = [module for _, module in chain]
@@ -172,8 +173,11 @@ class FrozenPrefix:
             expected = plain(probe).float()
             error = (folded(probe).float() - expected).norm() / expected.norm().clamp_min(1e-12)
         if not bool(torch.isfinite(error)) or float(error) > 1e-3:
-            self._log("info", f"frozen stages {self.names[start]}..{self.names[stop - 1]} "
-                              "run without BatchNorm folding (it changed their output)")
+            self._log(
+                "info",
+                f"frozen stages {self.names[start]}..{self.names[stop - 1]} "
+                "run without BatchNorm folding (it changed their output)",
+            )
             self._runners[(start, stop)] = (plain, "plain")
             return plain
         self._runners[(start, stop)] = (folded, "folded")

@@ -18,9 +18,19 @@ class ImageReader:
     its decoded-image store stays the same; only its order changes.
     """
 
-    def __init__(self, prepared, preprocessing, eval_transform, *, augment: str, batch_size: int,
-                 num_workers: int, seed: int, device: torch.device,
-                 log: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        prepared,
+        preprocessing,
+        eval_transform,
+        *,
+        augment: str,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        device: torch.device,
+        log: Callable[[str, str], None],
+    ) -> None:
         self.prepared = prepared
         self.preprocessing = preprocessing
         self.eval_transform = eval_transform
@@ -62,9 +72,14 @@ class ImageReader:
         indices). The loader (and any workers) lives for this pass only."""
         from .loaders import ImageDataset, make_loader
 
-        loader = make_loader(ImageDataset(items, self.eval_transform, with_index=True),
-                             batch_size=self.batch_size, shuffle=False,
-                             num_workers=self.num_workers, seed=0, device=self.device)
+        loader = make_loader(
+            ImageDataset(items, self.eval_transform, with_index=True),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            seed=0,
+            device=self.device,
+        )
         for batch in self._fetch(loader):
             yield batch.images, batch.labels, batch.indices
 
@@ -77,12 +92,19 @@ class ImageReader:
         key = (subset, train)
         entry = self._loaders.get(key)
         if entry is None or entry[2] is not decoded:
-            dataset = DecodedImageDataset(self.items(subset), decoded, self.preprocessing,
-                                          self.augment, train)
+            dataset = DecodedImageDataset(
+                self.items(subset), decoded, self.preprocessing, self.augment, train
+            )
             sampler = EpochSampler()
-            loader = make_loader(dataset, batch_size=self.batch_size, shuffle=False,
-                                 sampler=sampler, num_workers=self.num_workers,
-                                 seed=self.seed, device=self.device)
+            loader = make_loader(
+                dataset,
+                batch_size=self.batch_size,
+                shuffle=False,
+                sampler=sampler,
+                num_workers=self.num_workers,
+                seed=self.seed,
+                device=self.device,
+            )
             entry = self._loaders[key] = (loader, sampler, decoded)
         loader, sampler, _ = entry
         sampler.set_epoch(order.tolist() if torch.is_tensor(order) else list(order), seed)

@@ -38,11 +38,13 @@ def decode_transform(preprocessing: Preprocessing):
 
     from .transforms import interpolation_mode
 
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(preprocessing.resize, interpolation=interpolation_mode(preprocessing), antialias=True),
-        v2.ToPureTensor(),
-    ])
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(preprocessing.resize, interpolation=interpolation_mode(preprocessing), antialias=True),
+            v2.ToPureTensor(),
+        ]
+    )
 
 
 def tensor_transform(preprocessing: Preprocessing, augment: str, train: bool):
@@ -66,8 +68,9 @@ class DecodedImages:
     :meth:`get` returns ``None`` for them and the dataset decodes them from the file.
     """
 
-    def __init__(self, data: torch.Tensor, offsets: torch.Tensor, shapes: torch.Tensor,
-                 budget: Any = None) -> None:
+    def __init__(
+        self, data: torch.Tensor, offsets: torch.Tensor, shapes: torch.Tensor, budget: Any = None
+    ) -> None:
         self.data = data  # (total,) uint8
         self.offsets = offsets  # (N,) int64
         self.shapes = shapes  # (N, 3) int64; (-1, -1, -1) where not held
@@ -76,14 +79,24 @@ class DecodedImages:
 
     @classmethod
     def empty(cls, count: int) -> "DecodedImages":
-        return cls(torch.empty(0, dtype=torch.uint8), torch.zeros(count, dtype=torch.long),
-                   torch.full((count, 3), -1, dtype=torch.long))
+        return cls(
+            torch.empty(0, dtype=torch.uint8),
+            torch.zeros(count, dtype=torch.long),
+            torch.full((count, 3), -1, dtype=torch.long),
+        )
 
     @classmethod
-    def build(cls, items: Sequence[tuple[str, int]], preprocessing: Preprocessing, budget: Any, *,
-              num_workers: int = 0, progress: Callable[[int], None] | None = None,
-              should_stop: Callable[[], bool] | None = None,
-              decode_threads: int = -1) -> "DecodedImages":
+    def build(
+        cls,
+        items: Sequence[tuple[str, int]],
+        preprocessing: Preprocessing,
+        budget: Any,
+        *,
+        num_workers: int = 0,
+        progress: Callable[[int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        decode_threads: int = -1,
+    ) -> "DecodedImages":
         """Decode every item once (in ``num_workers`` processes, or on ``decode_threads``
         threads: ``-1`` sizes them to the machine, ``0`` decodes here), keeping what
         ``budget`` (a :class:`~desktop_tl.core.feature_cache.MemoryBudget`) allows."""
@@ -93,9 +106,15 @@ class DecodedImages:
         dataset = _DecodeOnly(list(items), decode_transform(preprocessing), preprocessing.resize)
         if num_workers > 0:
             # its own generator: iterating must not draw from the caller's random state
-            loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
-                                collate_fn=_keep, generator=torch.Generator(),
-                                multiprocessing_context="spawn")
+            loader = DataLoader(
+                dataset,
+                batch_size=None,
+                shuffle=False,
+                num_workers=num_workers,
+                collate_fn=_keep,
+                generator=torch.Generator(),
+                multiprocessing_context="spawn",
+            )
             samples = iter(loader)
             threads = None
         else:
@@ -135,7 +154,7 @@ class DecodedImages:
         for index in sorted(held):
             image = held.pop(index)  # free each as it is packed: peak stays near the total
             n = image.numel()
-            data[position:position + n] = image.reshape(-1)
+            data[position : position + n] = image.reshape(-1)
             offsets[index] = position
             shapes[index] = torch.tensor(image.shape)
             position += n
@@ -157,7 +176,7 @@ class DecodedImages:
         if c < 0:
             return None
         start = int(self.offsets[index])
-        return self.data[start:start + c * h * w].view(c, h, w)
+        return self.data[start : start + c * h * w].view(c, h, w)
 
     def close(self) -> None:
         """Free the buffer and give its bytes back to the budget."""
@@ -169,8 +188,13 @@ class DecodedImages:
         self.shapes = torch.full_like(self.shapes, -1)
 
     def __getstate__(self) -> dict[str, Any]:  # worker processes get the tensors, not the budget
-        return {"data": self.data, "offsets": self.offsets, "shapes": self.shapes,
-                "_budget": None, "_reserved": 0}
+        return {
+            "data": self.data,
+            "offsets": self.offsets,
+            "shapes": self.shapes,
+            "_budget": None,
+            "_reserved": 0,
+        }
 
 
 def _close(samples) -> None:
@@ -244,8 +268,14 @@ class DecodedImageDataset(Dataset):
     image that fails to decode yields :class:`~desktop_tl.core.loaders.UnreadableImage`.
     """
 
-    def __init__(self, items: Sequence[tuple[str, int]], decoded: DecodedImages | None,
-                 preprocessing: Preprocessing, augment: str, train: bool) -> None:
+    def __init__(
+        self,
+        items: Sequence[tuple[str, int]],
+        decoded: DecodedImages | None,
+        preprocessing: Preprocessing,
+        augment: str,
+        train: bool,
+    ) -> None:
         self.items = [(str(path), int(label)) for path, label in items]
         self.decoded = decoded
         self.decode = decode_transform(preprocessing)

@@ -64,8 +64,15 @@ _PILLOW_DEFAULT_LIMIT = int(1024 * 1024 * 1024 // 4 // 3)
 _LARGE_DECODES = threading.BoundedSemaphore(2)
 
 #: EXIF orientation -> the transpose that makes the image upright (as ImageOps does).
-_ORIENTATION_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM",
-                          5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+_ORIENTATION_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 class ImageReadError(UserError):
@@ -202,10 +209,18 @@ def _refuse_special_file(path: str | Path) -> None:
         return
     if stat.S_ISDIR(mode):
         raise ImageReadError(path, "is a folder, not an image file")
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
-    raise ImageReadError(path, f"not a regular file ({kind}); reading it could wait forever, "
-                               "so it is skipped")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a special file"
+    )
+    raise ImageReadError(
+        path, f"not a regular file ({kind}); reading it could wait forever, so it is skipped"
+    )
 
 
 def _draft(image: "PILImage.Image", min_short_side: int) -> bool:
@@ -223,10 +238,12 @@ def _draft(image: "PILImage.Image", min_short_side: int) -> bool:
 
 def _too_many_pixels_reason(size: tuple[int, int], limit: int) -> str:
     megapixels = size[0] * size[1] / 1_000_000
-    return (f"image has {megapixels:.1f} megapixels ({size[0]} x {size[1]}), more than the "
-            f"limit of {limit / 1_000_000:g} megapixels; shrink it or remove it from the "
-            f"dataset, or raise the limit with the environment variable "
-            f"{PIXEL_LIMIT_VARIABLE} (e.g. {PIXEL_LIMIT_VARIABLE}={math.ceil(megapixels)})")
+    return (
+        f"image has {megapixels:.1f} megapixels ({size[0]} x {size[1]}), more than the "
+        f"limit of {limit / 1_000_000:g} megapixels; shrink it or remove it from the "
+        f"dataset, or raise the limit with the environment variable "
+        f"{PIXEL_LIMIT_VARIABLE} (e.g. {PIXEL_LIMIT_VARIABLE}={math.ceil(megapixels)})"
+    )
 
 
 def _open_reduced(image: "PILImage.Image", image_module) -> "PILImage.Image":

@@ -31,6 +31,7 @@ from .transforms import apply_on_any_thread, decode_short_side, is_deterministic
 #: than decoding in the training process costs over a whole run.
 SMALL_DATASET_IMAGES = 1000
 
+
 @dataclass(frozen=True)
 class UnreadableImage:
     """Returned by :class:`ImageDataset` instead of a sample whose file no longer decodes;
@@ -55,8 +56,9 @@ class ImageDataset(Dataset):
     and :meth:`finish` (a random transform, drawn in the caller's order).
     """
 
-    def __init__(self, items: Sequence[tuple[str, int]], transform: Callable | None = None,
-                 *, with_index: bool = False) -> None:
+    def __init__(
+        self, items: Sequence[tuple[str, int]], transform: Callable | None = None, *, with_index: bool = False
+    ) -> None:
         self.items = [(str(path), int(label)) for path, label in items]
         self.transform = transform
         self.with_index = with_index
@@ -172,8 +174,13 @@ class ImageLoader(DataLoader):
                 yield batch
 
     def _collated(self) -> Iterator[Any]:
-        threaded = (self.num_workers == 0 and self.decode_threads >= 1 and self._auto_collation
-                    and hasattr(self.dataset, "read") and hasattr(self.dataset, "finish"))
+        threaded = (
+            self.num_workers == 0
+            and self.decode_threads >= 1
+            and self._auto_collation
+            and hasattr(self.dataset, "read")
+            and hasattr(self.dataset, "finish")
+        )
         if not threaded:
             yield from super().__iter__()
             return
@@ -200,8 +207,9 @@ class ImageLoader(DataLoader):
             while pending:
                 indices, futures = pending.popleft()
                 submit_next()
-                batch = self.collate_fn([dataset.finish(index, future.result())
-                                         for index, future in zip(indices, futures)])
+                batch = self.collate_fn(
+                    [dataset.finish(index, future.result()) for index, future in zip(indices, futures)]
+                )
                 if state._pin_memory:
                     batch = pin_memory(batch, state._pin_memory_device)
                 yield batch

@@ -16,7 +16,9 @@ class ClassificationReport:
     support: list[int]
 
 
-def classification_report(targets: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> ClassificationReport:
+def classification_report(
+    targets: torch.Tensor, predictions: torch.Tensor, num_classes: int
+) -> ClassificationReport:
     targets = targets.to(torch.int64).cpu()
     predictions = predictions.to(torch.int64).cpu()
     confusion = torch.bincount(
@@ -25,7 +27,9 @@ def classification_report(targets: torch.Tensor, predictions: torch.Tensor, num_
     true_positive = confusion.diag().to(torch.float64)
     predicted = confusion.sum(dim=0).to(torch.float64)
     actual = confusion.sum(dim=1).to(torch.float64)
-    precision = torch.where(predicted > 0, true_positive / predicted.clamp(min=1), torch.zeros_like(predicted))
+    precision = torch.where(
+        predicted > 0, true_positive / predicted.clamp(min=1), torch.zeros_like(predicted)
+    )
     recall = torch.where(actual > 0, true_positive / actual.clamp(min=1), torch.zeros_like(actual))
     total = int(confusion.sum())
     accuracy = float(true_positive.sum() / total) if total else 0.0
@@ -77,8 +81,9 @@ def top_k_values(num_classes: int) -> list[int]:
     return [3, 5] if num_classes > 5 else []
 
 
-def detailed_metrics(confusion: list[list[int]], probabilities: torch.Tensor | None = None,
-                     targets: torch.Tensor | None = None) -> DetailedMetrics:
+def detailed_metrics(
+    confusion: list[list[int]], probabilities: torch.Tensor | None = None, targets: torch.Tensor | None = None
+) -> DetailedMetrics:
     """F1, averages and top-k from a confusion matrix (rows: true class) and, for top-k,
     each image's class probabilities with its true class."""
     n = len(confusion)

@@ -37,7 +37,9 @@ def make_scheduler(cfg: RunConfig, optimizer: torch.optim.Optimizer):
     if cfg.train.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.train.epochs)
     if cfg.train.schedule == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.train.step_size, gamma=cfg.train.gamma)
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=cfg.train.step_size, gamma=cfg.train.gamma
+        )
     return None
 
 
@@ -52,8 +54,11 @@ class Optimisation:
     @classmethod
     def build(cls, cfg: RunConfig, model: nn.Module, device: torch.device, precision: str) -> Optimisation:
         optimizer = make_optimizer(cfg, model)
-        return cls(optimizer, make_scheduler(cfg, optimizer),
-                   torch.amp.GradScaler(device.type, enabled=(precision == "fp16")))
+        return cls(
+            optimizer,
+            make_scheduler(cfg, optimizer),
+            torch.amp.GradScaler(device.type, enabled=(precision == "fp16")),
+        )
 
     @property
     def lr(self) -> float:

@@ -67,8 +67,9 @@ class Predictor:
         self.epoch = epoch  # the 1-based epoch the checkpoint was saved after
 
     @classmethod
-    def from_run_dir(cls, path: str | Path, device: str = "cpu", host: Any = None,
-                     checkpoint: str | None = None) -> Predictor:
+    def from_run_dir(
+        cls, path: str | Path, device: str = "cpu", host: Any = None, checkpoint: str | None = None
+    ) -> Predictor:
         """Load a checkpoint of a run folder (or a checkpoint folder itself).
 
         ``checkpoint`` None: the best one, or the last when there is no best;
@@ -88,24 +89,34 @@ class Predictor:
             try:
                 found = load_checkpoint(path / "checkpoints" / checkpoint)
             except CheckpointError:
-                when = ("no epoch improved on the validation accuracy yet, or the run stopped "
-                        "before its first epoch ended" if checkpoint == "best"
-                        else "the run stopped before its first epoch ended")
+                when = (
+                    "no epoch improved on the validation accuracy yet, or the run stopped "
+                    "before its first epoch ended"
+                    if checkpoint == "best"
+                    else "the run stopped before its first epoch ended"
+                )
                 raise CheckpointError(
                     f"{path.name} has no {checkpoint} checkpoint ({when}); choose the other "
-                    "checkpoint or train the run again") from None
+                    "checkpoint or train the run again"
+                ) from None
         checkpoint_kind = found.path.name.removesuffix(".old")
         checkpoint = found
         meta = checkpoint.meta
         if not isinstance(meta, dict) or not {"backbone", "head", "classes", "preprocessing"} <= meta.keys():
-            raise CheckpointError(f"checkpoint metadata in {checkpoint.path} is incomplete; the "
-                                  "checkpoint is damaged, train the run again")
+            raise CheckpointError(
+                f"checkpoint metadata in {checkpoint.path} is incomplete; the "
+                "checkpoint is damaged, train the run again"
+            )
         host = host or get_host()
         provider, model_name = host.resolve_backbone(meta["backbone"])
         # The checkpoint holds every weight; the backbone's own initial weights are not needed.
         backbone = provider.create(model_name, "none")
         _, _, head = build_head(
-            host, meta["head"]["id"], meta["head"].get("options", {}), backbone.feature_dim, len(meta["classes"])
+            host,
+            meta["head"]["id"],
+            meta["head"].get("options", {}),
+            backbone.feature_dim,
+            len(meta["classes"]),
         )
         model = TransferModel(backbone.module, head)
         try:
@@ -135,14 +146,20 @@ class Predictor:
         """The model's class scores for a batch of preprocessed images."""
         return self.model(images.to(self.device))
 
-    def evaluate(self, items: Sequence[tuple[str | Path, int]], batch_size: int = 16) -> EvaluationReport | None:
+    def evaluate(
+        self, items: Sequence[tuple[str | Path, int]], batch_size: int = 16
+    ) -> EvaluationReport | None:
         """Score the model on labelled images ``(path, class index)`` with the loop that
         scores validation and the test split; None when no image could be read."""
         from .loaders import ImageDataset, make_loader
 
         items = [(str(path), int(label)) for path, label in items]
-        loader = make_loader(ImageDataset(items, self.transform, with_index=True),
-                             batch_size=batch_size, shuffle=False, num_workers=0)
+        loader = make_loader(
+            ImageDataset(items, self.transform, with_index=True),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=0,
+        )
         batches = ((b.images, b.labels, b.indices) for b in loader.batches())
         return evaluate(self.logits, batches, self.class_names, [path for path, _ in items])
 
@@ -162,8 +179,12 @@ class Predictor:
         from .loaders import ImageDataset, make_loader
 
         items = [(str(path), int(label)) for path, label in items]
-        loader = make_loader(ImageDataset(items, self.transform, with_index=True),
-                             batch_size=batch_size, shuffle=False, num_workers=0)
+        loader = make_loader(
+            ImageDataset(items, self.transform, with_index=True),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=0,
+        )
         targets: list[torch.Tensor] = []
         scored_paths: list[str] = []
 

@@ -78,5 +78,10 @@ class EpochReport:
     def metrics(self) -> dict[str, Any]:
         """:meth:`row` with the per-class validation figures (plots, progress lines)."""
         v = self.validation
-        return {**self.row(), "per_class_precision": v.precision, "per_class_recall": v.recall,
-                "support": v.support, "confusion": v.confusion}
+        return {
+            **self.row(),
+            "per_class_precision": v.precision,
+            "per_class_recall": v.recall,
+            "support": v.support,
+            "confusion": v.confusion,
+        }

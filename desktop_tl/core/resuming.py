@@ -14,12 +14,7 @@ from .checkpoints import (
     save_checkpoint,
     tidy_checkpoints,
 )
-from .run_folder import (
-    CHECKPOINTS,
-    RunFolderError,
-    read_summary,
-    remove_temporary_files,
-)
+from .run_folder import CHECKPOINTS, RunFolderError, read_summary, remove_temporary_files
 from .run_progress import RunProgress
 
 Log = Callable[[str, str], None]
@@ -35,7 +30,9 @@ def resume_checkpoint(run_dir: Path):
 
 def summary_is_final(summary: dict[str, Any], epochs: int) -> bool:
     """Whether ``summary`` is the one a run writes once it has finished all ``epochs``."""
-    return summary.get("status") in ("completed", "early-stopped") and summary.get("epochs_completed") == epochs
+    return (
+        summary.get("status") in ("completed", "early-stopped") and summary.get("epochs_completed") == epochs
+    )
 
 
 def check_resumable(run_dir: Path, progress: RunProgress, train) -> bool:
@@ -55,8 +52,7 @@ def check_resumable(run_dir: Path, progress: RunProgress, train) -> bool:
             f"{progress.stale_epochs} epochs); there is nothing to resume"
         )
     raise RunFolderError(
-        f"{run_dir} already finished its {done} epochs; to train longer, resume with --epochs N "
-        f"(N > {done})"
+        f"{run_dir} already finished its {done} epochs; to train longer, resume with --epochs N (N > {done})"
     )
 
 
@@ -102,8 +98,14 @@ def restore_best(run_dir: Path, checkpoint, best: dict[str, Any], last_epoch: in
         return
     if best["epoch"] == last_epoch:
         save_checkpoint(folder, checkpoint.model_state(), checkpoint.meta)
-        log("info", f"checkpoints/best held epoch {saved_epoch}, not the best epoch "
-                    f"{last_epoch}; rewrote it from checkpoints/last")
+        log(
+            "info",
+            f"checkpoints/best held epoch {saved_epoch}, not the best epoch "
+            f"{last_epoch}; rewrote it from checkpoints/last",
+        )
     else:
-        log("warning", f"checkpoints/best holds epoch {saved_epoch}, but the best epoch was "
-                       f"{best['epoch']}; its weights were lost when the run was interrupted")
+        log(
+            "warning",
+            f"checkpoints/best holds epoch {saved_epoch}, but the best epoch was "
+            f"{best['epoch']}; its weights were lost when the run was interrupted",
+        )

@@ -38,11 +38,15 @@ class Comparison:
 
     def messages(self) -> list[str]:
         """One sentence per reason to be careful with this comparison."""
-        lines = [f"{self.runs[i].name} is not comparable with {self.runs[0].name}: {why}"
-                 for i, why in sorted(self.not_comparable.items())]
+        lines = [
+            f"{self.runs[i].name} is not comparable with {self.runs[0].name}: {why}"
+            for i, why in sorted(self.not_comparable.items())
+        ]
         for i in self.without_metrics:
             run = self.runs[i]
-            lines.append(f"{run.name} has no metrics yet ({run.status}); it has no curves and no final values")
+            lines.append(
+                f"{run.name} has no metrics yet ({run.status}); it has no curves and no final values"
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,8 +88,7 @@ def comparability_problem(a: RunRecord, b: RunRecord) -> str:
     if a.classes and b.classes and a.classes != b.classes:
         if set(a.classes) == set(b.classes):
             return "its classes are in a different order"
-        return ("it has a different class set "
-                f"({', '.join(b.classes)} instead of {', '.join(a.classes)})")
+        return f"it has a different class set ({', '.join(b.classes)} instead of {', '.join(a.classes)})"
     if not a.classes or not b.classes:
         missing = a if not a.classes else b
         return f"the class set of {missing.name} is unknown (its folder has no summary or split)"

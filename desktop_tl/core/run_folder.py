@@ -198,8 +198,10 @@ def describe_os_error(exc: OSError, where: Path | str | None = None) -> str:
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return f"cannot write {path}: the disk is full; free some space on it, then try again"
     if code == errno.EROFS:
-        return (f"cannot write {path}: it is on a read-only file system; make it writable, or "
-                "copy the run folder somewhere writable and use the copy")
+        return (
+            f"cannot write {path}: it is on a read-only file system; make it writable, or "
+            "copy the run folder somewhere writable and use the copy"
+        )
     if code in (errno.EACCES, errno.EPERM):
         return f"cannot write {path}: permission denied; make it writable for you, then try again"
     return f"{path}: {exc.strerror or exc}"
@@ -250,8 +252,10 @@ def _owner_text(run_dir: Path) -> str:
 
 
 def _in_use_message(run_dir: Path, holder: str) -> str:
-    return (f"{run_dir} is in use by another training run ({holder}); wait for it to finish "
-            "or stop it, then try again (or choose another output folder)")
+    return (
+        f"{run_dir} is in use by another training run ({holder}); wait for it to finish "
+        "or stop it, then try again (or choose another output folder)"
+    )
 
 
 def lock_run_dir(run_dir: Path | str, wait_s: float = 1.0) -> RunLock:
@@ -269,8 +273,7 @@ def lock_run_dir(run_dir: Path | str, wait_s: float = 1.0) -> RunLock:
         raise RunFolderInUse(_in_use_message(run_dir, _owner_text(run_dir))) from None
     except OSError as exc:
         raise RunFolderError(describe_os_error(exc, run_dir)) from None
-    owner = {"pid": os.getpid(), "host": socket.gethostname(),
-             "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         atomic_write_text(run_dir / LOCK_OWNER_FILE, json.dumps(owner))
     except OSError as exc:

@@ -122,8 +122,11 @@ class RunRecord:
             "status": self.status,
             "reason": self.reason,
             "problem": self.problem,
-            "started": (datetime.fromtimestamp(self.started).isoformat(timespec="seconds")
-                        if self.started is not None else None),
+            "started": (
+                datetime.fromtimestamp(self.started).isoformat(timespec="seconds")
+                if self.started is not None
+                else None
+            ),
             "dataset": self.dataset,
             "backbone": self.backbone,
             "freeze": self.freeze,
@@ -234,8 +237,9 @@ def read_run(path: str | os.PathLike[str]) -> RunRecord:
             record.classes = [str(c) for c in split["class_names"]]
         val = split.get("val")
         if isinstance(val, list):
-            record.split_val = tuple(sorted(str(item[0]) if isinstance(item, list) and item else str(item)
-                                            for item in val))
+            record.split_val = tuple(
+                sorted(str(item[0]) if isinstance(item, list) and item else str(item) for item in val)
+            )
 
     if is_running(path, has_summary=bool(summary)):
         record.status = "running"
@@ -250,8 +254,10 @@ def read_run(path: str | os.PathLike[str]) -> RunRecord:
             problems.append(f"the folder has no {RUN_FILE}; it was not written completely")
         record.status = "damaged" if problems else "interrupted"
         if record.status == "interrupted":
-            record.reason = ("the run stopped without writing a summary "
-                             "(the program was closed or crashed); `desktop-tl train --resume` continues it")
+            record.reason = (
+                "the run stopped without writing a summary "
+                "(the program was closed or crashed); `desktop-tl train --resume` continues it"
+            )
         rows = read_metrics(path)
         if rows:
             record.epochs_completed = len(rows)
@@ -380,8 +386,9 @@ def move_to_trash(path: str | os.PathLike[str]) -> None:
     try:
         from send2trash import send2trash
     except ImportError:  # pragma: no cover - a declared dependency
-        raise RunHistoryError("moving to the trash needs the send2trash package; "
-                              "the run was left where it is") from None
+        raise RunHistoryError(
+            "moving to the trash needs the send2trash package; the run was left where it is"
+        ) from None
     try:
         send2trash(str(path))
     except Exception as exc:  # send2trash raises OSError subclasses and its own TrashPermissionError
@@ -396,21 +403,25 @@ def per_class_rows(record: RunRecord) -> list[dict[str, Any]]:
     summary = record.summary
     confusion = summary.get("confusion")
     if not isinstance(confusion, list) or not confusion:
-        raise RunHistoryError(f"{record.name} has no evaluation results "
-                              f"({record.status}; no epoch finished with a validation pass)")
+        raise RunHistoryError(
+            f"{record.name} has no evaluation results "
+            f"({record.status}; no epoch finished with a validation pass)"
+        )
     classes = record.classes or [str(i) for i in range(len(confusion))]
     precision = summary.get("per_class_precision") or []
     recall = summary.get("per_class_recall") or []
     rows = []
     for index, name in enumerate(classes):
         row = confusion[index] if index < len(confusion) else []
-        rows.append({
-            "class": name,
-            "precision": _number(precision[index]) if index < len(precision) else None,
-            "recall": _number(recall[index]) if index < len(recall) else None,
-            "support": int(sum(row)) if row else 0,
-            "correct": int(row[index]) if index < len(row) else 0,
-        })
+        rows.append(
+            {
+                "class": name,
+                "precision": _number(precision[index]) if index < len(precision) else None,
+                "recall": _number(recall[index]) if index < len(recall) else None,
+                "support": int(sum(row)) if row else 0,
+                "correct": int(row[index]) if index < len(row) else 0,
+            }
+        )
     return rows
 
 
@@ -419,12 +430,14 @@ def write_per_class_csv(record: RunRecord, target: str | os.PathLike[str]) -> Pa
     import io
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["class", "precision", "recall", "support", "correct"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(
+        buffer, fieldnames=["class", "precision", "recall", "support", "correct"], lineterminator="\n"
+    )
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v))
-                         for k, v in row.items()})
+        writer.writerow(
+            {k: ("" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)) for k, v in row.items()}
+        )
     target = Path(target)
     try:
         atomic_write_text(target, buffer.getvalue())
@@ -491,10 +504,16 @@ def _read_toml(file: Path, problems: list[str]) -> dict[str, Any] | None:
 def _newer_version(summary: dict[str, Any]) -> str:
     from .. import __version__
 
-    written = (summary.get("versions") or {}).get("desktop_tl") if isinstance(summary.get("versions"), dict) else None
+    written = (
+        (summary.get("versions") or {}).get("desktop_tl")
+        if isinstance(summary.get("versions"), dict)
+        else None
+    )
     if isinstance(written, str) and _version_key(written) > _version_key(__version__):
-        return (f"written by desktop-tl {written}, newer than this {__version__}; "
-                "what this version understands is shown")
+        return (
+            f"written by desktop-tl {written}, newer than this {__version__}; "
+            "what this version understands is shown"
+        )
     return ""
 
 

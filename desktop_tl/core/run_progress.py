@@ -44,8 +44,10 @@ class RunProgress:
         return bool(patience and self.stale_epochs >= patience)
 
     def early_stop_reason(self) -> str:
-        return (f"validation loss did not improve for {self.stale_epochs} epochs "
-                f"(lowest at epoch {self.lowest['epoch']})")
+        return (
+            f"validation loss did not improve for {self.stale_epochs} epochs "
+            f"(lowest at epoch {self.lowest['epoch']})"
+        )
 
     def to_state(self) -> dict[str, Any]:
         """The entries of a checkpoint's training state that this covers."""
@@ -75,5 +77,12 @@ class RunProgress:
     def snapshot(self) -> RunProgress:
         """A copy whose history and best later epochs do not change (what the checkpoint on
         disk covers); the freeze changes stay shared, as a summary lists every one made."""
-        return RunProgress(self.epoch, self.step, list(self.history), self.freeze_changes,
-                           dict(self.best), dict(self.lowest), self.stale_epochs)
+        return RunProgress(
+            self.epoch,
+            self.step,
+            list(self.history),
+            self.freeze_changes,
+            dict(self.best),
+            dict(self.lowest),
+            self.stale_epochs,
+        )

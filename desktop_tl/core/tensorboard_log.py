@@ -21,16 +21,22 @@ def missing_reason() -> str | None:
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (needs the tensorboard package)
     except ImportError:
-        return ("TensorBoard logging is on, but the tensorboard package is not installed, so the "
-                "run goes on without it; pip install tensorboard, or set [train] tensorboard = false")
+        return (
+            "TensorBoard logging is on, but the tensorboard package is not installed, so the "
+            "run goes on without it; pip install tensorboard, or set [train] tensorboard = false"
+        )
     return None
 
 
 class TensorBoardLog:
     """An engine event subscriber: call it with each event of one run."""
 
-    def __init__(self, run_dir: str | Path, class_names: Sequence[str],
-                 warn: Callable[[str], None] = lambda message: None) -> None:
+    def __init__(
+        self,
+        run_dir: str | Path,
+        class_names: Sequence[str],
+        warn: Callable[[str], None] = lambda message: None,
+    ) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.folder = Path(run_dir) / LOG_FOLDER
@@ -45,9 +51,13 @@ class TensorBoardLog:
             if isinstance(event, ev.EpochEnded):
                 self._epoch(event)
             elif isinstance(event, ev.FreezeApplied) and event.changes:
-                self._writer.add_text("freeze", ", ".join(
-                    f"{name} {'trainable' if on else 'frozen'}" for name, on in event.changes.items()),
-                    event.step)
+                self._writer.add_text(
+                    "freeze",
+                    ", ".join(
+                        f"{name} {'trainable' if on else 'frozen'}" for name, on in event.changes.items()
+                    ),
+                    event.step,
+                )
             elif isinstance(event, ev.RunFinished):
                 self.close()
         except Exception as exc:  # a full disk or a broken install must not stop training
@@ -56,10 +66,14 @@ class TensorBoardLog:
 
     def _epoch(self, event: "ev.EpochEnded") -> None:
         report, step = event.report, event.report.epoch  # 1-based, as metrics.csv counts
-        for tag, value in (("loss/train", report.train_loss), ("loss/validation", report.val_loss),
-                           ("accuracy/train", report.train_acc),
-                           ("accuracy/validation", report.val_acc), ("learning_rate", report.lr),
-                           ("epoch_seconds", report.epoch_seconds)):
+        for tag, value in (
+            ("loss/train", report.train_loss),
+            ("loss/validation", report.val_loss),
+            ("accuracy/train", report.train_acc),
+            ("accuracy/validation", report.val_acc),
+            ("learning_rate", report.lr),
+            ("epoch_seconds", report.epoch_seconds),
+        ):
             self._writer.add_scalar(tag, value, step)
         picture = confusion_matrix_image(report.validation.confusion, self.class_names)
         self._writer.add_image("confusion_matrix/validation", picture, step, dataformats="HWC")
@@ -92,8 +106,15 @@ def confusion_matrix_image(confusion: Sequence[Sequence[int]], class_names: Sequ
     if n <= 30:
         for i in range(matrix.shape[0]):
             for j in range(matrix.shape[1]):
-                axes.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center",
-                          color="white" if shares[i, j] > 0.5 else "black", fontsize=8)
+                axes.text(
+                    j,
+                    i,
+                    f"{int(matrix[i, j])}",
+                    ha="center",
+                    va="center",
+                    color="white" if shares[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
     figure.tight_layout()
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()

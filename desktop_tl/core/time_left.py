@@ -82,8 +82,9 @@ class TimeLeft:
     taken out of the phase it happened in and kept as a rate per image.
     """
 
-    def __init__(self, cache_log: list[dict[str, Any]] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self, cache_log: list[dict[str, Any]] | None = None, clock: Callable[[], float] | None = None
+    ) -> None:
         self.clock = clock if clock is not None else perf_counter
         self.cache_log = cache_log if cache_log is not None else []
         self._read = 0  # cache log entries already taken into account
@@ -93,7 +94,9 @@ class TimeLeft:
         self._steps: dict[tuple[int, Input], _Timings] = {}
         self._passes: dict[Input, _Timings] = {}
         self._between = _Timings()
-        self._per_row: dict[str, deque[float]] = {e: deque(maxlen=4) for e in ("built", "advanced", "decoded")}
+        self._per_row: dict[str, deque[float]] = {
+            e: deque(maxlen=4) for e in ("built", "advanced", "decoded")
+        }
         self._validated_at: float | None = None  # when the last validation ended
 
     # ---- what the loop reports
@@ -230,7 +233,7 @@ class TimeLeft:
     def _take_cache_work(self) -> float:
         """Seconds the cache log reports since it was last read, its rates kept."""
         seconds = 0.0
-        for entry in self.cache_log[self._read:]:
+        for entry in self.cache_log[self._read :]:
             spent = float(entry.get("seconds", 0.0))
             seconds += spent
             event, rows = entry.get("event"), entry.get("rows", entry.get("of", 0))
@@ -279,17 +282,30 @@ class LoopPlan:
         key = (loop.freeze_commands, caches.broken)
         if key != self._key:
             self._key = key
-            self._cacheable = (loop.prefix.first_trainable(), caches.blocker("train") is None,
-                               caches.blocker("val") is None)
+            self._cacheable = (
+                loop.prefix.first_trainable(),
+                caches.blocker("train") is None,
+                caches.blocker("val") is None,
+            )
         stage, train_cacheable, val_cacheable = self._cacheable
         train, val = caches.caches["train"], caches.caches["val"]
         # The images this process trains on per epoch (a distributed run shares them out).
         num_train = min(len(loop.prepared.train), loop.batches_per_epoch * loop.batch_size)
-        return Plan(epoch, batch, loop.epochs, loop.batches_per_epoch, num_train, len(loop.prepared.val), stage,
-                    train.chain_index if train is not None else None,
-                    val.chain_index if val is not None else None,
-                    caches.decoded["train"] is not None, caches.decoded["val"] is not None,
-                    train_cacheable, val_cacheable)
+        return Plan(
+            epoch,
+            batch,
+            loop.epochs,
+            loop.batches_per_epoch,
+            num_train,
+            len(loop.prepared.val),
+            stage,
+            train.chain_index if train is not None else None,
+            val.chain_index if val is not None else None,
+            caches.decoded["train"] is not None,
+            caches.decoded["val"] is not None,
+            train_cacheable,
+            val_cacheable,
+        )
 
     def input_of(self, subset: str) -> Input:
         """What ``subset`` is read from now."""

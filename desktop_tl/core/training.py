@@ -67,9 +67,11 @@ _PREPARATION_FIELDS = ("path", "loader", "val_fraction", "test_fraction", "split
 
 def data_settings_match(a: DataConfig, b: DataConfig) -> bool:
     """Whether data prepared with settings ``a`` is what settings ``b`` would prepare."""
+
     def key(data: DataConfig):
         path = str(Path(data.path).expanduser().absolute()) if data.path else ""
         return (path, *(getattr(data, name) for name in _PREPARATION_FIELDS[1:]))
+
     return key(a) == key(b)
 
 
@@ -194,8 +196,17 @@ class Trainer:
             cfg.save(self.run_dir / RUN_FILE)
             write_metrics(self.run_dir, progress.history)
 
-        loop = EpochLoop(self._ctx, cfg, built, prepared, self.device, self.precision, optimisation, progress,
-                         self.distributed)
+        loop = EpochLoop(
+            self._ctx,
+            cfg,
+            built,
+            prepared,
+            self.device,
+            self.precision,
+            optimisation,
+            progress,
+            self.distributed,
+        )
         self._announce_start(loop, progress)
         status, reason, last_eval = self._train(loop, progress, finishing)
         test = None
@@ -204,12 +215,15 @@ class Trainer:
         summary = self._summary(status, reason, progress, last_eval, loop, test)
         if self.distributed.is_main:
             update_summary(self.run_dir, summary)
-        log("warning" if status == "failed" else "info",  # a user's Stop is no problem
-            f"run {status}{': ' + reason if reason else ''}")
+        log(
+            "warning" if status == "failed" else "info",  # a user's Stop is no problem
+            f"run {status}{': ' + reason if reason else ''}",
+        )
         return ev.RunFinished(status, reason, str(self.run_dir), summary, last_eval, test)
 
-    def _train(self, loop: EpochLoop, progress: RunProgress,
-               finishing: bool) -> tuple[str, str, EvaluationReport | None]:
+    def _train(
+        self, loop: EpochLoop, progress: RunProgress, finishing: bool
+    ) -> tuple[str, str, EvaluationReport | None]:
         """The epochs; how they ended, and the last validation report."""
         patience = self.config.train.early_stopping_patience
         status, reason, last_eval = "completed", "", None
@@ -229,9 +243,12 @@ class Trainer:
                 saved_epochs = len(progress.history)
                 self._saved = (progress.snapshot(), last_eval, loop)
                 self._ctx.emit(ev.EpochEnded(epoch, report, is_best, progress.step))
-                self._ctx.log("info", f"epoch {epoch + 1}/{self.config.train.epochs}: train loss "
-                                      f"{report.train_loss:.4f}, val loss {report.val_loss:.4f}, "
-                                      f"val acc {report.val_acc:.3f}")
+                self._ctx.log(
+                    "info",
+                    f"epoch {epoch + 1}/{self.config.train.epochs}: train loss "
+                    f"{report.train_loss:.4f}, val loss {report.val_loss:.4f}, "
+                    f"val acc {report.val_acc:.3f}",
+                )
                 self._notify_plugins(epoch + 1, report.row())  # 1-based, as metrics["epoch"]
                 if progress.stopped_early(patience):
                     status, reason = "early-stopped", progress.early_stop_reason()
@@ -243,8 +260,10 @@ class Trainer:
         except NonFiniteLoss as exc:
             status = "failed"
             if progress.history:
-                reason = (f"{exc} The checkpoint of epoch {progress.history[-1]['epoch']}, the last "
-                          "good one, was kept.")
+                reason = (
+                    f"{exc} The checkpoint of epoch {progress.history[-1]['epoch']}, the last "
+                    "good one, was kept."
+                )
             else:
                 reason = f"{exc} No epoch had finished, so no checkpoint was written."
         finally:
@@ -258,17 +277,27 @@ class Trainer:
         validation = loop.validate()
         lr = loop.optimisation.lr
         loop.optimisation.end_epoch()
-        report = EpochReport(epoch + 1, train_loss, train_acc, lr, time.perf_counter() - epoch_t0,
-                             loop.caches.status, validation)
+        report = EpochReport(
+            epoch + 1,
+            train_loss,
+            train_acc,
+            lr,
+            time.perf_counter() - epoch_t0,
+            loop.caches.status,
+            validation,
+        )
         metrics = report.row()
         is_best = progress.record(metrics)
         if not self.distributed.is_main:
             return report, is_best
         model_state = self.built.model.state_dict()
         meta = self._checkpoint_meta(metrics, epoch)
-        save_checkpoint(self.run_dir / CHECKPOINTS / "last", model_state, meta,
-                        {**progress.to_state(), **loop.optimisation.state(),
-                         "processes": self.distributed.world_size})
+        save_checkpoint(
+            self.run_dir / CHECKPOINTS / "last",
+            model_state,
+            meta,
+            {**progress.to_state(), **loop.optimisation.state(), "processes": self.distributed.world_size},
+        )
         if is_best:
             save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta)
         write_metrics(self.run_dir, progress.history)
@@ -291,10 +320,13 @@ class Trainer:
     def _note_process_count(self, saved: int) -> None:
         world = self.distributed.world_size
         if saved != world:
-            self._ctx.log("info", f"this run was saved while training on {saved} process(es) and "
-                                  f"continues on {world} at the next epoch boundary; the batches of "
-                                  "the epochs to come are split differently, so the results will "
-                                  "differ slightly from an uninterrupted run")
+            self._ctx.log(
+                "info",
+                f"this run was saved while training on {saved} process(es) and "
+                f"continues on {world} at the next epoch boundary; the batches of "
+                "the epochs to come are split differently, so the results will "
+                "differ slightly from an uninterrupted run",
+            )
 
     def _open_run_to_resume(self) -> Path:
         run_dir = Path(self.config.out)
@@ -310,9 +342,12 @@ class Trainer:
     def _make_run_folder(self, run_dir: Path, model: torch.nn.Module) -> None:
         # Room for at least one checkpoint, checked before the folder or anything in it is
         # written (a full disk would otherwise fail later, leaving an empty run.log).
-        check_free_space(run_dir, tensor_bytes(model.state_dict()) + (1 << 20),
-                         "start this run (a checkpoint of this model)",
-                         "try again, or choose another output folder")
+        check_free_space(
+            run_dir,
+            tensor_bytes(model.state_dict()) + (1 << 20),
+            "start this run (a checkpoint of this model)",
+            "try again, or choose another output folder",
+        )
         self.run_dir = prepare_new_run_dir(run_dir)
         # Two runs started at once both passed the check above: the lock picks one, and
         # the run.toml check is repeated under it.
@@ -326,8 +361,11 @@ class Trainer:
         self._ctx.log("info", f"run folder: {self.run_dir}")
         if self.distributed.active:
             each = self.distributed.batch_size(self.config.train.batch_size)
-            self._ctx.log("info", f"distributed: {self.distributed.describe()}; {each} images per "
-                                  f"process and step ({each * self.distributed.world_size} together)")
+            self._ctx.log(
+                "info",
+                f"distributed: {self.distributed.describe()}; {each} images per "
+                f"process and step ({each * self.distributed.world_size} together)",
+            )
         remove_interrupted_writes(self.run_dir, self._ctx.log)
 
     def _prepare_data(self):
@@ -345,12 +383,16 @@ class Trainer:
             prepared = given
         else:
             if given is not None:
-                ctx.log("info", "the data settings changed since the images were checked; "
-                                "checking them again")
+                ctx.log(
+                    "info", "the data settings changed since the images were checked; checking them again"
+                )
             try:
                 prepared = prepare_data(
-                    cfg.data, self.host, should_stop=ctx.should_stop,
-                    progress=lambda done, total: ctx.stage("data", "Checking images…", done, total))
+                    cfg.data,
+                    self.host,
+                    should_stop=ctx.should_stop,
+                    progress=lambda done, total: ctx.stage("data", "Checking images…", done, total),
+                )
             except DataPreparationCancelled:
                 raise RunCancelled() from None
         self.prepared = prepared
@@ -386,15 +428,21 @@ class Trainer:
         """Refuse a resume with nothing left to do; whether it only has to finish. Makes
         sure of room for a checkpoint and that checkpoints/best holds the best epoch."""
         finishing = check_resumable(self.run_dir, progress, self.config.train)
-        check_free_space(self.run_dir / CHECKPOINTS, tensor_bytes(model.state_dict()) + (1 << 20),
-                         "continue this run (a checkpoint of this model)",
-                         f"resume again with --resume {self.run_dir}")
+        check_free_space(
+            self.run_dir / CHECKPOINTS,
+            tensor_bytes(model.state_dict()) + (1 << 20),
+            "continue this run (a checkpoint of this model)",
+            f"resume again with --resume {self.run_dir}",
+        )
         if self.distributed.is_main:
             restore_best(self.run_dir, checkpoint, progress.best, progress.next_epoch, self._ctx.log)
         done, planned = progress.next_epoch, self.config.train.epochs
         if finishing:
-            self._ctx.log("info", f"all {done} epochs had finished but the run was stopped "
-                                  "before its summary was written; evaluating and finishing it")
+            self._ctx.log(
+                "info",
+                f"all {done} epochs had finished but the run was stopped "
+                "before its summary was written; evaluating and finishing it",
+            )
         else:
             self._ctx.log("info", f"resuming after epoch {done} of {planned}")
         return finishing
@@ -403,16 +451,26 @@ class Trainer:
         prepared, model = self.prepared, self.built.model
         if self.config.train.tensorboard and self.distributed.is_main:
             self._start_tensorboard_log(prepared.class_names)
-        self._ctx.emit(ev.RunStarted(
-            run_dir=str(self.run_dir), epochs=self.config.train.epochs,
-            batches_per_epoch=loop.batches_per_epoch, class_names=tuple(prepared.class_names),
-            num_train=len(prepared.train), num_val=len(prepared.val), device=str(self.device),
-            precision=self.precision, start_epoch=progress.next_epoch,
-        ))
+        self._ctx.emit(
+            ev.RunStarted(
+                run_dir=str(self.run_dir),
+                epochs=self.config.train.epochs,
+                batches_per_epoch=loop.batches_per_epoch,
+                class_names=tuple(prepared.class_names),
+                num_train=len(prepared.train),
+                num_val=len(prepared.val),
+                device=str(self.device),
+                precision=self.precision,
+                start_epoch=progress.next_epoch,
+            )
+        )
         trainable, total = count_params(model)
-        self._ctx.log("info", f"training {trainable:,} of {total:,} parameters on {self.device} "
-                              f"({self.precision}), {len(prepared.train)} training and "
-                              f"{len(prepared.val)} validation images")
+        self._ctx.log(
+            "info",
+            f"training {trainable:,} of {total:,} parameters on {self.device} "
+            f"({self.precision}), {len(prepared.train)} training and "
+            f"{len(prepared.val)} validation images",
+        )
 
     def _start_tensorboard_log(self, class_names) -> None:
         """The optional TensorBoard log subscribes to the run's events; it closes itself
@@ -441,7 +499,9 @@ class Trainer:
         self._ctx.stage("test", "Scoring the test images…")
         model.eval()
         share = self.distributed.shard(torch.arange(len(prepared.test)))
-        dataset = ImageDataset([prepared.test[i] for i in share.tolist()], loop.eval_transform, with_index=True)
+        dataset = ImageDataset(
+            [prepared.test[i] for i in share.tolist()], loop.eval_transform, with_index=True
+        )
         loader = make_loader(dataset, batch_size=loop.batch_size, shuffle=False, num_workers=0)
         device, precision = self.device, self.precision
 
@@ -450,11 +510,19 @@ class Trainer:
                 return model(images.to(device))
 
         batches = ((b.images, b.labels, share[b.indices]) for b in loader.batches())
-        report = evaluate(forward, batches, prepared.class_names, [path for path, _ in prepared.test],
-                          gather=self.distributed.gather_outputs)
+        report = evaluate(
+            forward,
+            batches,
+            prepared.class_names,
+            [path for path, _ in prepared.test],
+            gather=self.distributed.gather_outputs,
+        )
         if report is not None:
-            self._ctx.log("info", f"test accuracy {report.accuracy:.3f} on {report.num_images} images "
-                                  f"(checkpoint {'best' if checkpoint else 'last'})")
+            self._ctx.log(
+                "info",
+                f"test accuracy {report.accuracy:.3f} on {report.num_images} images "
+                f"(checkpoint {'best' if checkpoint else 'last'})",
+            )
         return report
 
     def _checkpoint_meta(self, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
@@ -483,8 +551,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ the ending
 
-    def _summary(self, status: str, reason: str, progress: RunProgress, last_eval: EvaluationReport | None,
-                 loop: EpochLoop, test: EvaluationReport | None = None) -> dict[str, Any]:
+    def _summary(
+        self,
+        status: str,
+        reason: str,
+        progress: RunProgress,
+        last_eval: EvaluationReport | None,
+        loop: EpochLoop,
+        test: EvaluationReport | None = None,
+    ) -> dict[str, Any]:
         built, prepared, best = self.built, self.prepared, progress.best
         last = progress.history[-1] if progress.history else {}
         summary: dict[str, Any] = {
@@ -506,8 +581,9 @@ class Trainer:
             "freeze_changes": progress.freeze_changes,
             "num_train": len(prepared.train),
             "num_val": len(prepared.val),
-            "skipped_files": [{"path": p, "reason": r}
-                              for p, r in [*prepared.bad_files, *loop.unreadable.items()]],
+            "skipped_files": [
+                {"path": p, "reason": r} for p, r in [*prepared.bad_files, *loop.unreadable.items()]
+            ],
             "run_dir": str(self.run_dir),
             "versions": versions(),
         }
@@ -520,13 +596,15 @@ class Trainer:
             summary["per_class_recall"] = last_eval.recall
             summary["misclassified"] = last_eval.misclassified_dicts()
         if test is not None:
-            summary.update({
-                "test_acc": test.accuracy,
-                "num_test": test.num_images,
-                "test_confusion": test.confusion,
-                "test_per_class_precision": test.precision,
-                "test_per_class_recall": test.recall,
-            })
+            summary.update(
+                {
+                    "test_acc": test.accuracy,
+                    "num_test": test.num_images,
+                    "test_confusion": test.confusion,
+                    "test_per_class_precision": test.precision,
+                    "test_per_class_recall": test.recall,
+                }
+            )
         elif status in ("completed", "early-stopped") and prepared.test:
             summary["num_test"] = 0  # every test image unreadable
         return summary

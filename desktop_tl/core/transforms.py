@@ -15,6 +15,7 @@ from ..plugin.descriptors import DatasetError, Preprocessing
 #: Interpolation names a backbone's preprocessing may ask for.
 INTERPOLATIONS = ("nearest", "nearest-exact", "bilinear", "bicubic")
 
+
 def build_transform(preprocessing: Preprocessing, augment: str, train: bool):
     """The transform from an RGB PIL image to a normalised float tensor.
 
@@ -28,15 +29,19 @@ def build_transform(preprocessing: Preprocessing, augment: str, train: bool):
 
     _check_augment(augment)
     if not train or augment == "none":
-        return v2.Compose([
-            v2.ToImage(),
-            v2.Resize(preprocessing.resize, interpolation=interpolation_mode(preprocessing),
-                      antialias=True),
-            v2.CenterCrop(preprocessing.crop),
-            *normalization_steps(preprocessing),
-        ])
-    return v2.Compose([v2.ToImage(), *augmentation_steps(preprocessing, augment),
-                       *normalization_steps(preprocessing)])
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Resize(
+                    preprocessing.resize, interpolation=interpolation_mode(preprocessing), antialias=True
+                ),
+                v2.CenterCrop(preprocessing.crop),
+                *normalization_steps(preprocessing),
+            ]
+        )
+    return v2.Compose(
+        [v2.ToImage(), *augmentation_steps(preprocessing, augment), *normalization_steps(preprocessing)]
+    )
 
 
 def augmentation_steps(preprocessing: Preprocessing, augment: str) -> list:
@@ -48,8 +53,9 @@ def augmentation_steps(preprocessing: Preprocessing, augment: str) -> list:
     _check_augment(augment)
     interpolation = interpolation_mode(preprocessing)
     steps = [
-        v2.RandomResizedCrop(preprocessing.crop, scale=(0.6, 1.0), interpolation=interpolation,
-                             antialias=True),
+        v2.RandomResizedCrop(
+            preprocessing.crop, scale=(0.6, 1.0), interpolation=interpolation, antialias=True
+        ),
         v2.RandomHorizontalFlip(),
     ]
     if augment == "strong":
@@ -81,14 +87,25 @@ def interpolation_mode(preprocessing: Preprocessing):
     from torchvision.transforms import InterpolationMode
 
     if preprocessing.interpolation not in INTERPOLATIONS:
-        raise DatasetError(f"interpolation {preprocessing.interpolation!r} is not one of "
-                           f"{', '.join(INTERPOLATIONS)}")
+        raise DatasetError(
+            f"interpolation {preprocessing.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}"
+        )
     return InterpolationMode(preprocessing.interpolation)
 
 
 #: Transform steps that draw nothing at random: they may run on any thread, in any order.
-_DETERMINISTIC_STEPS = ("ToImage", "PILToTensor", "ToTensor", "Resize", "CenterCrop", "ToDtype",
-                        "ConvertImageDtype", "Normalize", "ToPureTensor", "Identity")
+_DETERMINISTIC_STEPS = (
+    "ToImage",
+    "PILToTensor",
+    "ToTensor",
+    "Resize",
+    "CenterCrop",
+    "ToDtype",
+    "ConvertImageDtype",
+    "Normalize",
+    "ToPureTensor",
+    "Identity",
+)
 
 
 def decode_short_side(transform: Callable | None) -> int | None:
@@ -124,8 +141,11 @@ def decode_short_side(transform: Callable | None) -> int | None:
 
 def is_deterministic(transform: Callable | None) -> bool:
     """True when ``transform`` is made only of steps that draw no random numbers."""
-    return all(type(step).__module__.startswith("torchvision.transforms")
-               and type(step).__name__ in _DETERMINISTIC_STEPS for step in _steps(transform))
+    return all(
+        type(step).__module__.startswith("torchvision.transforms")
+        and type(step).__name__ in _DETERMINISTIC_STEPS
+        for step in _steps(transform)
+    )
 
 
 def apply_on_any_thread(transform: Callable, image: Any) -> Any:
@@ -148,5 +168,3 @@ def _steps(transform) -> list:
     if type(transform).__name__ == "Compose" and isinstance(inner, (list, tuple)):
         return [step for part in inner for step in _steps(part)]
     return [transform]
-
-

@@ -59,9 +59,7 @@ class ImportReport:
     notes: list[str] = field(default_factory=list)
 
 
-def import_weights(
-    path: str | Path, model_name: str | None = None, host: "PluginHost | None" = None
-) -> Path:
+def import_weights(path: str | Path, model_name: str | None = None, host: "PluginHost | None" = None) -> Path:
     """:func:`import_weights_report`, returning only the path of the copy."""
     return import_weights_report(path, model_name, host).target
 
@@ -128,9 +126,7 @@ def import_weights_report(
     if target.is_file():
         earlier = sha256_file(target)
         if earlier != digest:
-            report.notes.append(
-                f"replaced an earlier import, {target} (sha256 {earlier}), with this file"
-            )
+            report.notes.append(f"replaced an earlier import, {target} (sha256 {earlier}), with this file")
     from .atomic import atomic_write
 
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
@@ -159,7 +155,11 @@ def _what_auto_uses(provider: Any, model: str, target: Path) -> list[str]:
     if not status.path or Path(status.path).resolve() == target.resolve():
         return []
     if status.source == "hub-cache":
-        return [f"{status.path} in the torch hub cache is found first and will be used "
-                "instead; remove it to use the imported file"]
-    return [f"with weights = auto, {model} uses {status.path} ({status.detail}), not this "
-            f"import; to train from the import, pass --weights {target}"]
+        return [
+            f"{status.path} in the torch hub cache is found first and will be used "
+            "instead; remove it to use the imported file"
+        ]
+    return [
+        f"with weights = auto, {model} uses {status.path} ({status.detail}), not this "
+        f"import; to train from the import, pass --weights {target}"
+    ]

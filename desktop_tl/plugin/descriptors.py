@@ -51,8 +51,10 @@ def _check_id(kind: str, value: Any, *, provider: bool = False) -> None:
     if not isinstance(value, str) or not value.strip() or value != value.strip():
         _refuse(f"{kind} {value!r}", "id must be a non-empty string without surrounding spaces")
     if provider and (":" in value or any(c.isspace() for c in value)):
-        _refuse(f"{kind} {value!r}",
-                "a backbone provider id cannot contain ':' or spaces (users write provider:model)")
+        _refuse(
+            f"{kind} {value!r}",
+            "a backbone provider id cannot contain ':' or spaces (users write provider:model)",
+        )
 
 
 def _check_callable(what: str, name: str, value: Any) -> None:
@@ -84,16 +86,17 @@ class Preprocessing:
             object.__setattr__(self, name, int(value))
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or len(value) != 3 or not all(
-                isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value
+            if (
+                isinstance(value, (str, bytes))
+                or len(value) != 3
+                or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value)
             ):
                 _refuse(what, f"{name} must be three numbers (R, G, B), got {value!r}")
             object.__setattr__(self, name, tuple(float(v) for v in value))
         if any(v <= 0 for v in self.std):
             _refuse(what, f"std values must be positive, got {self.std!r}")
         if self.interpolation not in INTERPOLATIONS:
-            _refuse(what, f"interpolation {self.interpolation!r} is not one of "
-                          f"{', '.join(INTERPOLATIONS)}")
+            _refuse(what, f"interpolation {self.interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,13 +203,17 @@ class Backbone:
     def __post_init__(self) -> None:
         import numbers
 
-        if isinstance(self.feature_dim, bool) or not isinstance(self.feature_dim, numbers.Integral) \
-                or self.feature_dim < 1:
+        if (
+            isinstance(self.feature_dim, bool)
+            or not isinstance(self.feature_dim, numbers.Integral)
+            or self.feature_dim < 1
+        ):
             _refuse("Backbone", f"feature_dim must be a positive int, got {self.feature_dim!r}")
         self.feature_dim = int(self.feature_dim)
         if not isinstance(self.preprocessing, Preprocessing):
-            _refuse("Backbone", f"preprocessing must be a Preprocessing, got "
-                                f"{type(self.preprocessing).__name__}")
+            _refuse(
+                "Backbone", f"preprocessing must be a Preprocessing, got {type(self.preprocessing).__name__}"
+            )
         if not callable(self.module):
             _refuse("Backbone", f"module must be a torch module, got {type(self.module).__name__}")
 
@@ -311,8 +318,9 @@ class BackboneProvider:
             if self.weights_status is None:
                 object.__setattr__(self, "weights_status", _HostStatus(source))
             if self.weight_file_names is None:
-                object.__setattr__(self, "weight_file_names",
-                                   lambda model_name: list(source(model_name).file_names))
+                object.__setattr__(
+                    self, "weight_file_names", lambda model_name: list(source(model_name).file_names)
+                )
         elif self.create is None:
             _refuse(what, "give build (and weights_source), or create")
         if self.weights_status is None:

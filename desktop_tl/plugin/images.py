@@ -3,16 +3,7 @@
 from __future__ import annotations
 
 #: File name extensions (lower case) treated as images when listing a dataset folder.
-IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".bmp",
-    ".gif",
-    ".jpeg",
-    ".jpg",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
+IMAGE_EXTENSIONS: tuple[str, ...] = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
 def is_image_file_name(name: str) -> bool:

@@ -179,17 +179,16 @@ def discover_entry_points(
         try:
             # The folder-derived name (what importlib.metadata itself uses) avoids parsing
             # every METADATA file on the path.
-            key = normalize_name(
-                getattr(dist, "_normalized_name", None) or dist.metadata["Name"] or ""
-            )
+            key = normalize_name(getattr(dist, "_normalized_name", None) or dist.metadata["Name"] or "")
             if not key or key in seen:
                 continue
             seen.add(key)
             eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
         except Exception as exc:  # a broken install must not stop the others
             where = getattr(dist, "_path", "?")
-            problems.append(f"could not read the metadata of the distribution at {where}: "
-                            f"{type(exc).__name__}: {exc}")
+            problems.append(
+                f"could not read the metadata of the distribution at {where}: {type(exc).__name__}: {exc}"
+            )
             continue
         found.extend((key, ep.name, ep) for ep in eps)
     found.sort(key=lambda item: (item[0], item[1]))
@@ -232,15 +231,9 @@ class PluginHost:
     """
 
     def __init__(
-        self,
-        disabled: Iterable[str] = (),
-        strict: bool | None = None,
-        *,
-        path: Sequence[str] | None = None,
+        self, disabled: Iterable[str] = (), strict: bool | None = None, *, path: Sequence[str] | None = None
     ) -> None:
-        self.disabled: tuple[str, ...] = tuple(
-            dict.fromkeys([*env_names(DISABLED_ENV), *disabled])
-        )
+        self.disabled: tuple[str, ...] = tuple(dict.fromkeys([*env_names(DISABLED_ENV), *disabled]))
         self.strict = env_flag(STRICT_ENV) if strict is None else bool(strict)
         self.path = None if path is None else [str(p) for p in path]
         self.records: list[PluginRecord] = []
@@ -348,11 +341,7 @@ class PluginHost:
         self._note_unmarked_functions(record, plugin)
 
     def _fail(
-        self,
-        record: PluginRecord,
-        summary: str,
-        exc: BaseException | None = None,
-        status: str = FAILED,
+        self, record: PluginRecord, summary: str, exc: BaseException | None = None, status: str = FAILED
     ) -> None:
         record.status = status
         record.summary = summary
@@ -428,8 +417,7 @@ class PluginHost:
             if not caller.has_spec():
                 if api[1] > host[1] or all(impl.optionalhook for impl in impls):
                     record.notes.append(
-                        f"implements {caller.name}, which this desktop_tl does not know; "
-                        "it is never called"
+                        f"implements {caller.name}, which this desktop_tl does not know; it is never called"
                     )
                     continue
                 close = difflib.get_close_matches(caller.name, known, n=1)
@@ -491,8 +479,7 @@ class PluginHost:
                         f"them or disable one with {DISABLED_ENV}={record.name}"
                     )
                     record.notes.append(
-                        f"{kind.prefix}:{item.id} not registered: {owner.label} already "
-                        "provides that id"
+                        f"{kind.prefix}:{item.id} not registered: {owner.label} already provides that id"
                     )
                 self.problems.append(message)
                 log.warning("%s", message)
@@ -552,12 +539,8 @@ class PluginHost:
                 return ()
             try:
                 models = provider.list_models()
-                if isinstance(models, (str, bytes)) or not all(
-                    isinstance(m, str) for m in models
-                ):
-                    raise TypeError(
-                        f"list_models() must return a list of str, got {models!r:.80}"
-                    )
+                if isinstance(models, (str, bytes)) or not all(isinstance(m, str) for m in models):
+                    raise TypeError(f"list_models() must return a list of str, got {models!r:.80}")
                 names = tuple(models)
                 if not names:
                     raise ValueError("list_models() returned no models")
@@ -588,13 +571,11 @@ class PluginHost:
             try:
                 status = provider.weights_status(model)
                 if not isinstance(status, WeightsStatus):
-                    raise TypeError(f"weights_status returned {type(status).__name__}, "
-                                    "not a WeightsStatus")
+                    raise TypeError(f"weights_status returned {type(status).__name__}, not a WeightsStatus")
             except Exception as exc:  # one broken model must not hide the others
                 if self.strict:
                     raise
-                status = WeightsStatus(False, "error", None,
-                                       f"weights_status failed: {_describe(exc)}")
+                status = WeightsStatus(False, "error", None, f"weights_status failed: {_describe(exc)}")
             statuses[model] = status
         return statuses
 
@@ -611,8 +592,7 @@ class PluginHost:
             raise BackboneNotFoundError(
                 f"no backbone providers are installed, so {text!r} cannot be found. "
                 "Install a backbone plugin (for example pip install -e "
-                "plugins/dtl_efficientnet_lite) and check `desktop-tl plugins`"
-                + self._disabled_hint()
+                "plugins/dtl_efficientnet_lite) and check `desktop-tl plugins`" + self._disabled_hint()
             )
         if not text:
             raise BackboneNotFoundError(
@@ -640,16 +620,14 @@ class PluginHost:
         if len(matches) > 1:
             choices = ", ".join(f"{pid}:{model}" for pid, model in matches)
             raise AmbiguousBackboneError(
-                f"backbone {text!r} is offered by several providers: {choices}. "
-                "Name one as provider:model"
+                f"backbone {text!r} is offered by several providers: {choices}. Name one as provider:model"
             )
         close = difflib.get_close_matches(text, list(owners), n=5, cutoff=0.6)
         shown = [m if len(owners[m]) == 1 else f"{pid}:{m}" for m in close for pid in owners[m]]
         hint = f"; did you mean {', '.join(shown)}?" if shown else ""
         raise BackboneNotFoundError(
             f"no installed backbone provider offers a model named {text!r}{hint} "
-            f"(`desktop-tl models` lists them; providers: {', '.join(providers)})"
-            + self._disabled_hint()
+            f"(`desktop-tl models` lists them; providers: {', '.join(providers)})" + self._disabled_hint()
         )
 
     def backbone_for_weights_file(self, file_name: str) -> tuple[BackboneProvider, str]:
@@ -663,8 +641,7 @@ class PluginHost:
             (provider, model)
             for provider in providers.values()
             for model in self.provider_models(provider.id)
-            if any(file_name in local_file_names(usual)
-                   for usual in _usual_file_names(provider, model))
+            if any(file_name in local_file_names(usual) for usual in _usual_file_names(provider, model))
         ]
         if len(exact) == 1:
             return exact[0]
@@ -681,8 +658,7 @@ class PluginHost:
         if candidates:
             names = ", ".join(f"{p.id}:{m}" for p, m in candidates)
             raise AmbiguousBackboneError(
-                f"the file name {file_name} fits several models ({names}); "
-                "say which with --model NAME"
+                f"the file name {file_name} fits several models ({names}); say which with --model NAME"
             )
         raise BackboneNotFoundError(
             f"cannot tell from the file name {file_name} which model these weights are for; "
@@ -790,9 +766,7 @@ class PluginHost:
         is logged and named in the returned list of messages, and the others still run
         (unless strict, where the error is re-raised)."""
         self._ensure_loaded()
-        return self._notify(
-            EPOCH_END_HOOK, {"run_dir": str(run_dir), "epoch": epoch, "metrics": metrics}
-        )
+        return self._notify(EPOCH_END_HOOK, {"run_dir": str(run_dir), "epoch": epoch, "metrics": metrics})
 
     def _notify(self, hook_name: str, kwargs: dict[str, Any]) -> list[str]:
         caller = getattr(self._pm.hook, hook_name, None)
@@ -890,8 +864,7 @@ def _accepts(loader: DatasetLoader, path: str, strict: bool) -> bool:
     except Exception as exc:  # a loader's probe must not hide the others
         if strict:
             raise
-        log.warning("dataset loader %r raised in can_load(%r): %s",
-                    loader.id, path, _describe(exc))
+        log.warning("dataset loader %r raised in can_load(%r): %s", loader.id, path, _describe(exc))
         return False
 
 
@@ -918,8 +891,11 @@ def _backbone_problem(backbone: Any, backbone_type: type) -> str | None:
 
     if not isinstance(backbone.module, nn.Module):
         return f"a Backbone whose module is {type(backbone.module).__name__}, not a torch module"
-    if isinstance(backbone.feature_dim, bool) or not isinstance(backbone.feature_dim, int) \
-            or backbone.feature_dim < 1:
+    if (
+        isinstance(backbone.feature_dim, bool)
+        or not isinstance(backbone.feature_dim, int)
+        or backbone.feature_dim < 1
+    ):
         return f"a Backbone with feature_dim {backbone.feature_dim!r} (a positive int is needed)"
     return None
 
@@ -948,8 +924,7 @@ def _check_result(kind: _Kind, result: Any) -> str | None:
         return f"got {type(result).__name__} {result!r:.60}; expected {expected}"
     for position, item in enumerate(result):
         if not isinstance(item, kind.type):
-            return (f"item {position} is {type(item).__name__} {item!r:.60}; expected "
-                    f"{expected}")
+            return f"item {position} is {type(item).__name__} {item!r:.60}; expected {expected}"
         problem = _check_descriptor(kind, item)
         if problem is not None:
             return f"{kind.type.__name__} {getattr(item, 'id', '?')!r}: {problem}"
@@ -974,8 +949,10 @@ def _check_descriptor(kind: _Kind, item: Any) -> str | None:
             if not isinstance(option, HeadOption):
                 return f"options must be HeadOption objects, got {type(option).__name__}"
             if option.kind not in _HEAD_OPTION_KINDS:
-                return (f"option {option.name!r} has kind {option.kind!r}; expected one of "
-                        f"{', '.join(_HEAD_OPTION_KINDS)}")
+                return (
+                    f"option {option.name!r} has kind {option.kind!r}; expected one of "
+                    f"{', '.join(_HEAD_OPTION_KINDS)}"
+                )
             if option.kind == "choice" and option.default not in option.choices:
                 return f"choice option {option.name!r} has a default not among its choices"
     return None

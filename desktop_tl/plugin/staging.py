@@ -38,8 +38,7 @@ def final_linear(model: "nn.Module") -> tuple[str, "nn.Linear"]:
     found = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not found:
         raise ValueError(
-            f"{type(model).__name__} has no nn.Linear layer, so its classifier cannot be "
-            "found and removed"
+            f"{type(model).__name__} has no nn.Linear layer, so its classifier cannot be found and removed"
         )
     return found[-1]
 

@@ -144,9 +144,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, "Tensor"]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsFileError(
-            f"weights file {path} does not exist (give a .safetensors, .pth or .pt file)"
-        )
+        raise WeightsFileError(f"weights file {path} does not exist (give a .safetensors, .pth or .pt file)")
     suffix = path.suffix.lower()
     if suffix in SAFETENSORS_SUFFIXES:
         from safetensors import SafetensorError
@@ -218,9 +216,7 @@ def _as_state_dict(loaded: Any, path: Path) -> dict[str, "Tensor"]:
             f"weights file {path} holds a {type(loaded).__name__}, not a state dict "
             "(a mapping of parameter names to tensors)"
         )
-    tensors = {
-        k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)
-    }
+    tensors = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not tensors:
         keys = ", ".join(repr(k) for k in list(loaded)[:5])
         raise WeightsFileError(
@@ -229,7 +225,7 @@ def _as_state_dict(loaded: Any, path: Path) -> dict[str, "Tensor"]:
         )
     # A model saved from nn.DataParallel / DistributedDataParallel prefixes every key.
     if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module."):]: v for k, v in tensors.items()}
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     state_dict: dict[str, Tensor] = OrderedDict(tensors)
     metadata = getattr(loaded, "_metadata", None)  # module versions some models read
     if metadata is not None:
@@ -277,15 +273,13 @@ def load_into_model(
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # size mismatches raise even when not strict
         raise WeightsFileError(
-            f"the weights in {where} do not fit this model: " + (problems or _first_line(exc))
+            f"the weights in {where} do not fit this model: "
+            + (problems or _first_line(exc))
             + ". Is the file for a different model?"
         ) from None
     # BatchNorm's batch counter is absent from checkpoints older than PyTorch 0.4.1 (and
     # from some conversions); it only matters for momentum=None, so the model's is kept.
-    missing = [
-        k for k in result.missing_keys
-        if k not in skipped and not k.endswith(".num_batches_tracked")
-    ]
+    missing = [k for k in result.missing_keys if k not in skipped and not k.endswith(".num_batches_tracked")]
     if missing or result.unexpected_keys:
         raise WeightsFileError(
             f"the weights in {where} do not fit this model: "
@@ -421,8 +415,7 @@ def local_weights_status(
             True,
             "download",
             None,
-            f"not on this machine; downloaded from {download_url} on first use "
-            f"({ALLOW_DOWNLOAD_ENV}=1)",
+            f"not on this machine; downloaded from {download_url} on first use ({ALLOW_DOWNLOAD_ENV}=1)",
         )
     return WeightsStatus(False, "missing", None, no_weights_message(model_name, file_names))
 
@@ -456,9 +449,7 @@ def resolve_weights(
                 "or .pt file, 'auto' (pretrained weights found on this machine) or 'none' "
                 "(random initialisation)"
             )
-        provenance = file_provenance(
-            "file", path, f"file chosen by the user{suffix}", chosen=True
-        )
+        provenance = file_provenance("file", path, f"file chosen by the user{suffix}", chosen=True)
         return load_state_dict_file(path), provenance
 
     found = find_local_weights(file_names)
@@ -496,12 +487,7 @@ def not_published_message(path: str | Path, digest: str, prefix: str) -> str:
 
 
 def file_provenance(
-    source: str,
-    path: str | Path,
-    detail: str,
-    *,
-    chosen: bool = False,
-    expected_sha256: str | None = None,
+    source: str, path: str | Path, detail: str, *, chosen: bool = False, expected_sha256: str | None = None
 ) -> WeightsProvenance:
     """Provenance of pretrained weights read from ``path`` (hashes the file).
 
@@ -536,18 +522,19 @@ def file_provenance(
     elif _HASH_IN_NAME.search(path.name) and path.suffix.lower() in SAFETENSORS_SUFFIXES:
         verified = False
         detail += (
-            "; unverified: a .safetensors copy, which cannot be checked against the "
-            "published file's sha256"
+            "; unverified: a .safetensors copy, which cannot be checked against the published file's sha256"
         )
     return WeightsProvenance(
-        source=source, pretrained=True, path=str(path.resolve()), sha256=digest,
-        detail=detail, verified=verified,
+        source=source,
+        pretrained=True,
+        path=str(path.resolve()),
+        sha256=digest,
+        detail=detail,
+        verified=verified,
     )
 
 
-def download_weights(
-    url: str, model_name: str, file_names: Sequence[str], sha256: str | None = None
-) -> Path:
+def download_weights(url: str, model_name: str, file_names: Sequence[str], sha256: str | None = None) -> Path:
     """Download ``url`` into the torch hub cache under the model's usual file name (or
     the URL's), checking ``sha256`` or the hash prefix in the name while it downloads."""
     import torch.hub
@@ -603,9 +590,7 @@ class PretrainedWeights:
         """
         state_dict = self.state_dict if transform is None else transform(self.state_dict)
         prefixes = tuple(self.optional_prefixes) + tuple(optional_prefixes)
-        self.skipped = load_into_model(
-            model, state_dict, self.provenance.path, optional_prefixes=prefixes
-        )
+        self.skipped = load_into_model(model, state_dict, self.provenance.path, optional_prefixes=prefixes)
         self.loaded = True
         return list(self.skipped)
 
@@ -615,17 +600,19 @@ def source_status(model_name: str, source: WeightsSource) -> WeightsStatus:
     without reading them (only file existence is checked: fast enough for every model)."""
     for location in source.locations:
         if Path(location.path).is_file():
-            return WeightsStatus(True, location.source, str(location.path),
-                                 location.detail or f"pretrained weights in {location.path}")
+            return WeightsStatus(
+                True,
+                location.source,
+                str(location.path),
+                location.detail or f"pretrained weights in {location.path}",
+            )
     status = local_weights_status(model_name, source.file_names, download_url=source.url)
     if status.available or not source.hint:
         return status
     return WeightsStatus(False, "missing", None, f"{status.detail}. {source.hint}")
 
 
-def resolve_pretrained(
-    model_name: str, weights: str, source: WeightsSource
-) -> PretrainedWeights | None:
+def resolve_pretrained(model_name: str, weights: str, source: WeightsSource) -> PretrainedWeights | None:
     """Find, check and read the weights for one model (see the module docstring).
 
     ``weights`` is ``"auto"``, ``"none"`` (returns ``None``) or a path. Raises
@@ -644,30 +631,36 @@ def resolve_pretrained(
                 "or .pt file, 'auto' (pretrained weights found on this machine) or 'none' "
                 "(random initialisation)"
             )
-        provenance = file_provenance("file", path, f"file chosen by the user{label}",
-                                     chosen=True, expected_sha256=_declared_for(path, source))
+        provenance = file_provenance(
+            "file",
+            path,
+            f"file chosen by the user{label}",
+            chosen=True,
+            expected_sha256=_declared_for(path, source),
+        )
         return PretrainedWeights(load_state_dict_file(path), provenance, prefixes)
 
     for location in source.locations:
         path = Path(location.path)
         if path.is_file():
             detail = (location.detail or f"{location.source} file") + label
-            provenance = file_provenance(location.source, path, detail,
-                                         expected_sha256=location.sha256 or None)
+            provenance = file_provenance(
+                location.source, path, detail, expected_sha256=location.sha256 or None
+            )
             return PretrainedWeights(load_state_dict_file(path), provenance, prefixes)
 
     found = find_local_weights(source.file_names)
     if found is not None:
         where, path = found
         detail = ("torch hub cache" if where == "hub-cache" else "local weights folder") + label
-        provenance = file_provenance(where, path, detail,
-                                     expected_sha256=_declared_for(path, source))
+        provenance = file_provenance(where, path, detail, expected_sha256=_declared_for(path, source))
         return PretrainedWeights(load_state_dict_file(path), provenance, prefixes)
 
     if source.url and downloads_allowed():
         path = download_weights(source.url, model_name, source.file_names, source.sha256)
-        provenance = file_provenance("download", path, f"downloaded from {source.url}{label}",
-                                     expected_sha256=source.sha256 or None)
+        provenance = file_provenance(
+            "download", path, f"downloaded from {source.url}{label}", expected_sha256=source.sha256 or None
+        )
         return PretrainedWeights(load_state_dict_file(path), provenance, prefixes)
     message = no_weights_message(model_name, source.file_names)
     raise WeightsUnavailableError(f"{message}. {source.hint}" if source.hint else message)

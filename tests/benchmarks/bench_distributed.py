@@ -77,10 +77,23 @@ def measure(processes: int, data: Path, work: Path, args, device: str) -> dict:
     if processes == 1:
         command = [sys.executable, *train]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
-                   "--master-port", str(free_port()), *train]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), DTL_FEATURE_CACHE_REUSE="0",
-               DTL_RUNS_DIR=str(work / "runs"), DTL_CACHE_DIR=str(work / "cache"))
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            str(processes),
+            "--master-port",
+            str(free_port()),
+            *train,
+        ]
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        DTL_FEATURE_CACHE_REUSE="0",
+        DTL_RUNS_DIR=str(work / "runs"),
+        DTL_CACHE_DIR=str(work / "cache"),
+    )
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{processes} process(es) failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
@@ -89,9 +102,14 @@ def measure(processes: int, data: Path, work: Path, args, device: str) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     seconds = [float(row["epoch_seconds"]) for row in rows[1:]] or [float(rows[0]["epoch_seconds"])]
     epoch_s = statistics.median(seconds)
-    return {"processes": processes, "images_per_s": summary["num_train"] / epoch_s, "epoch_s": epoch_s,
-            "val_acc": summary["val_acc"], "device": summary["device"],
-            "backend": summary.get("backend", "-")}
+    return {
+        "processes": processes,
+        "images_per_s": summary["num_train"] / epoch_s,
+        "epoch_s": epoch_s,
+        "val_acc": summary["val_acc"],
+        "device": summary["device"],
+        "backend": summary.get("backend", "-"),
+    }
 
 
 def main() -> None:
@@ -99,8 +117,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", nargs="?")
-    parser.add_argument("--processes", help="comma-separated process counts (default: 1,2 on the CPU, "
-                                            "1..GPUs on CUDA)")
+    parser.add_argument(
+        "--processes", help="comma-separated process counts (default: 1,2 on the CPU, 1..GPUs on CUDA)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="threads per process")
@@ -121,12 +140,18 @@ def main() -> None:
     base = results[0]["images_per_s"]
     for row in results:
         row["efficiency"] = row["images_per_s"] / (row["processes"] * base)
-    print(f"full fine-tuning of {args.backbone}, global batch {args.batch_size}, {args.epochs} epochs, "
-          f"{args.threads} thread(s) per process, on {results[0]['device']}")
-    print(f"{'processes':>9}  {'backend':>7}  {'images/s':>9}  {'epoch s':>8}  {'efficiency':>10}  {'val acc':>7}")
+    print(
+        f"full fine-tuning of {args.backbone}, global batch {args.batch_size}, {args.epochs} epochs, "
+        f"{args.threads} thread(s) per process, on {results[0]['device']}"
+    )
+    print(
+        f"{'processes':>9}  {'backend':>7}  {'images/s':>9}  {'epoch s':>8}  {'efficiency':>10}  {'val acc':>7}"
+    )
     for row in results:
-        print(f"{row['processes']:>9}  {row['backend']:>7}  {row['images_per_s']:>9.1f}  {row['epoch_s']:>8.2f}  "
-              f"{row['efficiency']:>10.0%}  {row['val_acc']:>7.3f}")
+        print(
+            f"{row['processes']:>9}  {row['backend']:>7}  {row['images_per_s']:>9.1f}  {row['epoch_s']:>8.2f}  "
+            f"{row['efficiency']:>10.0%}  {row['val_acc']:>7.3f}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

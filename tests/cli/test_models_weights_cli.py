@@ -23,17 +23,9 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 RESNET18_COPY = "resnet18-f37072fd.safetensors"
 
 
-
-
-
-
-
-
 def models_json(capsys, *args: str) -> dict[str, dict]:
     assert main(["models", "--json", *args]) == 0
     return {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-
-
 
 
 # --------------------------------------------------------------------------- models
@@ -64,7 +56,9 @@ def test_models_sees_files_without_reading_them(places, capsys):
     assert rows["torchvision:resnet18"]["source"] == "weights-dir"
     assert rows["torchvision:resnet18"]["path"] == str(places["weights"] / RESNET18_FILE)
     assert (rows["torchvision:vgg11"]["available"], rows["torchvision:vgg11"]["source"]) == (
-        True, "hub-cache")
+        True,
+        "hub-cache",
+    )
 
 
 def test_models_table_is_readable(places, capsys):
@@ -95,11 +89,9 @@ def test_import_recognises_the_model_from_the_file_name(places, capsys):
     # resolution now finds it there, with its provenance
     provider, model = get_host().resolve_backbone("resnet18")
     backbone = provider.create(model, "auto")
-    assert (backbone.provenance.source, backbone.provenance.path) == (
-        "weights-dir", str(target.resolve()))
+    assert (backbone.provenance.source, backbone.provenance.path) == ("weights-dir", str(target.resolve()))
     assert backbone.provenance.sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
-    assert torch.equal(backbone.module.state_dict()["layer4.1.conv2.weight"],
-                       state["layer4.1.conv2.weight"])
+    assert torch.equal(backbone.module.state_dict()["layer4.1.conv2.weight"], state["layer4.1.conv2.weight"])
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["torchvision:resnet18"]["source"] == "weights-dir"
@@ -176,7 +168,10 @@ def test_the_console_script_refuses_unsafe_files_in_one_line(places, tmp_path):
     script = Path(sys.executable).with_name("desktop-tl")
     result = subprocess.run(
         [str(script), "weights", "import", str(source), "--model", "resnet18"],
-        capture_output=True, text=True, env=os.environ.copy(), timeout=120,
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("desktop-tl weights: error: refused weights file")

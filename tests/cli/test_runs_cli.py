@@ -22,9 +22,24 @@ def runs_folder(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DTL_RUNS_DIR", str(folder))
         for lr in ("1e-3", "3e-3"):
-            code = main(["train", "--data", str(photos), "--backbone", "efficientnet_lite0",
-                         "--epochs", "1", "--batch-size", "4", "--lr", lr, "--device", "cpu",
-                         "--quiet"])
+            code = main(
+                [
+                    "train",
+                    "--data",
+                    str(photos),
+                    "--backbone",
+                    "efficientnet_lite0",
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "4",
+                    "--lr",
+                    lr,
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ]
+            )
             assert code == 0
     return folder
 
@@ -81,16 +96,21 @@ def test_compare_with_a_run_without_metrics_says_so(runs_env, tmp_path, capsys):
     stopped = tmp_path / "stopped_early"
     shutil.copytree(first, stopped)
     (stopped / "metrics.csv").unlink()
-    (stopped / "summary.json").write_text(json.dumps({"status": "cancelled", "reason": "stopped by the user"}))
+    (stopped / "summary.json").write_text(
+        json.dumps({"status": "cancelled", "reason": "stopped by the user"})
+    )
     assert main(["runs", "compare", str(first), str(stopped)]) == 0
     assert "stopped_early has no metrics yet (cancelled)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, words", [
-    (["runs", "show", "no-such-run"], ["no run 'no-such-run'", "desktop-tl runs"]),
-    (["runs", "compare", "no-such-run", "other"], ["no run 'no-such-run'"]),
-    (["runs", "show", "."], ["is not a run folder"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["runs", "show", "no-such-run"], ["no run 'no-such-run'", "desktop-tl runs"]),
+        (["runs", "compare", "no-such-run", "other"], ["no run 'no-such-run'"]),
+        (["runs", "show", "."], ["is not a run folder"]),
+    ],
+)
 def test_bad_runs_give_one_clear_line(runs_env, args, words, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(args) == 2

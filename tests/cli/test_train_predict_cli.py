@@ -20,12 +20,36 @@ def photos(tmp_path_factory):
 
 def test_train_then_predict(photos, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main([
-        "train", "--data", str(photos), "--backbone", "efficientnet_lite0", "--weights", "auto",
-        "--head", "linear", "--freeze", "head-only", "--epochs", "3", "--batch-size", "8",
-        "--lr", "1e-3", "--augment", "none", "--device", "cpu", "--seed", "1", "--out", str(out),
-        "--quiet",
-    ])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(photos),
+            "--backbone",
+            "efficientnet_lite0",
+            "--weights",
+            "auto",
+            "--head",
+            "linear",
+            "--freeze",
+            "head-only",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--augment",
+            "none",
+            "--device",
+            "cpu",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "completed: 3 epochs" in captured.out and str(out) in captured.out
@@ -33,7 +57,9 @@ def test_train_then_predict(photos, tmp_path, capsys):
     assert summary["status"] == "completed" and summary["epochs_completed"] == 3
 
     # the run file re-runs the same configuration, flags override it
-    code = main(["train", str(out / "run.toml"), "--epochs", "1", "--out", str(tmp_path / "again"), "--quiet"])
+    code = main(
+        ["train", str(out / "run.toml"), "--epochs", "1", "--out", str(tmp_path / "again"), "--quiet"]
+    )
     assert code == 0, capsys.readouterr().err
     again = json.loads((tmp_path / "again" / "summary.json").read_text())
     assert again["epochs_completed"] == 1 and again["classes"] == summary["classes"]
@@ -64,8 +90,14 @@ def test_train_then_predict(photos, tmp_path, capsys):
         (["train", "no-such-run.toml"], ["does not exist"]),
         (["predict", "/no/run", "x.jpg"], ["/no/run", "does not exist"]),
         (["train", "--epochs", "many"], ["invalid int value"]),
-        (["train", "--demo", "--freeze", "last:99", "--quiet"], ["last:99", "more blocks than this backbone has"]),
-        (["train", "--demo", "--weights", "GARBAGE_PTH", "--quiet"], ["damaged or not a PyTorch weights file"]),
+        (
+            ["train", "--demo", "--freeze", "last:99", "--quiet"],
+            ["last:99", "more blocks than this backbone has"],
+        ),
+        (
+            ["train", "--demo", "--weights", "GARBAGE_PTH", "--quiet"],
+            ["damaged or not a PyTorch weights file"],
+        ),
         (["predict", "CORRUPT_RUN", "x.jpg"], ["damaged"]),
     ],
 )
@@ -79,10 +111,16 @@ def test_bad_arguments_give_one_clear_line_and_a_nonzero_exit(args, words, tmp_p
     if "CORRUPT_RUN" in args:
         best = tmp_path / "corrupt" / "checkpoints" / "best"
         best.mkdir(parents=True)
-        (best / "meta.json").write_text(json.dumps({
-            "backbone": "efficientnet_lite0", "head": {"id": "linear", "options": {}},
-            "classes": ["a", "b"], "preprocessing": {"resize": 256, "crop": 224,
-            "mean": [0.5] * 3, "std": [0.5] * 3}}))
+        (best / "meta.json").write_text(
+            json.dumps(
+                {
+                    "backbone": "efficientnet_lite0",
+                    "head": {"id": "linear", "options": {}},
+                    "classes": ["a", "b"],
+                    "preprocessing": {"resize": 256, "crop": 224, "mean": [0.5] * 3, "std": [0.5] * 3},
+                }
+            )
+        )
         (best / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}garbage")
         args[args.index("CORRUPT_RUN")] = str(tmp_path / "corrupt")
     result = subprocess.run(
@@ -119,10 +157,26 @@ def test_torchvision_backbone_with_imported_weights_end_to_end(photos, tmp_path,
     assert main(["weights", "import", str(weights_file)]) == 0
     capsys.readouterr()
     out = tmp_path / "run"
-    code = main([
-        "train", "--data", str(photos), "--backbone", "resnet18", "--freeze", "last:1",
-        "--augment", "light", "--epochs", "2", "--batch-size", "10", "--out", str(out), "--quiet",
-    ])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(photos),
+            "--backbone",
+            "resnet18",
+            "--freeze",
+            "last:1",
+            "--augment",
+            "light",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "10",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["backbone"] == "torchvision:resnet18"

@@ -12,12 +12,7 @@ from PIL import Image
 
 from desktop_tl.core import data, loaders
 from desktop_tl.core.config import DataConfig
-from desktop_tl.core.data import (
-    DataPreparationCancelled,
-    PreparedData,
-    prepare_data,
-    stratified_split,
-)
+from desktop_tl.core.data import DataPreparationCancelled, PreparedData, prepare_data, stratified_split
 from desktop_tl.core.transforms import build_transform
 from desktop_tl.core.loaders import default_num_workers, ImageDataset, make_loader
 from desktop_tl.plugin.descriptors import DatasetError, DescriptorError, Preprocessing
@@ -66,12 +61,13 @@ def test_stratified_split_is_reproducible_for_a_seed():
 
 
 def test_split_of_one_class_does_not_move_when_another_class_grows():
-    few = [("/d/a/1.png", 0), ("/d/a/2.png", 0), ("/d/a/3.png", 0), ("/d/b/1.png", 1)] + \
-          [(f"/d/b/{i}.png", 1) for i in range(2, 5)]
+    few = [("/d/a/1.png", 0), ("/d/a/2.png", 0), ("/d/a/3.png", 0), ("/d/b/1.png", 1)] + [
+        (f"/d/b/{i}.png", 1) for i in range(2, 5)
+    ]
     more = few + [(f"/d/b/{i}.png", 1) for i in range(5, 30)]
+
     def val_of_a(items):
-        return [p for p, label in stratified_split(items, ["a", "b"], val_fraction=0.3)[1]
-                if label == 0]
+        return [p for p, label in stratified_split(items, ["a", "b"], val_fraction=0.3)[1] if label == 0]
 
     assert val_of_a(few) == val_of_a(more)
 
@@ -89,8 +85,7 @@ def test_predefined_split_is_used_as_given(tmp_path):
     prepared = prepare(tmp_path, val_fraction=0.5)
     assert prepared.split_source == "predefined"
     assert sorted(p for p, _ in prepared.val) == sorted(str(p) for ps in val.values() for p in ps)
-    assert sorted(p for p, _ in prepared.train) == sorted(
-        str(p) for ps in train.values() for p in ps)
+    assert sorted(p for p, _ in prepared.train) == sorted(str(p) for ps in train.values() for p in ps)
     assert prepared.test == []
 
 
@@ -231,10 +226,12 @@ def test_auto_loader_prefers_image_folder_for_folders_and_skips_broken_loaders(t
     def broken_can_load(path):
         raise RuntimeError("bug in a third-party loader")
 
-    broken = DatasetLoader(id="broken", display_name="Broken", can_load=broken_can_load,
-                           load=lambda path, options: None)
-    greedy = DatasetLoader(id="greedy", display_name="Greedy", can_load=lambda path: True,
-                           load=lambda path, options: None)
+    broken = DatasetLoader(
+        id="broken", display_name="Broken", can_load=broken_can_load, load=lambda path, options: None
+    )
+    greedy = DatasetLoader(
+        id="greedy", display_name="Greedy", can_load=lambda path: True, load=lambda path, options: None
+    )
     host = LoaderHost([broken, greedy, *dtl_loaders.dtl_dataset_loaders()])
     make_image_folder(tmp_path, {"cat": 2, "dog": 2})
     assert data.choose_loader(str(tmp_path), host).id == "image-folder"
@@ -260,8 +257,9 @@ def test_duplicate_manifest_rows_are_ignored_with_reason(tmp_path):
 def test_progress_is_reported_and_stopping_cancels(tmp_path):
     make_image_folder(tmp_path, {"cat": 3, "dog": 3})
     calls = []
-    prepare_data(DataConfig(path=str(tmp_path)), LoaderHost(),
-                 progress=lambda done, total: calls.append((done, total)))
+    prepare_data(
+        DataConfig(path=str(tmp_path)), LoaderHost(), progress=lambda done, total: calls.append((done, total))
+    )
     assert calls[-1] == (6, 6)
     with pytest.raises(DataPreparationCancelled):
         prepare_data(DataConfig(path=str(tmp_path)), LoaderHost(), should_stop=lambda: True)
@@ -297,8 +295,10 @@ def test_damaged_split_manifest_is_refused(tmp_path):
     path.write_text('{"format": "desktop_tl-split", "version": 1, "train": [')
     with pytest.raises(DatasetError, match="cannot be read"):
         PreparedData.load_manifest(path)
-    path.write_text('{"format": "desktop_tl-split", "version": 1, "root": "/x", '
-                    '"loader_id": "image-folder", "class_names": ["a"], "train": [["a.png", 4]]}')
+    path.write_text(
+        '{"format": "desktop_tl-split", "version": 1, "root": "/x", '
+        '"loader_id": "image-folder", "class_names": ["a"], "train": [["a.png", 4]]}'
+    )
     with pytest.raises(DatasetError, match="damaged"):
         PreparedData.load_manifest(path)
     with pytest.raises(DatasetError, match="does not exist"):
@@ -313,8 +313,9 @@ def uniform_image(value: int, size=(24, 30)) -> Image.Image:
 
 
 def test_eval_transform_resizes_crops_and_normalises():
-    preprocessing = Preprocessing(resize=20, crop=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5),
-                                  interpolation="bicubic")
+    preprocessing = Preprocessing(
+        resize=20, crop=16, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.5), interpolation="bicubic"
+    )
     tensor = build_transform(preprocessing, "none", train=False)(uniform_image(204))
     assert tensor.shape == (3, 16, 16) and tensor.dtype == torch.float32
     assert type(tensor) is torch.Tensor
@@ -325,8 +326,9 @@ def test_eval_transform_resizes_crops_and_normalises():
 def test_eval_transform_keeps_aspect_ratio_before_the_centre_crop():
     image = np.zeros((20, 40, 3), dtype=np.uint8)
     image[:, :5] = 255  # a white band on the far left is cropped away
-    tensor = build_transform(Preprocessing(resize=16, crop=16, mean=(0, 0, 0), std=(1, 1, 1)),
-                             "none", train=False)(Image.fromarray(image))
+    tensor = build_transform(
+        Preprocessing(resize=16, crop=16, mean=(0, 0, 0), std=(1, 1, 1)), "none", train=False
+    )(Image.fromarray(image))
     assert tensor.max() < 0.05
 
 
@@ -378,8 +380,13 @@ def test_file_lost_after_probing_is_dropped_and_recorded(tmp_path):
     items = labelled_items(tmp_path)
     lost = Path(items[1][0])
     lost.unlink()
-    loader = make_loader(ImageDataset(items, build_transform(SMALL, "none", train=False)),
-                         batch_size=4, shuffle=False, num_workers=0, seed=0)
+    loader = make_loader(
+        ImageDataset(items, build_transform(SMALL, "none", train=False)),
+        batch_size=4,
+        shuffle=False,
+        num_workers=0,
+        seed=0,
+    )
     batches = list(loader)
     assert [len(labels) for _, labels in batches] == [3, 2]
     assert loader.unreadable == [(str(lost), "file not found")]
@@ -391,9 +398,13 @@ def test_batch_whose_images_are_all_unreadable_is_skipped(tmp_path):
     items = labelled_items(tmp_path, {"cat": 2, "dog": 2})
     for path, _ in items[:2]:
         Path(path).write_bytes(b"gone bad")
-    loader = make_loader(ImageDataset(items, build_transform(SMALL, "none", train=False),
-                                      with_index=True),
-                         batch_size=2, shuffle=False, num_workers=0, seed=0)
+    loader = make_loader(
+        ImageDataset(items, build_transform(SMALL, "none", train=False), with_index=True),
+        batch_size=2,
+        shuffle=False,
+        num_workers=0,
+        seed=0,
+    )
     batches = list(loader.batches())
     assert len(batches) == 1
     assert batches[0].indices.tolist() == [2, 3]
@@ -409,8 +420,9 @@ def test_spawned_worker_survives_an_image_corrupted_after_probing(tmp_path):
     deleted = Path(items[4][0])
     deleted.unlink()
     dataset = ImageDataset(items, build_transform(SMALL, "light", train=True))
-    loader = make_loader(dataset, batch_size=2, shuffle=True, num_workers=1, seed=0,
-                         multiprocessing_context="spawn")
+    loader = make_loader(
+        dataset, batch_size=2, shuffle=True, num_workers=1, seed=0, multiprocessing_context="spawn"
+    )
     assert loader.persistent_workers and loader.num_workers == 1
     assert loader.multiprocessing_context.get_start_method() == "spawn"
     assert not loader.pin_memory
@@ -441,8 +453,9 @@ def test_default_worker_count_suits_the_machine(monkeypatch):
     monkeypatch.setattr(loaders, "_usable_cpus", lambda: 3)
     assert default_num_workers(100_000) == 2
     monkeypatch.setattr(loaders, "_usable_cpus", lambda: 1)
-    loader = make_loader(torch.utils.data.TensorDataset(torch.zeros(4, 2)), batch_size=2,
-                         shuffle=False, num_workers=-1, seed=0)
+    loader = make_loader(
+        torch.utils.data.TensorDataset(torch.zeros(4, 2)), batch_size=2, shuffle=False, num_workers=-1, seed=0
+    )
     assert loader.num_workers == 0 and not loader.persistent_workers
 
 
@@ -458,14 +471,11 @@ def test_relative_paths_from_a_third_party_loader_are_read_from_its_root(tmp_pat
     make_image_folder(tmp_path, {"cat": 2, "dog": 2})
 
     def load(path, options):
-        samples = [Sample(f"{name}/{name}_{i:03d}.png", name) for name in ("cat", "dog")
-                   for i in range(2)]
+        samples = [Sample(f"{name}/{name}_{i:03d}.png", name) for name in ("cat", "dog") for i in range(2)]
         return LoadedDataset(samples, ["cat", "dog"], path)
 
-    flat = DatasetLoader(id="relative", display_name="Relative paths",
-                         can_load=lambda path: True, load=load)
-    prepared = prepare_data(DataConfig(path=str(tmp_path), loader="relative"),
-                            LoaderHost([flat]))
+    flat = DatasetLoader(id="relative", display_name="Relative paths", can_load=lambda path: True, load=load)
+    prepared = prepare_data(DataConfig(path=str(tmp_path), loader="relative"), LoaderHost([flat]))
     assert prepared.bad_files == []
     assert all(Path(p).is_absolute() for p, _ in prepared.train + prepared.val)
 
@@ -473,8 +483,14 @@ def test_relative_paths_from_a_third_party_loader_are_read_from_its_root(tmp_pat
 @pytest.mark.cuda
 def test_loader_for_cuda_pins_its_batches(tmp_path):
     items = labelled_items(tmp_path)
-    loader = make_loader(ImageDataset(items, build_transform(SMALL, "none", train=False)),
-                         batch_size=3, shuffle=False, num_workers=0, seed=0, device="cuda")
+    loader = make_loader(
+        ImageDataset(items, build_transform(SMALL, "none", train=False)),
+        batch_size=3,
+        shuffle=False,
+        num_workers=0,
+        seed=0,
+        device="cuda",
+    )
     assert loader.pin_memory
     images, labels = next(iter(loader))
     assert images.is_pinned() and labels.is_pinned()

@@ -32,8 +32,9 @@ def bundle_script():
     return module
 
 
-def write_photo(path: Path, source: np.ndarray, size=(1600, 1200), orientation: int | None = None,
-                mode: str = "RGB") -> Path:
+def write_photo(
+    path: Path, source: np.ndarray, size=(1600, 1200), orientation: int | None = None, mode: str = "RGB"
+) -> Path:
     """A real photo upscaled to ``size`` and saved as JPEG, optionally with an EXIF
     orientation tag (as a camera held sideways writes it)."""
     image = Image.fromarray(source).convert("RGB").resize(size, Image.BICUBIC).convert(mode)
@@ -52,8 +53,9 @@ def photos(tmp_path_factory):
     return {
         "plain": write_photo(folder / "astronaut.jpg", data.astronaut()),
         "rotated": write_photo(folder / "coffee_rotated.jpg", data.coffee(), orientation=6),
-        "mirrored": write_photo(folder / "chelsea_mirrored.jpg", data.chelsea(), size=(1200, 1600),
-                                orientation=5),
+        "mirrored": write_photo(
+            folder / "chelsea_mirrored.jpg", data.chelsea(), size=(1200, 1600), orientation=5
+        ),
         "gray": write_photo(folder / "camera_gray.jpg", data.camera(), mode="L"),
         "cmyk": write_photo(folder / "rocket_cmyk.jpg", data.rocket(), mode="CMYK"),
         "small": write_photo(folder / "small.jpg", data.astronaut(), size=(300, 280)),
@@ -128,10 +130,12 @@ def test_same_tensor_from_every_training_and_prediction_path(photos):
     validation = [ImageDataset(items, transform)[i][0] for i in range(len(items))]
     decoded = DecodedImages.build(items, PREPROCESSING, MemoryBudget(1 << 30), decode_threads=2)
     assert decoded.held == len(items)
-    from_store = [DecodedImageDataset(items, decoded, PREPROCESSING, "none", False)[i][0]
-                  for i in range(len(items))]
-    from_file = [DecodedImageDataset(items, None, PREPROCESSING, "none", False)[i][0]
-                 for i in range(len(items))]
+    from_store = [
+        DecodedImageDataset(items, decoded, PREPROCESSING, "none", False)[i][0] for i in range(len(items))
+    ]
+    from_file = [
+        DecodedImageDataset(items, None, PREPROCESSING, "none", False)[i][0] for i in range(len(items))
+    ]
     for expected, *others in zip(reference, validation, from_store, from_file):
         for other in others:
             assert torch.equal(expected, other)

@@ -31,7 +31,7 @@ def items(tmp_path_factory):
     for i in range(22):
         source = sources[i % len(sources)]
         top, left = (i * 7) % 60, (i * 11) % 80
-        crop = source[top:top + 200 + i * 3, left:left + 240 - i * 2]
+        crop = source[top : top + 200 + i * 3, left : left + 240 - i * 2]
         path = folder / f"photo_{i:02d}.jpg"
         Image.fromarray(crop).save(path, quality=88)
         result.append((str(path), i % 2))
@@ -40,8 +40,10 @@ def items(tmp_path_factory):
 
 
 def batches(loader):
-    return [(b.images.clone(), b.labels.clone(),
-             None if b.indices is None else b.indices.clone()) for b in loader.batches()]
+    return [
+        (b.images.clone(), b.labels.clone(), None if b.indices is None else b.indices.clone())
+        for b in loader.batches()
+    ]
 
 
 def assert_same(left, right):
@@ -58,10 +60,12 @@ def assert_same(left, right):
 def test_threaded_loader_equals_sequential(items, augment, shuffle):
     def run(threads):
         torch.manual_seed(123)  # the augmentation draws from the global generator
-        dataset = ImageDataset(items, build_transform(PREPROCESSING, augment, train=augment != "none"),
-                               with_index=True)
-        loader = make_loader(dataset, batch_size=4, shuffle=shuffle, num_workers=0, seed=7,
-                             decode_threads=threads)
+        dataset = ImageDataset(
+            items, build_transform(PREPROCESSING, augment, train=augment != "none"), with_index=True
+        )
+        loader = make_loader(
+            dataset, batch_size=4, shuffle=shuffle, num_workers=0, seed=7, decode_threads=threads
+        )
         loader.set_epoch(3)
         return batches(loader), loader.unreadable
 
@@ -96,12 +100,20 @@ def test_decoded_image_epochs_equal_sequential(items, augment):
     def run(threads):
         dataset = DecodedImageDataset(items, decoded, PREPROCESSING, augment, train=True)
         sampler = EpochSampler()
-        loader = make_loader(dataset, batch_size=5, shuffle=False, sampler=sampler, num_workers=0,
-                             seed=1, decode_threads=threads)
+        loader = make_loader(
+            dataset,
+            batch_size=5,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=0,
+            seed=1,
+            decode_threads=threads,
+        )
         epochs = []
         for epoch in range(2):
-            sampler.set_epoch(list(reversed(range(len(items)))) if epoch else list(range(len(items))),
-                              seed=epoch + 10)
+            sampler.set_epoch(
+                list(reversed(range(len(items)))) if epoch else list(range(len(items))), seed=epoch + 10
+            )
             epochs.append(batches(loader))
         return epochs, loader.unreadable
 
@@ -124,8 +136,14 @@ def test_decoded_images_built_on_threads_equal_sequential(items):
 def test_decoded_images_build_on_threads_stops_when_asked(items):
     budget = MemoryBudget(1 << 30)
     seen = []
-    decoded = DecodedImages.build(items, PREPROCESSING, budget, decode_threads=3,
-                                  progress=seen.append, should_stop=lambda: len(seen) >= 3)
+    decoded = DecodedImages.build(
+        items,
+        PREPROCESSING,
+        budget,
+        decode_threads=3,
+        progress=seen.append,
+        should_stop=lambda: len(seen) >= 3,
+    )
     assert decoded.held == 0 and budget.used == 0 and len(seen) == 3
 
 

@@ -106,8 +106,19 @@ def test_predict_writes_a_table_and_heat_maps(trained, tmp_path, capsys):
         (images / path.name).write_bytes(path.read_bytes())
     (images / "broken.jpg").write_bytes(b"not a jpeg")
     table, maps = tmp_path / "predictions.csv", tmp_path / "maps"
-    code = main(["predict", str(trained["run"]), str(images), "--top-k", "2",
-                 "--csv", str(table), "--explain", str(maps)])
+    code = main(
+        [
+            "predict",
+            str(trained["run"]),
+            str(images),
+            "--top-k",
+            "2",
+            "--csv",
+            str(table),
+            "--explain",
+            str(maps),
+        ]
+    )
     assert code == 0
     rows = list(csv.DictReader(table.open()))
     assert [Path(r["path"]).name for r in rows] == sorted(p.name for p in images.iterdir())
@@ -122,10 +133,13 @@ def test_predict_writes_a_table_and_heat_maps(trained, tmp_path, capsys):
         assert Image.open(maps / name).size == Image.open(source).size
 
 
-@pytest.mark.parametrize("flag, value, words", [
-    ("--csv", "predictions.txt", "--csv must name a .csv file"),
-    ("--explain", "a-file", "is a file; give a folder"),
-])
+@pytest.mark.parametrize(
+    "flag, value, words",
+    [
+        ("--csv", "predictions.txt", "--csv must name a .csv file"),
+        ("--explain", "a-file", "is a file; give a folder"),
+    ],
+)
 def test_predict_output_mistakes_are_refused_before_any_work(trained, tmp_path, capsys, flag, value, words):
     (tmp_path / "a-file").write_text("keep me")
     image = sorted((trained["photos"] / "val" / "grass").iterdir())[0]

@@ -28,7 +28,13 @@ from desktop_tl.core.images import open_rgb
 from desktop_tl.core.predict import Predictor
 from desktop_tl.core.training import Trainer
 from desktop_tl.core.weights import file_provenance
-from desktop_tl.plugin.descriptors import Backbone, BackboneProvider, Preprocessing, WeightsProvenance, WeightsStatus
+from desktop_tl.plugin.descriptors import (
+    Backbone,
+    BackboneProvider,
+    Preprocessing,
+    WeightsProvenance,
+    WeightsStatus,
+)
 from helpers_counting import CountingLoadsHost
 from helpers_data import make_image_folder, write_image
 
@@ -51,14 +57,21 @@ class Block(nn.Module):
 
 
 def tiny_backbone(seed: int = 0) -> nn.Sequential:
-    module = nn.Sequential(OrderedDict(
-        stem=nn.Sequential(OrderedDict(conv=nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False),
-                                       bn=nn.BatchNorm2d(16), act=nn.ReLU())),
-        blocks=nn.Sequential(Block(16, 16, 2), Block(16, 16, 1), Block(16, FEATURES, 2)),
-        drop=nn.Dropout(0.5),  # parameter-free: only eval mode makes the prefix a fixed function
-        pool=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(),
-    ))
+    module = nn.Sequential(
+        OrderedDict(
+            stem=nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False),
+                    bn=nn.BatchNorm2d(16),
+                    act=nn.ReLU(),
+                )
+            ),
+            blocks=nn.Sequential(Block(16, 16, 2), Block(16, 16, 1), Block(16, FEATURES, 2)),
+            drop=nn.Dropout(0.5),  # parameter-free: only eval mode makes the prefix a fixed function
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+        )
+    )
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # seeded weights and BatchNorm statistics that are not the identity
         for name, tensor in module.state_dict().items():
@@ -95,7 +108,10 @@ class TinyHost:
         self.loaders = {loader.id: loader for loader in dtl_loaders.dtl_dataset_loaders()}
         self.heads = {head.id: head for head in dtl_heads.dtl_head_types()}
         self.provider = BackboneProvider(
-            id="tiny", display_name="Tiny", list_models=lambda: ["tiny"], create=create_tiny,
+            id="tiny",
+            display_name="Tiny",
+            list_models=lambda: ["tiny"],
+            create=create_tiny,
             weights_status=lambda name: WeightsStatus(True, "random"),
         )
 
@@ -188,7 +204,10 @@ def prefix_outputs(items, stop: str = "flatten") -> torch.Tensor:
 def test_cached_features_are_the_frozen_prefix_output(photos, tmp_path, cache_dir, precision, tolerance):
     finished = train(tiny_config(photos, tmp_path / "run", epochs=1, precision=precision))
     built = events_of(finished.summary, "built")
-    assert [(e["subset"], e["at"]) for e in built] == [("train", "backbone.flatten"), ("val", "backbone.flatten")]
+    assert [(e["subset"], e["at"]) for e in built] == [
+        ("train", "backbone.flatten"),
+        ("val", "backbone.flatten"),
+    ]
     assert built[0]["dtype"] == ("float16" if precision == "fp32" else "bfloat16")
     entries = sorted((cache_dir / "features").glob(f"*{ENTRY_SUFFIX}"))
     assert len(entries) == 2
@@ -204,7 +223,9 @@ def test_cached_features_are_the_frozen_prefix_output(photos, tmp_path, cache_di
         assert error < tolerance, (subset, float(error))
 
 
-def test_a_head_trained_on_cached_features_matches_one_trained_through_the_backbone(photos, tmp_path, cache_dir):
+def test_a_head_trained_on_cached_features_matches_one_trained_through_the_backbone(
+    photos, tmp_path, cache_dir
+):
     cached = train(tiny_config(photos, tmp_path / "cached", epochs=4, seed=3))
     slow = train(tiny_config(photos, tmp_path / "slow", epochs=4, seed=3, feature_cache="off"))
     assert events_of(cached.summary, "built") and not events_of(slow.summary, "built")
@@ -235,7 +256,9 @@ def test_spilled_features_train_exactly_like_features_in_memory(photos, tmp_path
 # --------------------------------------------------------------------------- leaving the cache
 
 
-def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reenters(photos, tmp_path, cache_dir):
+def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reenters(
+    photos, tmp_path, cache_dir
+):
     out = tmp_path / "run"
     trainer = Trainer(tiny_config(photos, out, epochs=4, seed=1), host=HOST)
     applied: list[ev.FreezeApplied] = []
@@ -254,7 +277,8 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
 
     log = [(e["event"], e.get("subset"), e.get("at")) for e in finished.summary["feature_cache"]]
     assert log == [
-        ("built", "train", "backbone.flatten"), ("built", "val", "backbone.flatten"),
+        ("built", "train", "backbone.flatten"),
+        ("built", "val", "backbone.flatten"),
         ("left", "train+val", None),
         ("built", "val", "backbone.blocks.1"),  # evaluating epoch 2, for the new first trainable stage
         ("built", "train", "backbone.blocks.1"),  # epoch 3 starts
@@ -265,7 +289,11 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
     assert left["reason"] == "backbone.blocks.2 unfrozen" and left["step"] == 4
     metrics = metric_rows(out)
     assert [row["feature_cache"] for row in metrics] == [
-        "on@backbone.flatten", "val@backbone.blocks.1", "on@backbone.blocks.1", "on@backbone.flatten"]
+        "on@backbone.flatten",
+        "val@backbone.blocks.1",
+        "on@backbone.blocks.1",
+        "on@backbone.flatten",
+    ]
     run_log = (out / "run.log").read_text()
     assert "feature cache left (train, val): backbone.blocks.2 unfrozen" in run_log
     assert "moved from after backbone.blocks.1 to after backbone.flatten" in run_log
@@ -281,8 +309,10 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
     loss = -sum(math.log(dict(p.top)[names[label]]) for p, (_, label) in zip(predictions, manifest["val"]))
     last_val_loss = float(metrics[-1]["val_loss"])
     assert abs(loss / len(paths) - last_val_loss) < 1e-3 * max(1.0, last_val_loss)
-    assert not torch.equal(load_file(out / "checkpoints" / "last" / "model.safetensors")["backbone.blocks.2.conv.weight"],
-                           tiny_backbone().state_dict()["blocks.2.conv.weight"])
+    assert not torch.equal(
+        load_file(out / "checkpoints" / "last" / "model.safetensors")["backbone.blocks.2.conv.weight"],
+        tiny_backbone().state_dict()["blocks.2.conv.weight"],
+    )
 
 
 def test_augmentation_caches_validation_features_only_and_decodes_images_once(photos, tmp_path, cache_dir):
@@ -292,8 +322,13 @@ def test_augmentation_caches_validation_features_only_and_decodes_images_once(ph
     finished = train(config)
     summary = finished.summary
     assert events_of(summary, "off") == [
-        {"step": 0, "event": "off", "subset": "train",
-         "reason": "augmentation 'light' changes images every epoch"}]
+        {
+            "step": 0,
+            "event": "off",
+            "subset": "train",
+            "reason": "augmentation 'light' changes images every epoch",
+        }
+    ]
     assert [(e["subset"], e["at"]) for e in events_of(summary, "built")] == [("val", "backbone.blocks.1")]
     decoded = events_of(summary, "decoded")
     assert len(decoded) == 1 and decoded[0]["images"] == 24 and decoded[0]["bytes"] == 24 * 3 * 36 * 36
@@ -309,8 +344,9 @@ def test_resumed_augmented_run_ends_where_an_uninterrupted_one_would(photos, tmp
 
     train(config(tmp_path / "full"))
     trainer = Trainer(config(tmp_path / "cut"), host=HOST)
-    trainer.subscribe(lambda e: (isinstance(e, ev.BatchEnded) and e.epoch == 2 and e.batch == 1
-                                 and trainer.send(ev.Cancel())))
+    trainer.subscribe(
+        lambda e: isinstance(e, ev.BatchEnded) and e.epoch == 2 and e.batch == 1 and trainer.send(ev.Cancel())
+    )
     assert trainer.run().status == "cancelled"
     finished = Trainer(config(tmp_path / "cut"), host=HOST, resume=True).run()
     assert finished.status == "completed", finished.reason
@@ -325,9 +361,14 @@ def test_outputs_larger_than_the_image_are_recomputed_not_cached(photos, tmp_pat
     summary = train(config).summary
     assert not events_of(summary, "built")
     reasons = {e["subset"]: e["reason"] for e in events_of(summary, "off")}
-    assert reasons["train"] == reasons["val"] == (
-        "the output of backbone.stem (4,096 values per image) is larger than the image "
-        "(3,072); recomputing it is cheaper")
+    assert (
+        reasons["train"]
+        == reasons["val"]
+        == (
+            "the output of backbone.stem (4,096 values per image) is larger than the image "
+            "(3,072); recomputing it is cheaper"
+        )
+    )
     assert {e["subset"] for e in events_of(summary, "decoded")} == {"train", "val"}
 
 
@@ -341,9 +382,11 @@ def test_frozen_stages_run_under_inference_mode_even_without_the_cache(photos, t
         if isinstance(event, ev.RunStarted):
             model = trainer.built.model
             model.backbone.blocks[1].act.register_forward_hook(
-                lambda m, i, o: modes["frozen"].add((torch.is_inference_mode_enabled(), o.requires_grad)))
+                lambda m, i, o: modes["frozen"].add((torch.is_inference_mode_enabled(), o.requires_grad))
+            )
             model.backbone.blocks[2].act.register_forward_hook(
-                lambda m, i, o: modes["trainable"].add((torch.is_inference_mode_enabled(), o.requires_grad)))
+                lambda m, i, o: modes["trainable"].add((torch.is_inference_mode_enabled(), o.requires_grad))
+            )
 
     trainer.subscribe(watch)
     assert trainer.run().status == "completed"
@@ -383,8 +426,14 @@ def test_features_are_reused_across_runs_but_never_stale(tmp_path, cache_dir):
 
 def test_cancelling_during_extraction_leaves_no_cache_entry(photos, tmp_path, cache_dir):
     trainer = Trainer(tiny_config(photos, tmp_path / "run", batch_size=4), host=HOST)
-    trainer.subscribe(lambda e: (isinstance(e, ev.StageChanged) and e.stage == "features"
-                                 and e.done >= 8 and trainer.send(ev.Cancel())))
+    trainer.subscribe(
+        lambda e: (
+            isinstance(e, ev.StageChanged)
+            and e.stage == "features"
+            and e.done >= 8
+            and trainer.send(ev.Cancel())
+        )
+    )
     assert trainer.run().status == "cancelled"
     assert not (cache_dir / "features").exists() or not list((cache_dir / "features").iterdir())
 
@@ -409,8 +458,12 @@ def test_data_prepared_before_the_run_is_used_unless_its_settings_differ(photos,
     checked_with = copy.deepcopy(config.data)
     checked_with.split_seed = 5  # checked with other settings than the run's
     messages: list[str] = []
-    trainer = Trainer(tiny_config(photos, tmp_path / "run2", epochs=1), host=host, prepared=prepared,
-                      prepared_with=checked_with)
+    trainer = Trainer(
+        tiny_config(photos, tmp_path / "run2", epochs=1),
+        host=host,
+        prepared=prepared,
+        prepared_with=checked_with,
+    )
     trainer.subscribe(lambda e: isinstance(e, ev.LogMessage) and messages.append(e.message))
     with caplog.at_level("INFO", logger="desktop_tl.engine"):
         assert trainer.run().status == "completed"
@@ -479,8 +532,13 @@ def test_augmentation_is_seeded_per_image_and_does_not_depend_on_worker_processe
 
     def epoch_batches(num_workers, seed):
         sampler = EpochSampler()
-        loader = make_loader(DecodedImageDataset(items, decoded, PRE, "light", train=True),
-                             batch_size=4, shuffle=False, sampler=sampler, num_workers=num_workers)
+        loader = make_loader(
+            DecodedImageDataset(items, decoded, PRE, "light", train=True),
+            batch_size=4,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=num_workers,
+        )
         result = []
         for epoch_seed in (seed, seed + 1):  # one loader, its workers kept, two epochs
             sampler.set_epoch(order, epoch_seed)

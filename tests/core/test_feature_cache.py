@@ -44,14 +44,21 @@ def images(tmp_path_factory):
 def net():
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
     ).eval()
 
 
 def batches(items, batch_size=6):
-    loader = make_loader(ImageDataset(items, build_transform(PRE, "none", train=False), with_index=True),
-                         batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = make_loader(
+        ImageDataset(items, build_transform(PRE, "none", train=False), with_index=True),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=0,
+    )
     for batch in loader.batches():
         yield batch.images, batch.labels, batch.indices
 
@@ -70,8 +77,9 @@ def test_rows_are_the_same_in_memory_spilled_partly_spilled_and_kept(net, images
         "memory": extract(net, images, budget=MemoryBudget(2**30)),
         "spilled": extract(net, images, budget=MemoryBudget(0), directory=tmp_path),
         "partly": extract(net, images, budget=MemoryBudget(7 * row_bytes), directory=tmp_path),
-        "kept": extract(net, images, budget=MemoryBudget(3 * row_bytes), key="k" * 64,
-                        directory=tmp_path, persist=True),
+        "kept": extract(
+            net, images, budget=MemoryBudget(3 * row_bytes), key="k" * 64, directory=tmp_path, persist=True
+        ),
     }
     assert stores["memory"].spilled_bytes == 0 and stores["memory"].memory_rows == 20
     assert stores["spilled"].memory_rows == 0 and stores["spilled"].spilled_bytes == 20 * row_bytes
@@ -121,8 +129,14 @@ def test_a_kept_entry_is_reused_and_read_like_the_original(net, images, tmp_path
 
 def test_keys_change_with_any_image_weights_or_preprocessing(images, tmp_path):
     items = [(str(write_image(tmp_path / f"{i}.png", seed=i, size=(12, 12))), i % 2) for i in range(4)]
-    context = {"backbone": "tiny", "weights_sha256": "a" * 64, "prefix_state": "p",
-               "preprocessing": PRE.to_dict(), "stage": [3, "backbone.blocks.0"], "precision": "fp32"}
+    context = {
+        "backbone": "tiny",
+        "weights_sha256": "a" * 64,
+        "prefix_state": "p",
+        "preprocessing": PRE.to_dict(),
+        "stage": [3, "backbone.blocks.0"],
+        "precision": "fp32",
+    }
     key = feature_key(context, items)
     assert feature_key(dict(context), list(items)) == key  # stable
 
@@ -171,22 +185,38 @@ def test_an_interrupted_extraction_leaves_no_entry_and_no_file(net, images, tmp_
 
     key = "f" * 64
     with pytest.raises(OSError, match="disk went away"):
-        extract_features(lambda x: net(x).detach(), failing_batches(), 5, budget=budget, key=key,
-                         directory=tmp_path, persist=True)
+        extract_features(
+            lambda x: net(x).detach(),
+            failing_batches(),
+            5,
+            budget=budget,
+            key=key,
+            directory=tmp_path,
+            persist=True,
+        )
     assert list(tmp_path.iterdir()) == [] and budget.used == 0
 
     calls = iter(range(100))
     with pytest.raises(FeatureCacheCancelled):
-        extract_features(lambda x: net(x).detach(), batches(images), 5, budget=budget, key=key,
-                         directory=tmp_path, persist=True, should_stop=lambda: next(calls) >= 2)
+        extract_features(
+            lambda x: net(x).detach(),
+            batches(images),
+            5,
+            budget=budget,
+            key=key,
+            directory=tmp_path,
+            persist=True,
+            should_stop=lambda: next(calls) >= 2,
+        )
     assert list(tmp_path.iterdir()) == [] and budget.used == 0
     assert open_entry(key, budget, directory=tmp_path) is None
 
 
 def test_a_crashed_writer_leaves_only_a_temporary_file_that_is_never_read(net, images, tmp_path):
     key = "c" * 64
-    writer = FeatureWriter(5, budget=MemoryBudget(0), dtype=torch.float16, key=key,
-                           directory=tmp_path, persist=True)
+    writer = FeatureWriter(
+        5, budget=MemoryBudget(0), dtype=torch.float16, key=key, directory=tmp_path, persist=True
+    )
     for feats, labels, indices in batches(images[:12]):
         with torch.inference_mode():
             writer.add(net(feats), labels, indices)

@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from desktop_tl.core.images import (
-    IMAGE_EXTENSIONS,
-    ImageReadError,
-    is_image_file_name,
-    open_rgb,
-    probe_image,
-)
+from desktop_tl.core.images import IMAGE_EXTENSIONS, ImageReadError, is_image_file_name, open_rgb, probe_image
 from desktop_tl.errors import UserError
 from helpers_data import truncate_file, write_image
 
@@ -107,12 +101,12 @@ def test_cmyk_becomes_rgb(tmp_path, file_name):
 
 def _sixteen_bit(values: np.ndarray, mode: str) -> Image.Image:
     dtype = ">u2" if mode == "I;16B" else "<u2"
-    return Image.frombytes(mode, (values.shape[1], values.shape[0]),
-                           values.astype(dtype).tobytes())
+    return Image.frombytes(mode, (values.shape[1], values.shape[0]), values.astype(dtype).tobytes())
 
 
-@pytest.mark.parametrize("mode, file_name", [("I;16", "wide.png"), ("I;16", "wide.tif"),
-                                             ("I;16B", "wide_be.tif")])
+@pytest.mark.parametrize(
+    "mode, file_name", [("I;16", "wide.png"), ("I;16", "wide.tif"), ("I;16B", "wide_be.tif")]
+)
 def test_sixteen_bit_is_scaled_not_clipped(tmp_path, mode, file_name):
     values = np.array([[0, 257 * 100, 65535, 1000]], dtype=np.uint16)
     path = tmp_path / file_name

@@ -133,8 +133,11 @@ def test_a_folder_deleted_while_shown_gives_a_clear_message(runs, tmp_path):
     shutil.copytree(runs["b"], run)
     record = rh.read_run(run)
     shutil.rmtree(run)
-    for action in (lambda: rh.read_run(record.path), lambda: rh.set_note(record.path, "x"),
-                   lambda: rh.move_to_trash(record.path)):
+    for action in (
+        lambda: rh.read_run(record.path),
+        lambda: rh.set_note(record.path, "x"),
+        lambda: rh.move_to_trash(record.path),
+    ):
         with pytest.raises(rh.RunHistoryError, match="deleted or moved"):
             action()
 

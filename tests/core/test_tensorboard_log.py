@@ -15,8 +15,9 @@ CLASSES = ("brick", "grass", "gravel")
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    return sample_subset(tmp_path_factory.mktemp("tensorboard") / "photos", classes=CLASSES,
-                         n_train=6, n_val=3)
+    return sample_subset(
+        tmp_path_factory.mktemp("tensorboard") / "photos", classes=CLASSES, n_train=6, n_val=3
+    )
 
 
 def test_a_run_logs_scalars_and_the_confusion_matrix_per_epoch(photos, tmp_path):
@@ -64,7 +65,9 @@ def test_without_the_package_the_reason_says_how_to_get_it():
     import sys
 
     # A child interpreter where the package cannot be imported, as on a machine without it.
-    code = ("import sys; sys.modules['tensorboard'] = None; "
-            "from desktop_tl.core.tensorboard_log import missing_reason; print(missing_reason())")
+    code = (
+        "import sys; sys.modules['tensorboard'] = None; "
+        "from desktop_tl.core.tensorboard_log import missing_reason; print(missing_reason())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install tensorboard" in done.stdout and "goes on without it" in done.stdout

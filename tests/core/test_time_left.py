@@ -22,7 +22,13 @@ from desktop_tl.core import events as ev
 from desktop_tl.core import cache_plan, time_left
 from desktop_tl.core.time_left import Plan, TimeLeft
 from desktop_tl.core.training import Trainer
-from desktop_tl.plugin.descriptors import Backbone, BackboneProvider, Preprocessing, WeightsProvenance, WeightsStatus
+from desktop_tl.plugin.descriptors import (
+    Backbone,
+    BackboneProvider,
+    Preprocessing,
+    WeightsProvenance,
+    WeightsStatus,
+)
 from helpers_data import make_image_folder
 
 # Larger images than the fast-path tests use, so that a training step over images costs
@@ -35,12 +41,20 @@ class TimedHost(TinyHost):
         super().__init__()
 
         def create(model_name: str, weights: str = "auto") -> Backbone:
-            return Backbone(tiny_backbone(), FEATURES, PRE,
-                            WeightsProvenance("random", False, detail="seeded test network"))
+            return Backbone(
+                tiny_backbone(),
+                FEATURES,
+                PRE,
+                WeightsProvenance("random", False, detail="seeded test network"),
+            )
 
         self.provider = BackboneProvider(
-            id="tiny", display_name="Tiny", list_models=lambda: ["tiny"], create=create,
-            weights_status=lambda name: WeightsStatus(True, "random"))
+            id="tiny",
+            display_name="Tiny",
+            list_models=lambda: ["tiny"],
+            create=create,
+            weights_status=lambda name: WeightsStatus(True, "random"),
+        )
 
 
 HOST = TimedHost()
@@ -115,9 +129,11 @@ def record(config, freeze_at: tuple[int, int] | None = None, changes: dict[str, 
 
 def describe(timeline: Timeline) -> str:
     end = timeline.end
-    return "\n".join(f"epoch {e.epoch} batch {e.batch}: estimate "
-                     f"{'None' if e.eta_s is None else f'{e.eta_s:.3f}'}, actual {end - t:.3f}"
-                     for t, e in timeline.batches())
+    return "\n".join(
+        f"epoch {e.epoch} batch {e.batch}: estimate "
+        f"{'None' if e.eta_s is None else f'{e.eta_s:.3f}'}, actual {end - t:.3f}"
+        for t, e in timeline.batches()
+    )
 
 
 def check_against_the_run(timeline: Timeline, epochs: int, change_at: tuple[int, int] | None = None) -> int:
@@ -146,8 +162,9 @@ def check_against_the_run(timeline: Timeline, epochs: int, change_at: tuple[int,
             continue  # the first epoch times the phases
         actual = end - t
         if event.eta_s is None:
-            assert change_at is not None and (event.epoch == change_at[0] or
-                                              (event.epoch, event.batch) == (change_at[0] + 1, 0)), report
+            assert change_at is not None and (
+                event.epoch == change_at[0] or (event.epoch, event.batch) == (change_at[0] + 1, 0)
+            ), report
             continue
         assert actual / 2 - slack <= event.eta_s <= 2 * actual + slack, report
         if event.epoch < epochs - 1:
@@ -167,7 +184,9 @@ def test_an_unchanged_run_is_estimated_closely_once_each_phase_was_timed(photos,
     assert check_against_the_run(timeline, epochs) == 24
 
 
-def test_unfreezing_the_backbone_leaves_the_cache_and_the_estimate_follows_the_slower_epochs(photos, tmp_path):
+def test_unfreezing_the_backbone_leaves_the_cache_and_the_estimate_follows_the_slower_epochs(
+    photos, tmp_path
+):
     epochs = 5
     config = tiny_config(photos, tmp_path / "run", epochs=epochs, batch_size=4)
     timeline, finished = record(config, (1, 3), {"backbone": True})
@@ -239,14 +258,17 @@ class ManualClock:
         self.now += seconds
 
 
-def plan(epoch, batch, *, epochs=3, cache_at=None, val_cache_at=None, stage=5, cacheable=False,
-         decoded=True) -> Plan:
-    return Plan(epoch, batch, epochs, 4, 16, 8, stage, cache_at, val_cache_at, decoded, decoded,
-                cacheable, cacheable)
+def plan(
+    epoch, batch, *, epochs=3, cache_at=None, val_cache_at=None, stage=5, cacheable=False, decoded=True
+) -> Plan:
+    return Plan(
+        epoch, batch, epochs, 4, 16, 8, stage, cache_at, val_cache_at, decoded, decoded, cacheable, cacheable
+    )
 
 
-def run_epoch(estimator: TimeLeft, clock: ManualClock, epoch: int, step: float, validation: float,
-              between: float, **kw) -> list[float | None]:
+def run_epoch(
+    estimator: TimeLeft, clock: ManualClock, epoch: int, step: float, validation: float, between: float, **kw
+) -> list[float | None]:
     """One synthetic epoch: four steps of ``step`` seconds, a validation, the work after it."""
     estimator.training_started()
     answers = []
@@ -295,18 +317,22 @@ def test_a_cache_to_be_built_is_costed_from_the_cache_log_and_a_new_input_awaite
     estimator = TimeLeft(log, clock=clock)
     # Epoch 0 starts by extracting 16 training and 8 validation features (12 s in all).
     clock.advance(12.0)
-    log += [{"event": "built", "subset": "train", "rows": 16, "seconds": 8.0},
-            {"event": "built", "subset": "val", "rows": 8, "seconds": 4.0}]
+    log += [
+        {"event": "built", "subset": "train", "rows": 16, "seconds": 8.0},
+        {"event": "built", "subset": "val", "rows": 8, "seconds": 4.0},
+    ]
     cached = {"cache_at": 5, "val_cache_at": 5, "cacheable": True}
     run_epoch(estimator, clock, 0, 0.25, 0.5, 0.5, **cached)
     estimator.training_started()
     clock.advance(0.25)
     assert estimator.batch_ended(plan(1, 0, **cached)) == pytest.approx(
-        3 * 0.25 + 0.5 + 0.5 + (4 * 0.25 + 0.5 + 0.5))
+        3 * 0.25 + 0.5 + 0.5 + (4 * 0.25 + 0.5 + 0.5)
+    )
     # Validation features still to extract (the extraction's 0.5 s per image, not the
     # 12 s spent before the epoch's first step).
     assert estimator.seconds_left(plan(1, 0, cache_at=5, val_cache_at=None, cacheable=True)) == pytest.approx(
-        3 * 0.25 + 8 * 0.5 + 0.5 + 0.5 + (4 * 0.25 + 0.5 + 0.5))
+        3 * 0.25 + 8 * 0.5 + 0.5 + 0.5 + (4 * 0.25 + 0.5 + 0.5)
+    )
     # A stage before the cache starts training: the cache is left, the rest of the epoch
     # reads images and the next one trains on features after stage 3, a speed never seen.
     estimator.freeze_changed()

@@ -178,8 +178,9 @@ def test_a_loss_that_is_never_finite_says_no_checkpoint_was_written(photos, tmp_
 
 
 def test_early_stopping_watches_the_lowest_validation_loss(photos, tmp_path):
-    config = lite0_config(photos, tmp_path / "run", epochs=30, lr=0.5, optimizer="sgd",
-                          early_stopping_patience=2)
+    config = lite0_config(
+        photos, tmp_path / "run", epochs=30, lr=0.5, optimizer="sgd", early_stopping_patience=2
+    )
     finished = Trainer(config).run()
     assert finished.status == "early-stopped", finished.reason
     history = [float(r["val_loss"]) for r in csv.DictReader((tmp_path / "run" / "metrics.csv").open())]

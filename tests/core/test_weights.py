@@ -15,13 +15,9 @@ from desktop_tl.errors import UserError
 from desktop_tl.plugin.descriptors import WeightsFileError, WeightsUnavailableError
 
 
-
-
 def tiny_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
-    )
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
 
 
 def sha256(path: Path) -> str:
@@ -270,7 +266,10 @@ def test_a_chosen_file_wins_and_is_recorded(places, tmp_path):
     save_file(dict(tiny_net(seed=2).state_dict()), chosen)
     loaded, provenance = w.resolve_weights("tinynet", str(chosen), [FILE])
     assert (provenance.source, provenance.path, provenance.sha256) == (
-        "file", str(chosen.resolve()), sha256(chosen))
+        "file",
+        str(chosen.resolve()),
+        sha256(chosen),
+    )
     assert torch.equal(loaded["0.weight"], tiny_net(seed=2).state_dict()["0.weight"])
 
 

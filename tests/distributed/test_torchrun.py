@@ -34,8 +34,18 @@ def free_port() -> int:
 
 
 def torchrun_command(*args: str, nproc: int = 2, launcher: tuple[str, ...] = ()) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-            *(launcher or ("--master-port", str(free_port()))), "-m", "desktop_tl", "train", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        str(nproc),
+        *(launcher or ("--master-port", str(free_port()))),
+        "-m",
+        "desktop_tl",
+        "train",
+        *args,
+    ]
 
 
 def run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -71,14 +81,19 @@ def learning_columns(rows):
 def places(tmp_path):
     """A private runs folder and feature cache, and the environment the launches get."""
     env = dict(os.environ)
-    env.update(DTL_RUNS_DIR=str(tmp_path / "runs"), DTL_CACHE_DIR=str(tmp_path / "cache"),
-               DTL_ALLOW_DOWNLOAD="0", OMP_NUM_THREADS="1")
+    env.update(
+        DTL_RUNS_DIR=str(tmp_path / "runs"),
+        DTL_CACHE_DIR=str(tmp_path / "cache"),
+        DTL_ALLOW_DOWNLOAD="0",
+        OMP_NUM_THREADS="1",
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return tmp_path, env
 
 
-def run_file(tmp_path: Path, *, data: Path | None = None, epochs: int = 2, device: str = "cpu",
-             **train) -> Path:
+def run_file(
+    tmp_path: Path, *, data: Path | None = None, epochs: int = 2, device: str = "cpu", **train
+) -> Path:
     data = data or sample_subset(tmp_path / "data")  # 24 training and 12 validation photos
     config = lite0_config(data, tmp_path / "unused", epochs=epochs, device=device, **train)
     config.out = ""
@@ -105,8 +120,9 @@ def test_two_processes_train_one_run_like_one_process(places, freeze):
     assert summary(distributed)["processes"] == 2 and summary(distributed)["backend"] == "gloo"
     # The same run file without torchrun's environment: an ordinary single-process run.
     single = tmp_path / "single"
-    check_launch(run(single_command(str(toml), "--freeze", freeze, "--quiet", "--out", str(single)),
-                     env, tmp_path))
+    check_launch(
+        run(single_command(str(toml), "--freeze", freeze, "--quiet", "--out", str(single)), env, tmp_path)
+    )
     assert "distributed:" not in (single / "run.log").read_text()
     assert "processes" not in summary(single)
     # The step of two processes covers the batch of one process's step, so the gradients
@@ -134,14 +150,34 @@ def test_every_image_used_once_per_epoch_with_uneven_shards(places):
     text = toml.read_text().replace("test_fraction = 0.0", "test_fraction = 0.2")
     toml.write_text(text)
     out = tmp_path / "run"
-    check_launch(run(torchrun_command(str(toml), "--freeze", "last:1", "--feature-cache", "off",
-                                      "--augment", "light", "--batch-size", "4", "--quiet",
-                                      "--out", str(out)), env, tmp_path))
+    check_launch(
+        run(
+            torchrun_command(
+                str(toml),
+                "--freeze",
+                "last:1",
+                "--feature-cache",
+                "off",
+                "--augment",
+                "light",
+                "--batch-size",
+                "4",
+                "--quiet",
+                "--out",
+                str(out),
+            ),
+            env,
+            tmp_path,
+        )
+    )
     split = json.loads((out / "split.json").read_text())
     n_train, n_test = len(split["train"]), len(split["test"])
     log = (out / "run.log").read_text()
-    lines = re.findall(r"epoch (\d): (\d+) training images, each used once, over 2 processes "
-                       r"\((\d+) \+ (\d+)\)", log)
+    lines = re.findall(
+        r"epoch (\d): (\d+) training images, each used once, over 2 processes "
+        r"\((\d+) \+ (\d+)\)",
+        log,
+    )
     assert [line[0] for line in lines] == ["1", "2"], log
     for _epoch, total, first, second in lines:
         assert int(total) == int(first) + int(second) == n_train
@@ -160,9 +196,15 @@ def test_resume_after_a_cancel(places):
     check_launch(run(torchrun_command(str(toml), *args, "--out", str(uninterrupted)), env, tmp_path))
 
     cancelled = tmp_path / "cancelled"
-    launch = subprocess.Popen(torchrun_command(str(toml), *args, "--out", str(cancelled)), env=env,
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
+    launch = subprocess.Popen(
+        torchrun_command(str(toml), *args, "--out", str(cancelled)),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + TIMEOUT_S
     while not epochs_written(cancelled) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -209,10 +251,20 @@ def test_a_killed_worker_is_restarted_and_the_run_completes(places):
     toml = run_file(tmp_path, epochs=4)
     out = tmp_path / "run"
     launcher = ("--max-restarts", "1", "--master-port", str(free_port()))
-    command = torchrun_command(str(toml), "--freeze", "last:1", "--feature-cache", "off", "--quiet",
-                               "--out", str(out), launcher=launcher)
-    launch = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    command = torchrun_command(
+        str(toml),
+        "--freeze",
+        "last:1",
+        "--feature-cache",
+        "off",
+        "--quiet",
+        "--out",
+        str(out),
+        launcher=launcher,
+    )
+    launch = subprocess.Popen(
+        command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     deadline = time.monotonic() + TIMEOUT_S
     while not epochs_written(out) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -241,11 +293,28 @@ def test_a_node_without_the_data_fails_at_once_naming_its_rank(places):
     port = str(free_port())
     launches = []
     for rank, node in enumerate((first, second)):
-        launcher = ("--nnodes", "2", "--node-rank", str(rank), "--master-addr", "127.0.0.1",
-                    "--master-port", port)
-        launches.append(subprocess.Popen(
-            torchrun_command("run.toml", "--quiet", "--out", str(tmp_path / "run"), nproc=1, launcher=launcher),
-            env=env, cwd=node, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        launcher = (
+            "--nnodes",
+            "2",
+            "--node-rank",
+            str(rank),
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            port,
+        )
+        launches.append(
+            subprocess.Popen(
+                torchrun_command(
+                    "run.toml", "--quiet", "--out", str(tmp_path / "run"), nproc=1, launcher=launcher
+                ),
+                env=env,
+                cwd=node,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
     outputs = [launch.communicate(timeout=TIMEOUT_S)[0] for launch in launches]
     assert all(launch.returncode != 0 for launch in launches), outputs
     missing = str((second / "images").resolve())
@@ -262,7 +331,12 @@ def test_nccl_on_every_gpu(places):
     toml = run_file(tmp_path, device="auto")
     out = tmp_path / "run"
     nproc = torch.cuda.device_count()
-    check_launch(run(torchrun_command(str(toml), "--freeze", "last:1", "--quiet", "--out", str(out),
-                                      nproc=nproc), env, tmp_path))
+    check_launch(
+        run(
+            torchrun_command(str(toml), "--freeze", "last:1", "--quiet", "--out", str(out), nproc=nproc),
+            env,
+            tmp_path,
+        )
+    )
     assert f"distributed: {nproc} processes (nccl)" in (out / "run.log").read_text()
     assert summary(out)["status"] == "completed"

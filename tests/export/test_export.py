@@ -56,13 +56,21 @@ runpy.run_path(script, run_name='__main__')
 def run_blocked(blocked: str, script: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """``script`` in an isolated interpreter (-I: no PYTHONPATH, no user site, no cwd on
     sys.path) in which the ``blocked`` packages cannot be imported."""
-    return subprocess.run([sys.executable, "-I", "-c", BLOCKER, blocked, str(script), *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-I", "-c", BLOCKER, blocked, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() + str(p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() + str(p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +131,16 @@ def test_onnx_bundle_holds_model_labels_preprocessing_card_and_parity(trained, o
 
     out = onnx_bundle.out
     names = {p.name for p in out.iterdir()}
-    assert {"model.onnx", "model.int8.onnx", "labels.json", "preprocessing.json", "README.md",
-            "parity.json", "predict.py", "bundle.json"} <= names
+    assert {
+        "model.onnx",
+        "model.int8.onnx",
+        "labels.json",
+        "preprocessing.json",
+        "README.md",
+        "parity.json",
+        "predict.py",
+        "bundle.json",
+    } <= names
     assert not any(name.startswith(".") for name in os.listdir(out.parent))  # no staging left
 
     meta = json.loads((trained["run"] / "checkpoints" / "best" / "meta.json").read_text())
@@ -152,9 +168,15 @@ def test_onnx_bundle_holds_model_labels_preprocessing_card_and_parity(trained, o
     assert script_check["passed"] and script_check["max_abs_probability_diff"] <= PROBABILITY_TOL
 
     card = (out / "README.md").read_text()
-    for words in ("Confusion matrix", "| brick | 8 | 4 |", "Intended use: _(fill in)_", "Export parity",
-                  meta["weights"]["sha256"], '"backbone": false',
-                  f"{onnx_check['max_abs_logit_diff']:.3g}"):
+    for words in (
+        "Confusion matrix",
+        "| brick | 8 | 4 |",
+        "Intended use: _(fill in)_",
+        "Export parity",
+        meta["weights"]["sha256"],
+        '"backbone": false',
+        f"{onnx_check['max_abs_logit_diff']:.3g}",
+    ):
         assert words in card, words
 
 
@@ -164,7 +186,9 @@ def test_int8_model_states_its_accuracy_change(onnx_bundle):
     check = next(c for c in onnx_bundle.parity if c.name.startswith("int8"))
     assert check.passed and check.reference_accuracy is not None
     assert check.reference_accuracy - check.candidate_accuracy <= 0.05
-    assert (onnx_bundle.out / "model.int8.onnx").stat().st_size < (onnx_bundle.out / "model.onnx").stat().st_size / 2
+    assert (onnx_bundle.out / "model.int8.onnx").stat().st_size < (
+        onnx_bundle.out / "model.onnx"
+    ).stat().st_size / 2
     session = onnxruntime.InferenceSession(str(onnx_bundle.out / "model.int8.onnx"))
     assert session.run(None, {"images": np.zeros((2, 3, 224, 224), np.float32)})[0].shape == (2, 3)
     assert "accuracy" in onnx_bundle.summary() and "int8" in (onnx_bundle.out / "README.md").read_text()
@@ -195,15 +219,23 @@ def test_dynamic_int8_quantises_weights_only(onnx_bundle, tmp_path):
     assert "DynamicQuantizeLinear" in ops and "QuantizeLinear" not in ops
 
 
-def test_predict_py_without_torch_or_desktop_tl_agrees_with_desktop_tl_predict(trained, onnx_bundle, tmp_path,
-                                                                                capsys):
+def test_predict_py_without_torch_or_desktop_tl_agrees_with_desktop_tl_predict(
+    trained, onnx_bundle, tmp_path, capsys
+):
     """The bundle copied elsewhere, run where neither torch nor desktop_tl imports."""
     bundle = shutil.copytree(onnx_bundle.out, tmp_path / "elsewhere" / "bundle")
     images = odd_images(trained["photos"], tmp_path / "new")
     images += sorted((trained["photos"] / "val" / "grass").iterdir())[:2]
 
-    result = run_blocked("torch,torchvision,desktop_tl", bundle / "predict.py",
-                         *map(str, images), "--top-k", "3", "--json", cwd=tmp_path)
+    result = run_blocked(
+        "torch,torchvision,desktop_tl",
+        bundle / "predict.py",
+        *map(str, images),
+        "--top-k",
+        "3",
+        "--json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     bundled = json.loads(result.stdout)
 
@@ -222,7 +254,9 @@ def test_predict_py_without_torch_or_desktop_tl_agrees_with_desktop_tl_predict(t
 
     # a folder works too, and a broken file is reported without stopping the others
     (tmp_path / "new" / "broken.jpg").write_bytes(b"not an image")
-    result = run_blocked("torch,torchvision,desktop_tl", bundle / "predict.py", str(tmp_path / "new"), cwd=tmp_path)
+    result = run_blocked(
+        "torch,torchvision,desktop_tl", bundle / "predict.py", str(tmp_path / "new"), cwd=tmp_path
+    )
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0 and len(lines) == 5
     assert any("broken.jpg: error:" in line for line in lines)
@@ -242,9 +276,11 @@ def test_pt2_loads_with_torch_export_and_no_desktop_tl(trained, pt2_bundle, tmp_
         "import sys, json, numpy, torch\n"
         "program = torch.export.load(sys.argv[1])\n"
         "logits = program.module()(torch.from_numpy(numpy.load(sys.argv[2])))\n"
-        "print(json.dumps(logits.tolist()))\n")
-    result = run_blocked("desktop_tl", script, str(pt2_bundle.model_file), str(tmp_path / "inputs.npy"),
-                         cwd=tmp_path)
+        "print(json.dumps(logits.tolist()))\n"
+    )
+    result = run_blocked(
+        "desktop_tl", script, str(pt2_bundle.model_file), str(tmp_path / "inputs.npy"), cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     logits = np.array(json.loads(result.stdout.strip().splitlines()[-1]))
     assert np.abs(logits - reference_outputs(loaded.model, inputs)).max() < 1e-4
@@ -258,15 +294,26 @@ def test_safetensors_holds_the_whole_classifier_and_its_config(trained, safetens
     script.write_text(
         "import sys, json\nfrom safetensors import safe_open\n"
         "with safe_open(sys.argv[1], 'np') as f:\n"
-        "    print(json.dumps({'keys': list(f.keys()), 'meta': f.metadata()}))\n")
+        "    print(json.dumps({'keys': list(f.keys()), 'meta': f.metadata()}))\n"
+    )
     result = run_blocked("desktop_tl,torch", script, str(safetensors_bundle.model_file), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     listed = json.loads(result.stdout)
-    checkpoint_keys = set(json.loads(json.dumps(list(
-        __import__("safetensors.torch", fromlist=["load_file"]).load_file(
-            str(trained["run"] / "checkpoints" / "best" / "model.safetensors"))))))
+    checkpoint_keys = set(
+        json.loads(
+            json.dumps(
+                list(
+                    __import__("safetensors.torch", fromlist=["load_file"]).load_file(
+                        str(trained["run"] / "checkpoints" / "best" / "model.safetensors")
+                    )
+                )
+            )
+        )
+    )
     assert set(listed["keys"]) == checkpoint_keys
-    assert any(k.startswith("head.") for k in listed["keys"]) and any(k.startswith("backbone.") for k in listed["keys"])
+    assert any(k.startswith("head.") for k in listed["keys"]) and any(
+        k.startswith("backbone.") for k in listed["keys"]
+    )
     config = json.loads((safetensors_bundle.out / "config.json").read_text())
     assert config["classes"] == list(CLASSES) and config["preprocessing"]["crop"] == 224
     assert json.loads(listed["meta"]["desktop_tl"])["backbone"] == config["backbone"]
@@ -276,8 +323,9 @@ def test_safetensors_holds_the_whole_classifier_and_its_config(trained, safetens
 # --------------------------------------------------------------------------- the command and bad inputs
 
 
-def test_export_command_writes_a_bundle_and_refuses_to_overwrite_without_force(trained, safetensors_bundle,
-                                                                               capsys):
+def test_export_command_writes_a_bundle_and_refuses_to_overwrite_without_force(
+    trained, safetensors_bundle, capsys
+):
     out = safetensors_bundle.out
     assert main(["export", str(trained["run"]), "--format", "safetensors", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
@@ -289,8 +337,23 @@ def test_export_command_writes_a_bundle_and_refuses_to_overwrite_without_force(t
     assert "notes.txt" in capsys.readouterr().err and (out / "notes.txt").read_text() == "mine"
     (out / "notes.txt").unlink()
 
-    assert main(["export", str(trained["run"]), "--format", "safetensors", "--checkpoint", "last",
-                 "--out", str(out), "--force", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(trained["run"]),
+                "--format",
+                "safetensors",
+                "--checkpoint",
+                "last",
+                "--out",
+                str(out),
+                "--force",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "exported safetensors" in captured.out and "top-1 agreement 100.0%" in captured.out
     bundle = json.loads((out / "bundle.json").read_text())
@@ -302,18 +365,21 @@ def _copy_run(trained, tmp_path) -> Path:
     return Path(shutil.copytree(trained["run"], tmp_path / "copy"))
 
 
-@pytest.mark.parametrize("case, words", [
-    ("not_a_run", ["not a desktop-tl run folder"]),
-    ("missing", ["does not exist"]),
-    ("no_checkpoint", ["no best checkpoint", "before its first epoch"]),
-    ("damaged", ["damaged"]),
-    ("user_folder", ["not an export bundle", "nothing there is deleted"]),
-    ("read_only", ["cannot write into"]),
-    ("unknown_format", ["unknown export format 'tflite'", "onnx, pt2, safetensors"]),
-    ("inside_run", ["inside the run folder"]),
-    ("int8_not_onnx", ["--int8", "--format onnx"]),
-    ("int8_images_gone", ["static int8", "put the data folder back", "--int8-method dynamic"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("not_a_run", ["not a desktop-tl run folder"]),
+        ("missing", ["does not exist"]),
+        ("no_checkpoint", ["no best checkpoint", "before its first epoch"]),
+        ("damaged", ["damaged"]),
+        ("user_folder", ["not an export bundle", "nothing there is deleted"]),
+        ("read_only", ["cannot write into"]),
+        ("unknown_format", ["unknown export format 'tflite'", "onnx, pt2, safetensors"]),
+        ("inside_run", ["inside the run folder"]),
+        ("int8_not_onnx", ["--int8", "--format onnx"]),
+        ("int8_images_gone", ["static int8", "put the data folder back", "--int8-method dynamic"]),
+    ],
+)
 def test_bad_inputs_give_one_line_and_change_nothing(case, words, trained, tmp_path, capsys):
     with contextlib.ExitStack() as guard:
         _bad_input(case, words, trained, tmp_path, capsys, guard)
@@ -334,7 +400,7 @@ def _bad_input(case, words, trained, tmp_path, capsys, guard):
     elif case == "damaged":
         run = _copy_run(trained, tmp_path)
         weights = run / "checkpoints" / "best" / "model.safetensors"
-        weights.write_bytes(weights.read_bytes()[: 1000])
+        weights.write_bytes(weights.read_bytes()[:1000])
     elif case == "user_folder":
         out.mkdir()
         (out / "thesis.docx").write_text("precious")

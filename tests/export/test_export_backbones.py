@@ -16,8 +16,12 @@ from desktop_tl.core.training import Trainer
 from helpers_training import lite0_config, sample_subset
 
 #: The larger backbones take minutes on a small CPU; they run with DTL_SLOW_TESTS=1.
-SLOW = [pytest.mark.slow, pytest.mark.skipif(not os.environ.get("DTL_SLOW_TESTS"),
-                                             reason="set DTL_SLOW_TESTS=1 to export every backbone")]
+SLOW = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not os.environ.get("DTL_SLOW_TESTS"), reason="set DTL_SLOW_TESTS=1 to export every backbone"
+    ),
+]
 
 CASES = [
     ("efficientnet_lite0", "mlp", SLOW),  # linear: test_export.py

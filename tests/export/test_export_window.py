@@ -61,7 +61,9 @@ def test_file_menu_exports_the_latest_run_off_the_gui_thread(window, run_dir, qt
     with qtbot.waitSignal(dialog.export_failed, timeout=60_000) as blocker:
         dialog.export_button.click()
     assert "--force" in blocker.args[0]
-    box = dialog.findChild(__import__("PySide6.QtWidgets", fromlist=["QMessageBox"]).QMessageBox, "export_error")
+    box = dialog.findChild(
+        __import__("PySide6.QtWidgets", fromlist=["QMessageBox"]).QMessageBox, "export_error"
+    )
     assert box is not None and box.isVisible() and "already holds an export bundle" in box.text()
     box.close()
     assert (tmp_path / "bundle" / "model.safetensors").exists()

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("DTL_TEST_APP_BUNDLE") != "1",
-                       reason="builds a multi-GB application folder; set DTL_TEST_APP_BUNDLE=1"),
+    pytest.mark.skipif(
+        os.environ.get("DTL_TEST_APP_BUNDLE") != "1",
+        reason="builds a multi-GB application folder; set DTL_TEST_APP_BUNDLE=1",
+    ),
 ]
 
 
@@ -32,8 +34,9 @@ def test_the_bundled_folder_trains_the_demo_without_python(tmp_path):
     folder = build_app.build(tmp_path / "dist", tmp_path / "work")
     assert build_app.executable(folder).is_file()
     # The plugins are found through their collected entry points, the weights as package data.
-    assert any(folder.rglob("dtl_efficientnet_lite-*.dist-info/entry_points.txt")) or \
-        any(folder.rglob("dtl_efficientnet_lite*.dist-info"))
+    assert any(folder.rglob("dtl_efficientnet_lite-*.dist-info/entry_points.txt")) or any(
+        folder.rglob("dtl_efficientnet_lite*.dist-info")
+    )
     report = build_app.smoke(folder)
     assert report["status"] == "completed", report
     assert report["epochs_completed"] == 1 and report["val_acc"] is not None

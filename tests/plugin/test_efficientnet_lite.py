@@ -26,8 +26,7 @@ from desktop_tl.plugin.weights import resolve_pretrained
 @pytest.fixture(scope="module")
 def pretrained():
     """The package's model with the packaged weights, and its staged backbone."""
-    weights = resolve_pretrained(provider.MODEL_NAME, "auto",
-                                 provider.weights_source(provider.MODEL_NAME))
+    weights = resolve_pretrained(provider.MODEL_NAME, "auto", provider.weights_source(provider.MODEL_NAME))
     model, provenance = provider.load_model(weights), weights.provenance
     stages = provider.stage(model)
     model.eval()
@@ -37,13 +36,15 @@ def pretrained():
 
 def preprocess(*images: np.ndarray) -> torch.Tensor:
     p = provider.PREPROCESSING
-    transform = T.Compose([
-        T.ToImage(),
-        T.Resize(p.resize, interpolation=T.InterpolationMode(p.interpolation), antialias=True),
-        T.CenterCrop(p.crop),
-        T.ToDtype(torch.float32, scale=True),
-        T.Normalize(p.mean, p.std),
-    ])
+    transform = T.Compose(
+        [
+            T.ToImage(),
+            T.Resize(p.resize, interpolation=T.InterpolationMode(p.interpolation), antialias=True),
+            T.CenterCrop(p.crop),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(p.mean, p.std),
+        ]
+    )
     return torch.stack([transform(Image.fromarray(image)) for image in images])
 
 
@@ -68,7 +69,10 @@ def test_packaged_weights_are_available_and_recorded():
     assert provenance.sha256.startswith("57934424")  # the hash its file name announces
     assert backbone.feature_dim == 1280
     assert backbone.preprocessing.to_dict() == {
-        "resize": 256, "crop": 224, "mean": [0.498] * 3, "std": [0.502] * 3,
+        "resize": 256,
+        "crop": 224,
+        "mean": [0.498] * 3,
+        "std": [0.502] * 3,
         "interpolation": "bilinear",
     }
     assert len(backbone.categories) == 1000 and backbone.categories[281] == "tabby"
@@ -145,8 +149,9 @@ def test_a_chosen_file_is_honoured(tmp_path, pretrained):
     backbone = PROVIDER.create("efficientnet_lite0", str(path))
     assert (backbone.provenance.source, backbone.provenance.path) == ("file", str(path.resolve()))
     assert torch.equal(backbone.module.stem.conv_stem.weight, state["_conv_stem.weight"])
-    assert torch.equal(backbone.module.blocks[15]._project_conv.weight,
-                       state["_blocks.15._project_conv.weight"])
+    assert torch.equal(
+        backbone.module.blocks[15]._project_conv.weight, state["_blocks.15._project_conv.weight"]
+    )
 
 
 def test_a_file_for_another_model_is_refused(tmp_path):

@@ -44,7 +44,14 @@ def test_mlp_head_layers(heads):
 
     custom = heads["mlp"].build(64, 10, hidden_sizes=[32, 16], dropout=0.1, activation="gelu")
     assert [n for n, _ in custom.named_children()] == [
-        "fc1", "act1", "dropout1", "fc2", "act2", "dropout2", "out"]
+        "fc1",
+        "act1",
+        "dropout1",
+        "fc2",
+        "act2",
+        "dropout2",
+        "out",
+    ]
     assert isinstance(custom.act2, nn.GELU)
     widths = [custom.fc1.out_features, custom.fc2.out_features, custom.out.out_features]
     assert widths == [32, 16, 10]
@@ -56,8 +63,11 @@ def test_mlp_head_layers(heads):
 @pytest.mark.parametrize(
     "head_id, options, message",
     [
-        ("linear", {"hidden_sizes": [8]},
-         "head 'linear' has no option 'hidden_sizes'; its options are: dropout"),
+        (
+            "linear",
+            {"hidden_sizes": [8]},
+            "head 'linear' has no option 'hidden_sizes'; its options are: dropout",
+        ),
         ("mlp", {"dropuot": 0.1}, "has no option 'dropuot'"),
         ("mlp", {"hidden_sizes": [64, -8]}, "at least 1, got -8"),
         ("mlp", {"hidden_sizes": [0]}, "at least 1, got 0"),

@@ -20,8 +20,7 @@ from desktop_tl.plugin.hookspecs import PROJECT_NAME
 from .fakedist import python_env, record
 
 HOOK_NAMES = sorted(
-    name for name, obj in vars(hookspecs).items()
-    if callable(obj) and hasattr(obj, f"{PROJECT_NAME}_spec")
+    name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, f"{PROJECT_NAME}_spec")
 )
 
 
@@ -33,7 +32,7 @@ def example_of(hook_name: str) -> str:
     assert starts, f"{hook_name} has no 'Example::' block in its docstring"
     indent = len(lines[starts[0]]) - len(lines[starts[0]].lstrip())
     block: list[str] = []
-    for line in lines[starts[0] + 1:]:
+    for line in lines[starts[0] + 1 :]:
         if line.strip() and len(line) - len(line.lstrip()) <= indent:
             break  # the docstring goes on after the example
         block.append(line)
@@ -52,15 +51,17 @@ def load_example(fake_site, hook_name: str):
 
 
 def test_hookspecs_are_found():
-    assert {"dtl_backbone_providers", "dtl_dataset_loaders", "dtl_head_types",
-            "dtl_on_epoch_end"} <= set(HOOK_NAMES)
+    assert {"dtl_backbone_providers", "dtl_dataset_loaders", "dtl_head_types", "dtl_on_epoch_end"} <= set(
+        HOOK_NAMES
+    )
 
 
 @pytest.mark.parametrize("hook_name", HOOK_NAMES)
 def test_every_hook_has_a_docstring_with_an_example_that_loads(fake_site, hook_name):
     doc = inspect.getdoc(getattr(hookspecs, hook_name))
     assert doc and len(doc.split("Example::")[0].strip()) > 20, (
-        f"{hook_name} needs a docstring saying what it is for")
+        f"{hook_name} needs a docstring saying what it is for"
+    )
     host, rec = load_example(fake_site, hook_name)
     assert rec.notes == [] and rec.provides, (rec.notes, rec.provides)
     implementation = getattr(sys.modules[f"fake_example_{hook_name}"], hook_name)
@@ -71,8 +72,7 @@ def test_backbone_example_builds_a_working_backbone(fake_site):
     import torch
 
     host, rec = load_example(fake_site, "dtl_backbone_providers")
-    provider, model_name = host.resolve_backbone(
-        host.provider_models(rec.provides[0].split(":", 1)[1])[0])
+    provider, model_name = host.resolve_backbone(host.provider_models(rec.provides[0].split(":", 1)[1])[0])
     assert host.resolve_backbone(f"{provider.id}:{model_name}") == (provider, model_name)
     backbone = provider.create(model_name, "none")
     with torch.no_grad():
@@ -97,7 +97,9 @@ def test_loader_example_loads_a_folder_of_pngs(fake_site, tmp_path):
     loaded = loader.load(str(data), {})
     assert loaded.class_names == ["cat", "dog"]
     assert sorted((s.label, s.path) for s in loaded.samples) == [
-        ("cat", str(data / "cat_1.png")), ("dog", str(data / "dog_1.png"))]
+        ("cat", str(data / "cat_1.png")),
+        ("dog", str(data / "dog_1.png")),
+    ]
     assert not loaded.has_predefined_split
 
 
@@ -126,8 +128,9 @@ def test_epoch_end_example_is_called(fake_site, tmp_path, capsys):
 def test_loading_the_examples_does_not_import_torch(fake_site):
     """Plugins import torch inside their functions, so listing them stays fast."""
     for hook_name in HOOK_NAMES:
-        fake_site.add(f"example-{hook_name.replace('_', '-')}",
-                      {f"fake_example_{hook_name}": example_of(hook_name)})
+        fake_site.add(
+            f"example-{hook_name.replace('_', '-')}", {f"fake_example_{hook_name}": example_of(hook_name)}
+        )
     code = (
         "import sys\n"
         "from desktop_tl.plugin.manager import PluginHost\n"
@@ -138,4 +141,3 @@ def test_loading_the_examples_does_not_import_torch(fake_site):
         "assert 'torch' not in sys.modules, 'a plugin example imports torch at load time'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=python_env(fake_site.root))
-

@@ -28,8 +28,9 @@ RESNET18_FILE = "resnet18-f37072fd.pth"  # torchvision's name: its sha256 starts
 
 
 def tiny_network() -> nn.Sequential:
-    return sequential([("conv", nn.Conv2d(3, 4, 3)), ("pool", nn.AdaptiveAvgPool2d(1)),
-                       ("flatten", nn.Flatten(1))])
+    return sequential(
+        [("conv", nn.Conv2d(3, 4, 3)), ("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten(1))]
+    )
 
 
 def tiny_provider(source: WeightsSource, *, load: bool = True) -> BackboneProvider:
@@ -39,8 +40,9 @@ def tiny_provider(source: WeightsSource, *, load: bool = True) -> BackboneProvid
             weights.load_into(module)
         return Backbone(module, feature_dim=4, preprocessing=Preprocessing(resize=40, crop=32))
 
-    return BackboneProvider(id="tiny", display_name="Tiny", list_models=["tiny4"],
-                            build=build, weights_source=lambda name: source)
+    return BackboneProvider(
+        id="tiny", display_name="Tiny", list_models=["tiny4"], build=build, weights_source=lambda name: source
+    )
 
 
 def saved_tiny(path, seed=0):
@@ -88,15 +90,15 @@ def test_a_declared_sha256_is_checked_for_a_file_under_the_declared_name(places)
     backbone = provider.create("tiny4", "auto")
     assert backbone.provenance.verified is True
     assert (backbone.provenance.source, backbone.provenance.sha256) == ("weights-dir", declared)
-    assert torch.equal(backbone.module.conv.weight,
-                       load_file(good)["conv.weight"])
+    assert torch.equal(backbone.module.conv.weight, load_file(good)["conv.weight"])
 
 
 def test_a_location_with_a_sha256_that_does_not_match_is_refused(places):
     path = saved_tiny(places["outside"] / "shipped.safetensors")
     other = hashlib.sha256(b"other").hexdigest()
-    provider = tiny_provider(WeightsSource(
-        locations=(WeightsLocation(str(path), "package", "shipped", sha256=other),)))
+    provider = tiny_provider(
+        WeightsSource(locations=(WeightsLocation(str(path), "package", "shipped", sha256=other),))
+    )
     assert provider.weights_status("tiny4").source == "package"
     with pytest.raises(WeightsFileError, match=other):
         provider.create("tiny4", "auto")
@@ -122,8 +124,10 @@ def test_a_build_that_ignores_the_weights_it_was_given_is_refused(places):
 def test_weights_that_do_not_fit_are_refused_naming_the_first_mismatches(places):
     path = places["weights"] / "tiny4.safetensors"
     path.parent.mkdir(parents=True)
-    save_file({"conv.weight": torch.zeros(8, 3, 3, 3), "conv.bias": torch.zeros(8),
-               "extra.weight": torch.zeros(1)}, path)
+    save_file(
+        {"conv.weight": torch.zeros(8, 3, 3, 3), "conv.bias": torch.zeros(8), "extra.weight": torch.zeros(1)},
+        path,
+    )
     provider = tiny_provider(WeightsSource(file_names=("tiny4.safetensors",)))
     with pytest.raises(WeightsFileError) as info:
         provider.create("tiny4", "auto")
@@ -132,8 +136,9 @@ def test_weights_that_do_not_fit_are_refused_naming_the_first_mismatches(places)
 
 
 def test_no_weights_and_random_initialisation_are_told_apart(places):
-    provider = tiny_provider(WeightsSource(file_names=("tiny4.safetensors",),
-                                           hint="They ship in the tiny-weights package."))
+    provider = tiny_provider(
+        WeightsSource(file_names=("tiny4.safetensors",), hint="They ship in the tiny-weights package.")
+    )
     status = provider.weights_status("tiny4")
     assert status.available is False and "tiny-weights package" in status.detail
     with pytest.raises(WeightsUnavailableError, match="tiny4.safetensors"):

@@ -26,11 +26,13 @@ def shipped() -> list[DatasetLoader]:
 
 def test_a_higher_priority_folder_loader_is_asked_first(tmp_path):
     make_image_folder(tmp_path, {"cat": 1, "dog": 1})
-    greedy = DatasetLoader(id="greedy", display_name="Greedy", can_load=lambda p: True,
-                           load=lambda p, o: None)
+    greedy = DatasetLoader(
+        id="greedy", display_name="Greedy", can_load=lambda p: True, load=lambda p, o: None
+    )
     assert choose_loader(by_id(greedy, *shipped()), str(tmp_path)).id == "image-folder"
-    special = DatasetLoader(id="special", display_name="Special", can_load=lambda p: True,
-                            load=lambda p, o: None, priority=20)
+    special = DatasetLoader(
+        id="special", display_name="Special", can_load=lambda p: True, load=lambda p, o: None, priority=20
+    )
     assert choose_loader(by_id(*shipped(), special), str(tmp_path)).id == "special"
 
 
@@ -63,5 +65,6 @@ def test_a_loader_declares_sensible_values_when_built():
     with pytest.raises(DescriptorError, match="path_kind 'files'"):
         DatasetLoader(id="x", display_name="x", can_load=bool, load=print, path_kind="files")
     with pytest.raises(DescriptorError, match="file_patterns must be a tuple"):
-        DatasetLoader(id="x", display_name="x", can_load=bool, load=print, path_kind="file",
-                      file_patterns="*.csv")
+        DatasetLoader(
+            id="x", display_name="x", can_load=bool, load=print, path_kind="file", file_patterns="*.csv"
+        )

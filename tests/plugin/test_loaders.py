@@ -107,8 +107,9 @@ def test_image_folder_ignores_stray_files_with_reasons(tmp_path):
     (tmp_path / "README.md").write_text("about this data")
     loaded = image_folder.load(str(tmp_path), {})
     reasons = reasons_by_name(loaded)
-    assert reasons[".DS_Store"] == reasons["Thumbs.db"] == reasons["desktop.ini"] == \
-        "system file, not an image"
+    assert (
+        reasons[".DS_Store"] == reasons["Thumbs.db"] == reasons["desktop.ini"] == "system file, not an image"
+    )
     assert "not an image file" in reasons["notes.txt"] and ".txt" in reasons["notes.txt"]
     assert reasons[".hidden.jpg"] == reasons["._dog_000.png"] == "hidden file"
     assert reasons[".thumbnails"] == "hidden folder"
@@ -142,8 +143,9 @@ def make_manifest_images(tmp_path: Path) -> dict[str, list[Path]]:
 
 def test_csv_manifest_resolves_relative_paths_against_its_folder(tmp_path):
     images = make_manifest_images(tmp_path)
-    lines = ["path,label"] + [f"images/{name}/{p.name},{name}"
-                              for name, paths in images.items() for p in paths]
+    lines = ["path,label"] + [
+        f"images/{name}/{p.name},{name}" for name, paths in images.items() for p in paths
+    ]
     manifest = tmp_path / "labels.csv"
     manifest.write_text("\n".join(lines) + "\n")
     assert csv_manifest.can_load(str(manifest))
@@ -158,9 +160,11 @@ def test_tsv_manifest_with_split_column_in_any_order(tmp_path):
     images = make_manifest_images(tmp_path)
     rows = ["Split\tLabel\tPath"]
     for name, paths in images.items():
-        rows += [f"train\t{name}\timages/{name}/{paths[0].name}",
-                 f"train\t{name}\timages/{name}/{paths[1].name}",
-                 f"val\t{name}\t{paths[2]}"]  # an absolute path too
+        rows += [
+            f"train\t{name}\timages/{name}/{paths[0].name}",
+            f"train\t{name}\timages/{name}/{paths[1].name}",
+            f"val\t{name}\t{paths[2]}",
+        ]  # an absolute path too
     manifest = tmp_path / "labels.tsv"
     manifest.write_text("\n".join(rows) + "\n")
     loaded = csv_manifest.load(str(manifest), {})
@@ -171,8 +175,9 @@ def test_tsv_manifest_with_split_column_in_any_order(tmp_path):
 
 def test_manifest_with_windows_separators_and_bom(tmp_path):
     images = make_manifest_images(tmp_path)
-    lines = ["path,label"] + [f"images\\{name}\\{p.name},{name}"
-                              for name, paths in images.items() for p in paths]
+    lines = ["path,label"] + [
+        f"images\\{name}\\{p.name},{name}" for name, paths in images.items() for p in paths
+    ]
     manifest = tmp_path / "labels.csv"
     manifest.write_text("\ufeff" + "\r\n".join(lines) + "\r\n", encoding="utf-8")
     loaded = csv_manifest.load(str(manifest), {})
@@ -183,22 +188,23 @@ def test_manifest_with_windows_separators_and_bom(tmp_path):
 def test_manifest_semicolon_separated(tmp_path):
     images = make_manifest_images(tmp_path)
     manifest = tmp_path / "labels.csv"
-    manifest.write_text("path;label\n" + "".join(
-        f"images/{n}/{p.name};{n}\n" for n, paths in images.items() for p in paths))
+    manifest.write_text(
+        "path;label\n" + "".join(f"images/{n}/{p.name};{n}\n" for n, paths in images.items() for p in paths)
+    )
     assert len(csv_manifest.load(str(manifest), {}).samples) == 6
 
 
 def test_manifest_row_with_missing_file_becomes_a_bad_file(tmp_path):
     images = make_manifest_images(tmp_path)
-    lines = ["path,label"] + [f"images/{name}/{p.name},{name}"
-                              for name, paths in images.items() for p in paths]
+    lines = ["path,label"] + [
+        f"images/{name}/{p.name},{name}" for name, paths in images.items() for p in paths
+    ]
     lines.append("images/cat/never_copied.png,cat")
     manifest = tmp_path / "labels.csv"
     manifest.write_text("\n".join(lines) + "\n")
     prepared = prepare_data(DataConfig(path=str(manifest), val_fraction=0.34), LoaderHost())
     assert prepared.loader_id == "csv-manifest"
-    assert prepared.bad_files == [(str(tmp_path / "images" / "cat" / "never_copied.png"),
-                                   "file not found")]
+    assert prepared.bad_files == [(str(tmp_path / "images" / "cat" / "never_copied.png"), "file not found")]
     assert len(prepared.train) + len(prepared.val) == 6
 
 

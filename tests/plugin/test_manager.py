@@ -24,7 +24,9 @@ from desktop_tl.plugin.manager import (
 
 from .fakedist import GOOD_HEADER, python_env, record
 
-GOOD_PLUGIN = GOOD_HEADER + '''
+GOOD_PLUGIN = (
+    GOOD_HEADER
+    + '''
 import pathlib
 
 EPOCHS = []
@@ -71,14 +73,13 @@ def dtl_head_types():
 def dtl_on_epoch_end(run_dir, epoch, metrics):
     EPOCHS.append((run_dir, epoch, metrics["val_acc"]))
 '''
+)
 
 
 def head_plugin(*head_ids: str, api: str | None = API_VERSION) -> str:
     """Source of a plugin offering linear heads with these ids."""
     version = "" if api is None else f"DTL_API_VERSION = {api!r}"
-    heads = ", ".join(
-        f"HeadType(id={h!r}, display_name={h!r}, build=_build)" for h in head_ids
-    )
+    heads = ", ".join(f"HeadType(id={h!r}, display_name={h!r}, build=_build)" for h in head_ids)
     return f'''
         from desktop_tl.plugin import hookimpl
         from desktop_tl.plugin.descriptors import HeadType
@@ -96,7 +97,9 @@ def head_plugin(*head_ids: str, api: str | None = API_VERSION) -> str:
 
 def backbone_plugin(provider_id: str, models: list[str]) -> str:
     """Source of a plugin with one provider that counts its list_models calls."""
-    return GOOD_HEADER + f'''
+    return (
+        GOOD_HEADER
+        + f'''
 LIST_CALLS = []
 
 def _list_models():
@@ -109,6 +112,7 @@ def dtl_backbone_providers():
                              list_models=_list_models, create=lambda name, weights: None,
                              weights_status=lambda name: WeightsStatus(False, "missing"))]
 '''
+    )
 
 
 # --------------------------------------------------------------------------- good plugins
@@ -122,10 +126,13 @@ def test_good_plugin_provides_each_descriptor_type(fake_site, tmp_path):
     host = fake_site.host()
 
     rec = record(host, "fake_good_plugin")
-    assert (rec.status, rec.error, rec.distribution, rec.version) == (
-        "loaded", None, "fake-good", "2.3.1")
-    assert rec.provides == ["backbone:fake-tiny", "loader:fake-folder", "head:fake-linear",
-                            "hook:dtl_on_epoch_end"]
+    assert (rec.status, rec.error, rec.distribution, rec.version) == ("loaded", None, "fake-good", "2.3.1")
+    assert rec.provides == [
+        "backbone:fake-tiny",
+        "loader:fake-folder",
+        "head:fake-linear",
+        "hook:dtl_on_epoch_end",
+    ]
     assert host.problems == []
 
     provider, model_name = host.resolve_backbone("tiny8")
@@ -175,8 +182,7 @@ def test_entry_point_naming_an_object_takes_the_version_from_its_module(fake_sit
             def dtl_head_types():
                 return [HeadType(id="fake-object-head", display_name="x", build=print)]
         '''
-    fake_site.add("fake-object", {"fake_object": source},
-                  entry_points={"obj": "fake_object:Plugin"})
+    fake_site.add("fake-object", {"fake_object": source}, entry_points={"obj": "fake_object:Plugin"})
     rec = record(fake_site.host(), "obj")
     assert rec.status == "loaded" and rec.module == "fake_object:Plugin"
     assert rec.provides == ["head:fake-object-head"]
@@ -199,10 +205,15 @@ def test_function_without_hookimpl_marker_is_noted(fake_site):
 
 
 def test_import_error_is_recorded_and_the_others_still_load(fake_site):
-    fake_site.add("fake-broken-import", {"fake_broken_import": """
+    fake_site.add(
+        "fake-broken-import",
+        {
+            "fake_broken_import": """
         import fake_module_that_is_not_installed
         DTL_API_VERSION = "1.0"
-        """})
+        """
+        },
+    )
     fake_site.add("fake-fine", {"fake_fine": head_plugin("fake-fine-head")})
     host = fake_site.host()
 
@@ -223,14 +234,19 @@ def test_plugin_exiting_at_import_is_recorded(fake_site):
 
 
 def test_bad_hook_signature_is_recorded(fake_site):
-    fake_site.add("fake-bad-signature", {"fake_bad_signature": """
+    fake_site.add(
+        "fake-bad-signature",
+        {
+            "fake_bad_signature": """
         from desktop_tl.plugin import hookimpl
         DTL_API_VERSION = "1.0"
 
         @hookimpl
         def dtl_head_types(colour):
             return []
-        """})
+        """
+        },
+    )
     fake_site.add("fake-fine", {"fake_fine": head_plugin("fake-fine-head")})
     host = fake_site.host()
 
@@ -242,14 +258,19 @@ def test_bad_hook_signature_is_recorded(fake_site):
 
 
 def test_misspelt_hook_is_recorded_with_a_suggestion(fake_site):
-    fake_site.add("fake-typo", {"fake_typo": """
+    fake_site.add(
+        "fake-typo",
+        {
+            "fake_typo": """
         from desktop_tl.plugin import hookimpl
         DTL_API_VERSION = "1.0"
 
         @hookimpl
         def dtl_head_type():
             return []
-        """})
+        """
+        },
+    )
     rec = record(fake_site.host(), "fake_typo")
     assert rec.status == "failed"
     assert "dtl_head_type, which is not a desktop_tl hook" in rec.summary
@@ -257,21 +278,30 @@ def test_misspelt_hook_is_recorded_with_a_suggestion(fake_site):
 
 
 def test_hook_wrapper_is_refused(fake_site):
-    fake_site.add("fake-wrapper", {"fake_wrapper": """
+    fake_site.add(
+        "fake-wrapper",
+        {
+            "fake_wrapper": """
         from desktop_tl.plugin import hookimpl
         DTL_API_VERSION = "1.0"
 
         @hookimpl(wrapper=True)
         def dtl_head_types():
             return (yield)
-        """})
+        """
+        },
+    )
     rec = record(fake_site.host(), "fake_wrapper")
     assert rec.status == "failed" and "as a hook wrapper" in rec.summary
 
 
 def test_hook_that_raises_is_recorded_and_does_not_hide_other_plugins(fake_site):
     # "aaa" sorts first, so its failing hook is called before the good plugin's.
-    fake_site.add("aaa-raises", {"fake_raises": GOOD_HEADER + '''
+    fake_site.add(
+        "aaa-raises",
+        {
+            "fake_raises": GOOD_HEADER
+            + '''
 @hookimpl
 def dtl_head_types():
     return [HeadType(id="fake-never-registered", display_name="x", build=print)]
@@ -279,14 +309,15 @@ def dtl_head_types():
 @hookimpl
 def dtl_backbone_providers():
     raise RuntimeError("provider table is corrupt")
-'''})
+'''
+        },
+    )
     fake_site.add("zzz-good", {"fake_good_plugin": GOOD_PLUGIN})
     host = fake_site.host()
 
     bad = record(host, "fake_raises")
     assert bad.status == "failed"
-    assert bad.summary == ("raised in dtl_backbone_providers: "
-                           "RuntimeError: provider table is corrupt")
+    assert bad.summary == ("raised in dtl_backbone_providers: RuntimeError: provider table is corrupt")
     assert "Traceback" in bad.error and "fake_raises.py" in bad.error
     # A plugin that failed contributes nothing, not even the hooks that worked.
     assert "fake-never-registered" not in host.head_types()
@@ -300,18 +331,26 @@ def dtl_backbone_providers():
         ('{"id": "x"}', "got dict"),
         ('HeadType(id="fake-lonely", display_name="x", build=print)', "got HeadType"),
         ('["linear"]', "item 0 is str 'linear'"),
-        ('[BackboneProvider(id="b", display_name="b", list_models=list, create=print, '
-         'weights_status=print)]', "item 0 is BackboneProvider"),
-        ('[HeadType(id="fake-h", display_name="x", build="not callable")]',
-         "build must be callable"),
+        (
+            '[BackboneProvider(id="b", display_name="b", list_models=list, create=print, '
+            'weights_status=print)]',
+            "item 0 is BackboneProvider",
+        ),
+        ('[HeadType(id="fake-h", display_name="x", build="not callable")]', "build must be callable"),
     ],
 )
 def test_wrong_return_type_is_recorded(fake_site, returned, expected):
-    fake_site.add("fake-wrong-type", {"fake_wrong_type": GOOD_HEADER + f'''
+    fake_site.add(
+        "fake-wrong-type",
+        {
+            "fake_wrong_type": GOOD_HEADER
+            + f'''
 @hookimpl
 def dtl_head_types():
     return {returned}
-'''})
+'''
+        },
+    )
     rec = record(fake_site.host(), "fake_wrong_type")
     assert rec.status == "failed"
     assert rec.summary.startswith("returned a bad value from dtl_head_types")
@@ -324,19 +363,29 @@ def dtl_head_types():
         ('HeadType(id="", display_name="x", build=print)', "id must be a non-empty string"),
         ('HeadOption("act", "colour", "relu")', "kind 'colour' is not one of"),
         ('Preprocessing(interpolation="sinc")', "interpolation 'sinc' is not one of"),
-        ('Backbone(None, feature_dim=-1, preprocessing=Preprocessing())',
-         "feature_dim must be a positive int, got -1"),
-        ('BackboneProvider(id="b", display_name="b", list_models=[], build=print)',
-         "the model list is empty"),
+        (
+            'Backbone(None, feature_dim=-1, preprocessing=Preprocessing())',
+            "feature_dim must be a positive int, got -1",
+        ),
+        (
+            'BackboneProvider(id="b", display_name="b", list_models=[], build=print)',
+            "the model list is empty",
+        ),
     ],
 )
 def test_descriptors_refuse_bad_values_when_built_naming_the_plugin(fake_site, built, expected):
-    fake_site.add("fake-bad-descriptor", {"fake_bad_descriptor": GOOD_HEADER + f'''
+    fake_site.add(
+        "fake-bad-descriptor",
+        {
+            "fake_bad_descriptor": GOOD_HEADER
+            + f'''
 @hookimpl
 def dtl_head_types():
     {built}
     return []
-'''})
+'''
+        },
+    )
     rec = record(fake_site.host(), "fake_bad_descriptor")
     assert rec.status == "failed"
     assert "DescriptorError: plugin 'fake_bad_descriptor'" in rec.summary
@@ -350,8 +399,11 @@ def test_backbone_provider_id_with_a_colon_is_refused(fake_site):
 
 
 def test_same_module_under_two_entry_points_registers_once(fake_site):
-    fake_site.add("fake-twice", {"fake_twice": head_plugin("fake-twice-head")},
-                  entry_points={"first": "fake_twice", "second": "fake_twice"})
+    fake_site.add(
+        "fake-twice",
+        {"fake_twice": head_plugin("fake-twice-head")},
+        entry_points={"first": "fake_twice", "second": "fake_twice"},
+    )
     host = fake_site.host()
     assert record(host, "first").status == "loaded"
     second = record(host, "second")
@@ -416,8 +468,9 @@ def test_duplicate_ids_are_reported_and_the_first_distribution_keeps_them(fake_s
 
     zeta = record(host, "fake_zeta")
     assert zeta.status == "loaded" and zeta.provides == ["head:fake-zeta-only"]
-    assert zeta.notes == ["head:fake-shared not registered: plugin 'fake_alpha' "
-                          "(alpha-heads 1.0) already provides that id"]
+    assert zeta.notes == [
+        "head:fake-shared not registered: plugin 'fake_alpha' (alpha-heads 1.0) already provides that id"
+    ]
     assert record(host, "fake_alpha").provides == ["head:fake-shared"]
 
 
@@ -426,8 +479,7 @@ def test_duplicate_backbone_provider_ids_are_reported(fake_site):
     fake_site.add("bb-two", {"fake_bb_two": backbone_plugin("fake-bb", ["m2"])})
     host = fake_site.host()
     assert host.provider_models("fake-bb") == ("m1",)
-    assert len(host.problems) == 1 and "bb-one" in host.problems[0] \
-        and "bb-two" in host.problems[0]
+    assert len(host.problems) == 1 and "bb-one" in host.problems[0] and "bb-two" in host.problems[0]
 
 
 # --------------------------------------------------------------------------- disabling
@@ -447,9 +499,11 @@ def test_disabled_by_environment_is_not_imported(fake_site, monkeypatch, blocked
     assert (trap.status, trap.error, trap.version) == ("disabled", None, "0.4")
     assert "fake_trap" not in sys.modules
     assert record(host, "fake_fine").status == "loaded"
-    assert host.problems == ["'unrelated-name' is listed as disabled (DTL_DISABLED_PLUGINS or "
-                             "the plugin settings) but no installed plugin or distribution "
-                             "has that name; `desktop-tl plugins` lists the names"]
+    assert host.problems == [
+        "'unrelated-name' is listed as disabled (DTL_DISABLED_PLUGINS or "
+        "the plugin settings) but no installed plugin or distribution "
+        "has that name; `desktop-tl plugins` lists the names"
+    ]
 
 
 def test_disabled_by_constructor_argument(fake_site):
@@ -470,11 +524,17 @@ def test_strict_mode_reraises_import_errors(fake_site, monkeypatch):
 
 
 def test_strict_mode_reraises_hook_errors(fake_site, monkeypatch):
-    fake_site.add("fake-raises", {"fake_raises": GOOD_HEADER + '''
+    fake_site.add(
+        "fake-raises",
+        {
+            "fake_raises": GOOD_HEADER
+            + '''
 @hookimpl
 def dtl_head_types():
     raise ValueError("bad head table")
-'''})
+'''
+        },
+    )
     monkeypatch.setenv("DTL_STRICT_PLUGINS", "1")
     with pytest.raises(ValueError, match="bad head table"):
         fake_site.host()
@@ -503,8 +563,7 @@ def test_strict_mode_raises_on_duplicates(fake_site):
 @pytest.fixture
 def two_providers(fake_site):
     fake_site.add("provider-a", {"fake_provider_a": backbone_plugin("fake-a", ["tiny8", "shared"])})
-    fake_site.add("provider-b",
-                  {"fake_provider_b": backbone_plugin("fake-b", ["wide16", "shared"])})
+    fake_site.add("provider-b", {"fake_provider_b": backbone_plugin("fake-b", ["wide16", "shared"])})
     return fake_site.host()
 
 
@@ -537,8 +596,7 @@ def test_resolve_unknown_name_suggests_close_matches(two_providers):
 
     with pytest.raises(BackboneNotFoundError, match="did you mean fake-a:shared, fake-b:shared"):
         two_providers.resolve_backbone("sharde")
-    with pytest.raises(BackboneNotFoundError,
-                       match="has no model named 'tiny80'; did you mean 'tiny8'"):
+    with pytest.raises(BackboneNotFoundError, match="has no model named 'tiny80'; did you mean 'tiny8'"):
         two_providers.resolve_backbone("fake-a:tiny80")
     with pytest.raises(BackboneNotFoundError, match="no backbone provider has the id 'fake-c'"):
         two_providers.resolve_backbone("fake-c:tiny8")
@@ -550,8 +608,10 @@ def test_resolve_ambiguous_name_lists_the_choices(two_providers):
     with pytest.raises(AmbiguousBackboneError) as info:
         two_providers.resolve_backbone("shared")
     assert isinstance(info.value, UserError)
-    assert str(info.value) == ("backbone 'shared' is offered by several providers: "
-                               "fake-a:shared, fake-b:shared. Name one as provider:model")
+    assert str(info.value) == (
+        "backbone 'shared' is offered by several providers: "
+        "fake-a:shared, fake-b:shared. Name one as provider:model"
+    )
 
 
 def test_resolve_with_no_providers_says_what_to_install(fake_site):
@@ -561,7 +621,11 @@ def test_resolve_with_no_providers_says_what_to_install(fake_site):
 
 
 def test_provider_whose_list_models_fails_is_reported_and_skipped(fake_site):
-    fake_site.add("provider-bad", {"fake_provider_bad": GOOD_HEADER + '''
+    fake_site.add(
+        "provider-bad",
+        {
+            "fake_provider_bad": GOOD_HEADER
+            + '''
 def _list_models():
     raise OSError("model index unreadable")
 
@@ -569,14 +633,18 @@ def _list_models():
 def dtl_backbone_providers():
     return [BackboneProvider(id="fake-bad", display_name="bad", list_models=_list_models,
                              create=print, weights_status=print)]
-'''})
+'''
+        },
+    )
     fake_site.add("provider-good", {"fake_provider_good": backbone_plugin("fake-good", ["m1"])})
     host = fake_site.host()
     provider, name = host.resolve_backbone("m1")
     assert (provider.id, name) == ("fake-good", "m1")
-    assert host.problems == ["backbone provider 'fake-bad' of plugin 'fake_provider_bad' "
-                             "(provider-bad 1.0) failed to list its models: "
-                             "OSError: model index unreadable"]
+    assert host.problems == [
+        "backbone provider 'fake-bad' of plugin 'fake_provider_bad' "
+        "(provider-bad 1.0) failed to list its models: "
+        "OSError: model index unreadable"
+    ]
 
 
 # --------------------------------------------------------------------------- other lookups
@@ -596,23 +664,26 @@ def test_unknown_head_and_loader_ids_get_suggestions(fake_site, tmp_path):
 # --------------------------------------------------------------------------- notifications
 
 
-def test_epoch_end_errors_are_returned_and_others_still_notified(fake_site, tmp_path,
-                                                                 monkeypatch):
-    fake_site.add("aaa-noisy", {"fake_noisy": """
+def test_epoch_end_errors_are_returned_and_others_still_notified(fake_site, tmp_path, monkeypatch):
+    fake_site.add(
+        "aaa-noisy",
+        {
+            "fake_noisy": """
         from desktop_tl.plugin import hookimpl
         DTL_API_VERSION = "1.0"
 
         @hookimpl
         def dtl_on_epoch_end(metrics):
             raise KeyError("val_f1")
-        """})
+        """
+        },
+    )
     fake_site.add("zzz-good", {"fake_good_plugin": GOOD_PLUGIN})
     host = fake_site.host()
     assert record(host, "fake_noisy").provides == ["hook:dtl_on_epoch_end"]
 
     errors = host.notify_epoch_end(str(tmp_path), 1, {"val_acc": 0.5})
-    assert errors == ["plugin 'fake_noisy' (aaa-noisy 1.0) raised in dtl_on_epoch_end: "
-                      "KeyError: 'val_f1'"]
+    assert errors == ["plugin 'fake_noisy' (aaa-noisy 1.0) raised in dtl_on_epoch_end: KeyError: 'val_f1'"]
     assert sys.modules["fake_good_plugin"].EPOCHS == [(str(tmp_path), 1, 0.5)]
 
     strict = fake_site.host(strict=True)

@@ -34,9 +34,22 @@ def pip_install(package_dir: Path, site: Path) -> None:
     """Install into a folder of its own (not into the test environment's site-packages),
     offline: the build backend comes from this environment."""
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--no-index", "--target", str(site), str(package_dir)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(package_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -49,9 +62,22 @@ def render(tmp_path: Path, name: str, kind: str) -> Path:
 def run_its_own_tests(package_dir: Path, site: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         str(package_dir / "tests")],
-        capture_output=True, text=True, timeout=300, cwd=package_dir, env=env,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            str(package_dir / "tests"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=package_dir,
+        env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "1 passed" in result.stdout
@@ -86,22 +112,29 @@ def test_the_rendered_package_has_an_entry_point_a_readme_and_imports_only_the_s
         source = (package_dir / f"lab_{kind}" / "__init__.py").read_text()
         assert "{{" not in source and "{{" not in pyproject
         imported = {
-            node.module for node in ast.walk(ast.parse(source))
+            node.module
+            for node in ast.walk(ast.parse(source))
             if isinstance(node, ast.ImportFrom) and node.module
         } | {
-            alias.name for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Import) for alias in node.names
+            alias.name
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Import)
+            for alias in node.names
         }
         ours = {name for name in imported if name.startswith("desktop_tl")}
         assert ours == {"desktop_tl.plugin"}, (kind, ours)
 
 
 def test_an_installed_backbone_plugin_is_listed_selectable_and_trains(
-        installed_backbone_plugin, tmp_path, capsys):
+    installed_backbone_plugin, tmp_path, capsys
+):
     package_dir, site, host = installed_backbone_plugin
     [record] = [r for r in host.records if r.name == "leaf_net"]
     assert (record.status, record.distribution, record.provides) == (
-        "loaded", "leaf-net", ["backbone:leaf-net", "hook:dtl_on_epoch_end"])
+        "loaded",
+        "leaf-net",
+        ["backbone:leaf-net", "hook:dtl_on_epoch_end"],
+    )
 
     assert main(["plugins", "--json"]) == 0
     listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"]}
@@ -117,10 +150,30 @@ def test_an_installed_backbone_plugin_is_listed_selectable_and_trains(
     data = tmp_path / "data"
     make_image_folder(data, {"cat": 6, "dog": 6}, size=(24, 24))
     out = tmp_path / "run"
-    code = main(["train", "--data", str(data), "--backbone", "leaf-net:leaf_net_small",
-                 "--weights", "none", "--head", "linear", "--freeze", "none",
-                 "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--out", str(out),
-                 "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--backbone",
+            "leaf-net:leaf_net_small",
+            "--weights",
+            "none",
+            "--head",
+            "linear",
+            "--freeze",
+            "none",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed", summary
@@ -157,12 +210,15 @@ def test_the_rendered_test_loads_the_plugin_through_the_real_host(tmp_path, kind
     run_its_own_tests(package_dir, site)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("1leaf", "starting with a letter"),
-    ("leaf net!", "use letters, digits"),
-    ("class", "use letters, digits"),
-    ("torch", "already importable"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("1leaf", "starting with a letter"),
+        ("leaf net!", "use letters, digits"),
+        ("class", "use letters, digits"),
+        ("torch", "already importable"),
+    ],
+)
 def test_a_name_that_cannot_name_a_package_is_refused(tmp_path, capsys, name, expected):
     assert main(["plugin", "new", name, "--directory", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -181,4 +237,5 @@ def test_an_existing_folder_is_not_overwritten(tmp_path, capsys):
 def test_kind_must_be_known():
     with pytest.raises(UserError, match="backbone, loader, head"):
         from desktop_tl.cli.plugin_command import render as render_package
+
         render_package("leaf", "optimizer", ".")

@@ -61,15 +61,20 @@ def test_plugins_json_lists_good_broken_and_refused_plugins(installed, capsys):
 
     good = plugins["fake_cli_good"]
     assert good == {
-        "name": "fake_cli_good", "distribution": "fake-cli-good", "version": "1.2.0",
-        "module": "fake_cli_good", "provides": ["head:fake-cli-head"], "status": "loaded",
-        "error": None, "summary": None, "notes": [],
+        "name": "fake_cli_good",
+        "distribution": "fake-cli-good",
+        "version": "1.2.0",
+        "module": "fake_cli_good",
+        "provides": ["head:fake-cli-head"],
+        "status": "loaded",
+        "error": None,
+        "summary": None,
+        "notes": [],
     }
 
     broken = plugins["fake_cli_broken"]
     assert broken["status"] == "failed" and broken["provides"] == []
-    assert broken["summary"] == ("raised in dtl_dataset_loaders: "
-                                 "RuntimeError: loader registry exploded")
+    assert broken["summary"] == ("raised in dtl_dataset_loaders: RuntimeError: loader registry exploded")
     assert broken["error"].startswith(broken["summary"])
     assert "Traceback (most recent call last)" in broken["error"]
 
@@ -88,11 +93,18 @@ def test_plugins_table_shows_status_and_errors(installed, capsys):
         for line in out.splitlines()
         if line.startswith("fake_cli") and not line.split()[1].startswith("(")
     }
-    assert rows["fake_cli_good"] == ["fake_cli_good", "fake-cli-good", "1.2.0", "loaded",
-                                     "head:fake-cli-head"]
+    assert rows["fake_cli_good"] == [
+        "fake_cli_good",
+        "fake-cli-good",
+        "1.2.0",
+        "loaded",
+        "head:fake-cli-head",
+    ]
     assert rows["fake_cli_broken"][:4] == ["fake_cli_broken", "fake-cli-broken", "0.1", "failed"]
-    assert ("fake_cli_broken (fake-cli-broken 0.1) failed: raised in dtl_dataset_loaders: "
-            "RuntimeError: loader registry exploded") in out
+    assert (
+        "fake_cli_broken (fake-cli-broken 0.1) failed: raised in dtl_dataset_loaders: "
+        "RuntimeError: loader registry exploded"
+    ) in out
     assert "Traceback" not in out
     assert "desktop-tl plugins --verbose" in out
 
@@ -118,6 +130,8 @@ def test_plugins_lists_duplicate_ids_as_problems(installed, capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
     problems = out.split("Problems:")[1]
-    assert "head type id 'fake-cli-head' is provided by both plugin 'fake_cli_good' " \
-           "(fake-cli-good 1.2.0) and plugin 'fake_cli_copy' (fake-cli-zz-copy 1.0)" in problems
+    assert (
+        "head type id 'fake-cli-head' is provided by both plugin 'fake_cli_good' "
+        "(fake-cli-good 1.2.0) and plugin 'fake_cli_copy' (fake-cli-zz-copy 1.0)" in problems
+    )
     assert "note: head:fake-cli-head not registered" in out

@@ -36,25 +36,34 @@ IMAGENET = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "interp
 #:           the block trained in the freeze test, the stage whose output is cached then)
 FAMILIES = {
     "resnet10t.c3_in1k": (
-        ["stem", "layer1", "layer2", "layer3", "layer4", "head"], 512,
+        ["stem", "layer1", "layer2", "layer3", "layer4", "head"],
+        512,
         Preprocessing(resize=201, crop=176, **IMAGENET),  # 176 / crop_pct 0.875
-        "layer4", "layer3",  # one block per layer: not split
+        "layer4",
+        "layer3",  # one block per layer: not split
     ),
     "efficientnet_b0.ra_in1k": (
-        ["stem", "blocks", "head"], 1280,
+        ["stem", "blocks", "head"],
+        1280,
         Preprocessing(resize=256, crop=224, **IMAGENET),
-        "blocks.6", "blocks.5",
+        "blocks.6",
+        "blocks.5",
     ),
     "convnext_atto.d2_in1k": (
-        ["stem", "stages", "head"], 320,
+        ["stem", "stages", "head"],
+        320,
         Preprocessing(resize=256, crop=224, **IMAGENET),
-        "stages.3", "stages.2",
+        "stages.3",
+        "stages.2",
     ),
     "vit_tiny_patch16_224.augreg_in21k_ft_in1k": (
-        ["stem", "blocks", "norm", "head"], 192,
-        Preprocessing(resize=248, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3,
-                      interpolation="bicubic"),  # crop_pct 0.9
-        "blocks.11", "blocks.10",
+        ["stem", "blocks", "norm", "head"],
+        192,
+        Preprocessing(
+            resize=248, crop=224, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bicubic"
+        ),  # crop_pct 0.9
+        "blocks.11",
+        "blocks.10",
     ),
 }
 RESNET = "resnet10t.c3_in1k"
@@ -145,8 +154,9 @@ def test_each_family_is_staged_into_named_blocks_computing_timm_s_features(host,
     assert backbone.preprocessing == preprocessing
     assert backbone.feature_dim == feature_dim
     assert backbone.provenance.label == "random initialisation" and backbone.categories is None
-    assert sum(p.numel() for p in backbone.module.parameters()) == \
-        sum(p.numel() for p in reference.parameters())
+    assert sum(p.numel() for p in backbone.module.parameters()) == sum(
+        p.numel() for p in reference.parameters()
+    )
     x = torch.randn(2, 3, preprocessing.crop, preprocessing.crop)
     backbone.module.eval()
     reference.eval()
@@ -156,10 +166,13 @@ def test_each_family_is_staged_into_named_blocks_computing_timm_s_features(host,
     assert features.shape == (2, feature_dim)
 
 
-@pytest.mark.parametrize("name, stages", [
-    ("mobilenetv3_small_050.lamb_in1k", ["stem", "blocks", "head"]),
-    ("regnetx_002.pycls_in1k", ["body"]),  # no layout for its family: the whole network
-])
+@pytest.mark.parametrize(
+    "name, stages",
+    [
+        ("mobilenetv3_small_050.lamb_in1k", ["stem", "blocks", "head"]),
+        ("regnetx_002.pycls_in1k", ["body"]),  # no layout for its family: the whole network
+    ],
+)
 def test_other_models_are_staged_too_or_kept_whole(host, name, stages):
     provider, model = provider_and(host, name)
     torch.manual_seed(0)
@@ -218,10 +231,16 @@ def test_trains_frozen_by_block_caches_features_and_predicts(host, name, photos,
     initial = host.create_backbone(provider, model, str(weights)).module.state_dict()
 
     # one block trains: it alone changes; the frozen stages before it are cached
-    unfrozen = train(run_config(photos, tmp_path / "block", name, weights,
-                                preset="custom", overrides={f"backbone.{block}": True}), host)
-    assert cached_at(unfrozen.summary) == [("train", f"backbone.{before_block}"),
-                                           ("val", f"backbone.{before_block}")]
+    unfrozen = train(
+        run_config(
+            photos, tmp_path / "block", name, weights, preset="custom", overrides={f"backbone.{block}": True}
+        ),
+        host,
+    )
+    assert cached_at(unfrozen.summary) == [
+        ("train", f"backbone.{before_block}"),
+        ("val", f"backbone.{before_block}"),
+    ]
     trained = load_file(tmp_path / "block" / "checkpoints" / "last" / "model.safetensors")
     inside = [k for k in initial if k.startswith(block + ".")]
     assert any(not torch.equal(trained[f"backbone.{k}"], initial[k]) for k in inside)
@@ -284,7 +303,9 @@ def test_import_refuses_a_file_of_another_model(places, hf_cache, capsys):
     assert not places["weights"].exists() or not any(places["weights"].iterdir())
 
 
-def test_the_hugging_face_cache_is_used_offline_before_the_weights_folder(host, places, hf_cache, monkeypatch):
+def test_the_hugging_face_cache_is_used_offline_before_the_weights_folder(
+    host, places, hf_cache, monkeypatch
+):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     state = timm_state(RESNET, seed=4)
     cached = write_hf_cache(hf_cache, f"timm/{RESNET}", state)
@@ -314,7 +335,9 @@ def test_downloads_only_when_allowed_and_never_with_hf_hub_offline(host, places,
     status = provider.weights_status(model)
     assert (status.available, status.source) == (False, "missing")
     assert f"hf download timm/{RESNET} model.safetensors" in status.detail
-    with pytest.raises(WeightsUnavailableError, match=f"weights import model.safetensors --model timm:{RESNET}"):
+    with pytest.raises(
+        WeightsUnavailableError, match=f"weights import model.safetensors --model timm:{RESNET}"
+    ):
         host.create_backbone(provider, model, "auto")
 
     monkeypatch.setenv("DTL_ALLOW_DOWNLOAD", "1")

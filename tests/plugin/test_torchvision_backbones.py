@@ -27,14 +27,6 @@ RESNET18_FILE = "resnet18-f37072fd.pth"
 (PROVIDER,) = dtl_torchvision.dtl_backbone_providers()
 
 
-
-
-
-
-
-
-
-
 def assert_backbone_holds(backbone: Backbone, state, skip_prefix: str) -> None:
     """Every backbone tensor equals the saved tensor of the same name."""
     loaded = backbone.module.state_dict()
@@ -59,9 +51,7 @@ def test_the_hook_offers_one_provider_with_every_classification_model():
 
 def test_weight_file_names_are_torchvision_s():
     assert PROVIDER.weight_file_names("resnet18") == [RESNET18_FILE]
-    assert PROVIDER.weight_file_names("efficientnet_b0") == [
-        "efficientnet_b0_rwightman-7f5810bc.pth"
-    ]
+    assert PROVIDER.weight_file_names("efficientnet_b0") == ["efficientnet_b0_rwightman-7f5810bc.pth"]
 
 
 def test_an_unknown_model_gets_suggestions():
@@ -71,8 +61,11 @@ def test_an_unknown_model_gets_suggestions():
 
 def test_preprocessing_comes_from_the_default_weights():
     assert provider.preprocessing_of(torchvision.models.ResNet18_Weights.DEFAULT).to_dict() == {
-        "resize": 256, "crop": 224, "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225], "interpolation": "bilinear",
+        "resize": 256,
+        "crop": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bilinear",
     }
     b0 = provider.preprocessing_of(torchvision.models.EfficientNet_B0_Weights.DEFAULT)
     assert (b0.resize, b0.crop, b0.interpolation) == (256, 224, "bicubic")
@@ -133,7 +126,9 @@ def test_weights_folder_file_is_loaded_with_provenance(places):
 
 
 def test_the_hub_cache_is_looked_at_first(places):
-    save_state(random_state("resnet18", seed=2), places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors"))
+    save_state(
+        random_state("resnet18", seed=2), places["weights"] / RESNET18_FILE.replace(".pth", ".safetensors")
+    )
     hub_state = random_state("resnet18", seed=3)
     path = save_state(hub_state, places["hub"] / RESNET18_FILE.replace(".pth", ".safetensors"))
     backbone = PROVIDER.create("resnet18", "auto")
@@ -189,7 +184,10 @@ def test_densenet_files_with_the_published_old_key_names_load(places):
         (_old_densenet_key(k), v) for k, v in state.items() if "num_batches_tracked" not in k
     )
     assert "features.denseblock1.denselayer1.norm.1.weight" in old_style
-    save_state(old_style, places["weights"] / PROVIDER.weight_file_names("densenet121")[0].replace(".pth", ".safetensors"))
+    save_state(
+        old_style,
+        places["weights"] / PROVIDER.weight_file_names("densenet121")[0].replace(".pth", ".safetensors"),
+    )
     backbone = PROVIDER.create("densenet121", "auto")
     loaded = backbone.module.state_dict()
     for key, value in state.items():
@@ -215,7 +213,9 @@ def test_mnasnet_loads_with_and_without_its_version_tag(places, tmp_path, suffix
 def test_googlenet_loads_files_with_auxiliary_classifiers_and_drops_them(places):
     state = random_state("googlenet", seed=8, aux_logits=True, init_weights=True)
     assert any(k.startswith("aux1.") for k in state)
-    save_state(state, places["hub"] / PROVIDER.weight_file_names("googlenet")[0].replace(".pth", ".safetensors"))
+    save_state(
+        state, places["hub"] / PROVIDER.weight_file_names("googlenet")[0].replace(".pth", ".safetensors")
+    )
     backbone = PROVIDER.create("googlenet", "auto")
     body = backbone.module.body
     assert body.transform_input is True  # as the published weights expect

@@ -23,9 +23,22 @@ ALL_MODELS = torchvision.models.list_models(module=torchvision.models)
 
 #: One or two per family, small enough for the default run.
 REPRESENTATIVE = {
-    "resnet18", "regnet_y_400mf", "alexnet", "vgg11_bn", "mobilenet_v2", "mobilenet_v3_small",
-    "efficientnet_b0", "convnext_tiny", "mnasnet0_5", "densenet121", "squeezenet1_1",
-    "shufflenet_v2_x0_5", "swin_t", "maxvit_t", "vit_b_32", "googlenet",
+    "resnet18",
+    "regnet_y_400mf",
+    "alexnet",
+    "vgg11_bn",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "convnext_tiny",
+    "mnasnet0_5",
+    "densenet121",
+    "squeezenet1_1",
+    "shufflenet_v2_x0_5",
+    "swin_t",
+    "maxvit_t",
+    "vit_b_32",
+    "googlenet",
 }
 #: Models whose forward is not a chain of their children: one "body" stage.
 FALLBACK = {"googlenet", "inception_v3"} | {m for m in ALL_MODELS if m.startswith("vit_")}
@@ -118,8 +131,11 @@ def test_staged_backbone_computes_what_the_model_computed(name):
 @pytest.mark.parametrize(
     "name, stages, feature_dim",
     [
-        ("resnet18", ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
-                      "layer4", "avgpool", "flatten"], 512),
+        (
+            "resnet18",
+            ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool", "flatten"],
+            512,
+        ),
         ("regnet_y_400mf", ["stem", "trunk_output", "avgpool", "flatten"], 440),
         ("vgg11_bn", ["features", "avgpool", "flatten", "classifier"], 4096),
         ("efficientnet_b0", ["features", "avgpool", "flatten"], 1280),

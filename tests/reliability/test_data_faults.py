@@ -26,8 +26,10 @@ from desktop_tl.core.images import open_rgb, probe_image
 from desktop_tl.plugin.descriptors import DatasetError
 from helpers_data import LoaderHost, make_image_folder
 
-needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32",
-                                    reason="directory symlinks need a POSIX system here")
+needs_symlinks = pytest.mark.skipif(
+    not hasattr(os, "symlink") or sys.platform == "win32",
+    reason="directory symlinks need a POSIX system here",
+)
 
 
 def prepare(path, **options) -> PreparedData:
@@ -63,8 +65,7 @@ def test_link_loop_inside_a_class_folder_does_not_pull_other_classes_in(tmp_path
 
     assert prepared.counts()["train"] == {"cats": 3, "dogs": 3}
     assert any(path == str(loop) and "loop" in reason for path, reason in prepared.ignored)
-    assert "loop" in warnings_text(prepared) and str(Path("train", "cats", "loop")) in \
-        warnings_text(prepared)
+    assert "loop" in warnings_text(prepared) and str(Path("train", "cats", "loop")) in warnings_text(prepared)
 
 
 @needs_symlinks
@@ -76,8 +77,10 @@ def test_link_from_one_class_to_another_does_not_count_images_twice(tmp_path):
     prepared = prepare(root, val_fraction=0.34)
 
     counts = prepared.counts()
-    assert {name: counts["train"][name] + counts["val"][name] for name in ("cats", "dogs")} \
-        == {"cats": 3, "dogs": 3}
+    assert {name: counts["train"][name] + counts["val"][name] for name in ("cats", "dogs")} == {
+        "cats": 3,
+        "dogs": 3,
+    }
     assert str(Path("cats", "more")) in warnings_text(prepared)
 
 
@@ -101,8 +104,9 @@ def test_image_file_linked_into_a_second_class_is_counted_once(tmp_path):
 
     prepared = prepare(root, val_fraction=0.34)
 
-    labels_of_dog_file = [label for p, label in prepared.train + prepared.val
-                          if os.path.realpath(p) == str(written["dogs"][0])]
+    labels_of_dog_file = [
+        label for p, label in prepared.train + prepared.val if os.path.realpath(p) == str(written["dogs"][0])
+    ]
     assert len(labels_of_dog_file) == 1
     assert "sneaky.png" in warnings_text(prepared)
 
@@ -178,8 +182,7 @@ def test_class_with_one_image_warns_that_validation_has_none_of_it(tmp_path):
 
 
 def test_class_only_in_train_warns_that_it_is_never_validated(tmp_path):
-    root = split_layout(tmp_path / "data", {"cats": 3, "dogs": 3, "owls": 3},
-                        {"cats": 1, "dogs": 1})
+    root = split_layout(tmp_path / "data", {"cats": 3, "dogs": 3, "owls": 3}, {"cats": 1, "dogs": 1})
 
     prepared = prepare(root)
 
@@ -284,8 +287,9 @@ def _peak_memory_mb_opening(path: Path) -> tuple[tuple[int, int], float, str]:
         " if line.startswith('VmHWM:')][0]\n"
         "print(image.size[0], image.size[1], image.mode, peak)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
     width, height, mode, peak_kb = result.stdout.split()
     assert mode == "RGB"
     return (int(width), int(height)), int(peak_kb) / 1024, result.stderr
@@ -301,8 +305,7 @@ def test_hundred_megapixel_jpeg_is_decoded_at_the_size_needed_quietly(hundred_me
     assert "DecompressionBomb" not in stderr and stderr.strip() == ""
 
 
-def test_hundred_megapixel_jpeg_passes_the_check_without_pillow_warnings(
-        hundred_megapixel_jpeg):
+def test_hundred_megapixel_jpeg_passes_the_check_without_pillow_warnings(hundred_megapixel_jpeg):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert probe_image(hundred_megapixel_jpeg) is None
@@ -393,10 +396,32 @@ def test_data_warnings_reach_the_command_line_and_run_log(tmp_path, capsys):
     shutil.copytree(source / "train" / "gravel", data / "train" / "gravel")  # no val/gravel
     out = tmp_path / "run"
 
-    code = main(["train", "--data", str(data), "--backbone", "resnet18", "--weights", "none",
-                 "--head", "linear", "--freeze", "head-only", "--epochs", "1",
-                 "--batch-size", "8", "--augment", "none", "--device", "cpu",
-                 "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--backbone",
+            "resnet18",
+            "--weights",
+            "none",
+            "--head",
+            "linear",
+            "--freeze",
+            "head-only",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--augment",
+            "none",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
 
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -434,14 +459,14 @@ def corrupt_png_stream_keeping_checksums(path: Path) -> Path:
     data = bytearray(path.read_bytes())
     position = 8
     while position < len(data):
-        length = struct.unpack(">I", data[position:position + 4])[0]
-        kind = bytes(data[position + 4:position + 8])
+        length = struct.unpack(">I", data[position : position + 4])[0]
+        kind = bytes(data[position + 4 : position + 8])
         if kind == b"IDAT":
             start = position + 8
             middle = start + length // 2
-            data[middle:middle + 16] = bytes(16)
-            crc = zlib.crc32(bytes(data[position + 4:start + length])) & 0xFFFFFFFF
-            data[start + length:start + length + 4] = struct.pack(">I", crc)
+            data[middle : middle + 16] = bytes(16)
+            crc = zlib.crc32(bytes(data[position + 4 : start + length])) & 0xFFFFFFFF
+            data[start + length : start + length + 4] = struct.pack(">I", crc)
             break
         position += 12 + length
     path.write_bytes(bytes(data))

@@ -14,12 +14,7 @@ import pytest
 
 from desktop_tl.core import events as ev
 from desktop_tl.core.config import RunConfig
-from desktop_tl.core.layers import (
-    apply_freeze,
-    apply_freeze_map,
-    ordered_freeze_map,
-    trainable_state,
-)
+from desktop_tl.core.layers import apply_freeze, apply_freeze_map, ordered_freeze_map, trainable_state
 from desktop_tl.core.model import build_model
 from desktop_tl.core.training import Trainer
 from desktop_tl.plugin.manager import get_host
@@ -63,8 +58,9 @@ def replay(model, preset: str, commands: list[dict[str, bool]]) -> dict[str, boo
 def run_with_changes(photos, out, bursts: dict[int, list[dict[str, bool]]]):
     """Train, sending ``bursts[step]`` (one SetFreeze each) as batch ``step`` ends, so
     that every burst is taken together at the next batch."""
-    config = lite0_config(photos, out, epochs=EPOCHS, batch_size=2, precision="fp32",
-                          feature_cache="off")  # the order of changes is the subject here
+    config = lite0_config(
+        photos, out, epochs=EPOCHS, batch_size=2, precision="fp32", feature_cache="off"
+    )  # the order of changes is the subject here
     trainer = Trainer(config)
     applied: list[ev.FreezeApplied] = []
 
@@ -83,8 +79,10 @@ def run_with_changes(photos, out, bursts: dict[int, list[dict[str, bool]]]):
 
 
 def test_unfreezing_a_block_then_freezing_its_stage_leaves_the_block_frozen(photos, tmp_path, blank_model):
-    bursts = {0: [{"backbone.blocks.15": True}, {"backbone.blocks": False}],
-              2: [{"backbone.blocks": False}, {"backbone.blocks.14": True}]}
+    bursts = {
+        0: [{"backbone.blocks.15": True}, {"backbone.blocks": False}],
+        2: [{"backbone.blocks": False}, {"backbone.blocks.14": True}],
+    }
     finished, applied, saved = run_with_changes(photos, tmp_path / "run", bursts)
 
     sent = [c for b in bursts.values() for c in b]
@@ -95,8 +93,11 @@ def test_unfreezing_a_block_then_freezing_its_stage_leaves_the_block_frozen(phot
     assert first.commands == 2
     assert first.trainable_params == sum(p.numel() for p in blank_model.head.parameters())
     # Freezing the stage first and then unfreezing one block trains that block.
-    assert {n.split(".")[2] for n in trainable_names(blank_model, second.state)
-            if n.startswith("backbone.blocks.")} == {"14"}
+    assert {
+        n.split(".")[2]
+        for n in trainable_names(blank_model, second.state)
+        if n.startswith("backbone.blocks.")
+    } == {"14"}
     assert second.commands == 4
     assert saved == second.state
     # The run's record of the changes replays to the same state.
@@ -106,11 +107,16 @@ def test_unfreezing_a_block_then_freezing_its_stage_leaves_the_block_frozen(phot
 
 def test_random_toggle_sequences_end_in_the_state_applied_in_order(photos, tmp_path, blank_model):
     rng = random.Random(1)
-    names = [name for name, module in blank_model.named_modules()
-             if name and any(True for _ in module.parameters())]
+    names = [
+        name
+        for name, module in blank_model.named_modules()
+        if name and any(True for _ in module.parameters())
+    ]
     steps = EPOCHS * BATCHES_PER_EPOCH
-    bursts = {step: [{rng.choice(names): rng.random() < 0.5} for _ in range(rng.randint(5, 60))]
-              for step in range(steps)}
+    bursts = {
+        step: [{rng.choice(names): rng.random() < 0.5} for _ in range(rng.randint(5, 60))]
+        for step in range(steps)
+    }
     sent = [c for step in range(steps) for c in bursts[step]]
     _finished, applied, saved = run_with_changes(photos, tmp_path / "run", bursts)
 
@@ -122,16 +128,21 @@ def test_random_toggle_sequences_end_in_the_state_applied_in_order(photos, tmp_p
     assert trainable_names(blank_model, saved) == trainable_names(blank_model, expected)
     # Each report holds the state after exactly the commands it counts.
     for event in applied:
-        assert event.state == replay(blank_model, "head-only", sent[:event.commands])
+        assert event.state == replay(blank_model, "head-only", sent[: event.commands])
 
 
 def test_ordered_freeze_map_equals_applying_in_turn(blank_model):
     rng = random.Random(7)
-    names = [name for name, module in blank_model.named_modules()
-             if name and any(True for _ in module.parameters())]
+    names = [
+        name
+        for name, module in blank_model.named_modules()
+        if name and any(True for _ in module.parameters())
+    ]
     for _ in range(20):
-        commands = [{rng.choice(names): rng.random() < 0.5 for _ in range(rng.randint(1, 3))}
-                    for _ in range(rng.randint(1, 40))]
+        commands = [
+            {rng.choice(names): rng.random() < 0.5 for _ in range(rng.randint(1, 3))}
+            for _ in range(rng.randint(1, 40))
+        ]
         expected = replay(blank_model, "head-only", commands)
         apply_freeze(blank_model, "head-only")
         apply_freeze_map(blank_model, ordered_freeze_map(commands))

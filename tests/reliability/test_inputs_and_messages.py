@@ -180,14 +180,10 @@ BROKEN_PROVIDER = """
 
 @pytest.mark.parametrize(
     "body, words",
-    [
-        ('raise ZeroDivisionError("division by zero in my plugin")', "ZeroDivisionError"),
-        ("return 42", "int"),
-    ],
+    [('raise ZeroDivisionError("division by zero in my plugin")', "ZeroDivisionError"), ("return 42", "int")],
 )
 def test_a_backbone_plugin_whose_create_breaks_is_named(site, photos, runs, capsys, body, words):
-    _install(site, "lab-broken-backbones", "fake_rel_broken",
-             BROKEN_PROVIDER.replace("{body}", body))
+    _install(site, "lab-broken-backbones", "fake_rel_broken", BROKEN_PROVIDER.replace("{body}", body))
     manager.get_host(refresh=True)
     code = main(["train", "--data", str(photos), "--backbone", "brokenbb:tinybroken", "--quiet"])
     line = one_error_line(capsys)
@@ -197,18 +193,37 @@ def test_a_backbone_plugin_whose_create_breaks_is_named(site, photos, runs, caps
 
 
 def test_a_raising_epoch_end_hook_is_one_named_warning(site, photos, tmp_path, capsys):
-    _install(site, "lab-noisy-hooks", "fake_rel_noisy", """
+    _install(
+        site,
+        "lab-noisy-hooks",
+        "fake_rel_noisy",
+        """
         from desktop_tl.plugin import hookimpl
         DTL_API_VERSION = "1.0"
 
         @hookimpl
         def dtl_on_epoch_end(metrics):
             raise KeyError("val_f1")
-        """)
+        """,
+    )
     manager.get_host(refresh=True)
     out = tmp_path / "run"
-    code = main(["train", "--data", str(photos), "--epochs", "1", "--batch-size", "4",
-                 "--device", "cpu", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(photos),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 0, err
     assert "Traceback" not in err
@@ -228,8 +243,7 @@ def test_a_disabled_shipped_plugin_is_named_when_its_model_is_asked_for(monkeypa
         host.resolve_backbone("efficientnet_lite:efficientnet_lite0")
 
 
-def test_a_disabled_plugin_in_train_is_one_line_naming_the_switch(photos, runs, monkeypatch,
-                                                                  capsys):
+def test_a_disabled_plugin_in_train_is_one_line_naming_the_switch(photos, runs, monkeypatch, capsys):
     monkeypatch.setenv("DTL_DISABLED_PLUGINS", "dtl_efficientnet_lite")
     manager.get_host(refresh=True)
     try:
@@ -240,4 +254,3 @@ def test_a_disabled_plugin_in_train_is_one_line_naming_the_switch(photos, runs, 
     line = one_error_line(capsys)
     assert code != 0 and re.search(r"DTL_DISABLED_PLUGINS", line)
     assert nothing_in(runs)
-

@@ -72,16 +72,35 @@ def one_clear_line(captured_err: str) -> str:
 
 
 def train_cli(data, out, *extra):
-    return main(["train", "--data", str(data), "--backbone", "efficientnet_lite0", "--head", "linear",
-                 "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--seed", "3",
-                 "--out", str(out), "--quiet", *extra])
+    return main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--backbone",
+            "efficientnet_lite0",
+            "--head",
+            "linear",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--device",
+            "cpu",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
 
 
 # ---------------------------------------------------------------- 3: dataset moved
 
 
-def test_resume_after_the_dataset_moved_says_the_folder_is_missing_and_keeps_the_summary(
-        photos, tmp_path):
+def test_resume_after_the_dataset_moved_says_the_folder_is_missing_and_keeps_the_summary(photos, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(photos, data)
     out = tmp_path / "run"
@@ -103,8 +122,7 @@ def test_resume_after_the_dataset_moved_says_the_folder_is_missing_and_keeps_the
 # ---------------------------------------------------------------- 4: full and read-only disks
 
 
-def test_a_checkpoint_that_does_not_fit_gives_one_clear_line_naming_what_to_free(
-        photos, tmp_path, capsys):
+def test_a_checkpoint_that_does_not_fit_gives_one_clear_line_naming_what_to_free(photos, tmp_path, capsys):
     # Room for one checkpoint of this model (about 14 MB) but not for the second.
     with small_disk(tmp_path / "disk", "22m") as disk:
         out = disk / "run"
@@ -192,10 +210,16 @@ def test_a_lock_left_by_a_killed_process_does_not_block_the_run(photos, tmp_path
     out = tmp_path / "run"
     assert Trainer(config(photos, out)).run().status == "completed"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from desktop_tl.core.run_folder import lock_run_dir;"
-         "lock = lock_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from desktop_tl.core.run_folder import lock_run_dir;"
+            "lock = lock_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert f"process {holder.pid}" in run_in_progress(out)
@@ -215,10 +239,16 @@ def test_the_prediction_view_says_a_run_it_opens_is_still_training(photos, tmp_p
     out = tmp_path / "run"
     assert Trainer(config(photos, out)).run().status == "completed"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from desktop_tl.core.run_folder import lock_run_dir;"
-         "lock = lock_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from desktop_tl.core.run_folder import lock_run_dir;"
+            "lock = lock_run_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         view = PredictionView()
@@ -247,8 +277,11 @@ def test_run_folder_files_follow_the_umask(photos, tmp_path):
     finally:
         os.umask(previous)
     paths = [out, *out.rglob("*"), tmp_path / "plain.txt"]
-    wrong = {str(p): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
-             if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)}
+    wrong = {
+        str(p): oct(stat.S_IMODE(p.stat().st_mode))
+        for p in paths
+        if stat.S_IMODE(p.stat().st_mode) != (0o755 if p.is_dir() else 0o644)
+    }
     assert wrong == {}
 
 
@@ -256,8 +289,7 @@ def test_run_folder_files_follow_the_umask(photos, tmp_path):
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "stop"])
-def test_stopping_in_the_first_epoch_writes_a_cancelled_summary_and_resume_starts_over(
-        photos, tmp_path, how):
+def test_stopping_in_the_first_epoch_writes_a_cancelled_summary_and_resume_starts_over(photos, tmp_path, how):
     out = tmp_path / "run"
     trainer = Trainer(config(photos, out, epochs=2))
 

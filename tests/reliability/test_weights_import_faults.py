@@ -17,14 +17,6 @@ from desktop_tl.plugin.manager import get_host
 RESNET18_FILE = "resnet18-f37072fd.pth"  # the published file's sha256 starts f37072fd
 
 
-
-
-
-
-
-
-
-
 def weights_folder_is_empty(places) -> bool:
     return not places["weights"].exists() or not any(places["weights"].iterdir())
 
@@ -41,8 +33,7 @@ def test_import_refuses_weights_holding_nan_or_infinity(places, capsys, bad):
 
 
 def test_import_refuses_integer_tensors_where_the_model_has_floats(places, capsys):
-    state = {k: (v.to(torch.int64) if v.is_floating_point() else v)
-             for k, v in random_state().items()}
+    state = {k: (v.to(torch.int64) if v.is_floating_point() else v) for k, v in random_state().items()}
     source = save_state(state, places["outside"] / "lab.pth")
     assert main(["weights", "import", str(source), "--model", "resnet18"]) == 2
     line = one_error_line(capsys)

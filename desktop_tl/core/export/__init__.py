@@ -55,8 +55,11 @@ class ExportResult:
                 parts.append(f"max |logit diff| {check.max_abs_logit_diff:.2g}")
             if check.max_abs_probability_diff is not None:
                 parts.append(f"max |probability diff| {check.max_abs_probability_diff:.2g}")
-            if check.reference_accuracy is not None and check.candidate_accuracy is not None \
-                    and check.name.startswith("int8"):
+            if (
+                check.reference_accuracy is not None
+                and check.candidate_accuracy is not None
+                and check.name.startswith("int8")
+            ):
                 parts.append(f"accuracy {check.reference_accuracy:.1%} -> {check.candidate_accuracy:.1%}")
             lines.append(f"  parity {check.name} on {check.images} images: " + ", ".join(parts))
         return "\n".join(lines)
@@ -121,7 +124,8 @@ def export(
                 raise ExportError(
                     f"static int8 quantisation calibrates on the run's images, and they are no "
                     f"longer where the run found them (see {run_dir / 'split.json'}); put the "
-                    "data folder back, or use --int8-method dynamic, which needs no images")
+                    "data folder back, or use --int8-method dynamic, which needs no images"
+                )
         result = _build_bundle(staging, loaded, samples, format, int8, say, int8_method, calibration)
         say("moving the bundle into place")
         _move_into_place(staging, out)
@@ -153,22 +157,30 @@ def _check_destination(run_dir: Path, out: Path, force: bool) -> None:
     run = run_dir.resolve()
     target = out.resolve()
     if target == run or run in target.parents:
-        raise ExportError(f"{out} is inside the run folder {run_dir}; an export never changes "
-                          "the run folder, choose an output folder outside it")
+        raise ExportError(
+            f"{out} is inside the run folder {run_dir}; an export never changes "
+            "the run folder, choose an output folder outside it"
+        )
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} is a file, not a folder; choose another output folder")
     if out.is_dir() and any(out.iterdir()):
         written = _bundle_files(out)
         if written is None:
-            raise ExportError(f"{out} already exists and holds files that are not an export "
-                              "bundle; choose another output folder (nothing there is deleted)")
+            raise ExportError(
+                f"{out} already exists and holds files that are not an export "
+                "bundle; choose another output folder (nothing there is deleted)"
+            )
         added = sorted(p.name for p in out.iterdir() if p.name not in written)
         if added:  # --force replaces what an export wrote, never a file someone put there
-            raise ExportError(f"{out} holds an export bundle plus other files ({', '.join(added[:3])}); "
-                              "move them or choose another output folder")
+            raise ExportError(
+                f"{out} holds an export bundle plus other files ({', '.join(added[:3])}); "
+                "move them or choose another output folder"
+            )
         if not force:
-            raise ExportError(f"{out} already holds an export bundle; use --force to replace it "
-                              "or choose another output folder")
+            raise ExportError(
+                f"{out} already holds an export bundle; use --force to replace it "
+                "or choose another output folder"
+            )
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
@@ -193,8 +205,16 @@ def _move_into_place(staging: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- the bundle
 
 
-def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: Progress,
-                  int8_method: str = "static", calibration=None) -> ExportResult:
+def _build_bundle(
+    folder: Path,
+    loaded,
+    samples,
+    format: str,
+    int8: bool,
+    say: Progress,
+    int8_method: str = "static",
+    calibration=None,
+) -> ExportResult:
     import hashlib
 
     import numpy as np
@@ -203,8 +223,14 @@ def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: P
     from . import writers
     from .loading import reference_outputs
     from .model_card import write_model_card
-    from .parity import (INT8_MAX_ACCURACY_DROP, LOGIT_RTOL, MIN_AGREEMENT, PROBABILITY_TOL,
-                         compare_int8, compare_logits)
+    from .parity import (
+        INT8_MAX_ACCURACY_DROP,
+        LOGIT_RTOL,
+        MIN_AGREEMENT,
+        PROBABILITY_TOL,
+        compare_int8,
+        compare_logits,
+    )
 
     model = loaded.model
     inputs, labels = samples.inputs, samples.labels
@@ -223,8 +249,9 @@ def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: P
             writers.write_pt2(model, example, model_file)
             program = torch.export.load(str(model_file))
             with torch.inference_mode():
-                candidate = np.concatenate([program.module()(inputs[i:i + 32]).numpy()
-                                            for i in range(0, len(inputs), 32)])
+                candidate = np.concatenate(
+                    [program.module()(inputs[i : i + 32]).numpy() for i in range(0, len(inputs), 32)]
+                )
         else:
             config = safetensors_config(loaded)
             writers.write_safetensors(model, model_file, config, folder / "config.json")
@@ -253,36 +280,58 @@ def _build_bundle(folder: Path, loaded, samples, format: str, int8: bool, say: P
         say(f"quantising to int8 ({int8_method})")
         int8_file = folder / INT8_FILE
         extra["int8_method"] = writers.quantize_int8(
-            model_file, int8_file, int8_method,
-            calibration.inputs.numpy() if calibration is not None else None)
+            model_file,
+            int8_file,
+            int8_method,
+            calibration.inputs.numpy() if calibration is not None else None,
+        )
         quantised = _run_onnx(int8_file, inputs)
         checks.append(compare_int8("int8 ONNX vs PyTorch", reference, quantised, labels))
 
     failed = [c for c in checks if not c.passed]
     if failed:
-        raise ExportError("the exported model does not match the PyTorch model, so nothing was "
-                          "kept: " + " | ".join(c.failure() for c in failed))
+        raise ExportError(
+            "the exported model does not match the PyTorch model, so nothing was "
+            "kept: " + " | ".join(c.failure() for c in failed)
+        )
 
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    parity = {"checks": [c.to_dict() for c in checks], "inputs": samples.source,
-              "limits": {"min_top1_agreement": MIN_AGREEMENT, "logit_rtol": LOGIT_RTOL,
-                         "probability_tol": PROBABILITY_TOL,
-                         "int8_max_accuracy_drop": INT8_MAX_ACCURACY_DROP}}
+    parity = {
+        "checks": [c.to_dict() for c in checks],
+        "inputs": samples.source,
+        "limits": {
+            "min_top1_agreement": MIN_AGREEMENT,
+            "logit_rtol": LOGIT_RTOL,
+            "probability_tol": PROBABILITY_TOL,
+            "int8_max_accuracy_drop": INT8_MAX_ACCURACY_DROP,
+        },
+    }
     _write_json(folder / "parity.json", parity)
-    write_model_card(folder / "README.md", loaded, format, model_file.name, checks, digest,
-                     int8_file.name if int8_file else None, extra.get("int8_method"))
-    _write_json(folder / BUNDLE_FILE, {
-        "format": BUNDLE_FORMAT,
-        "model_format": format,
-        "model_file": model_file.name,
-        "model_sha256": digest,
-        "int8_file": int8_file.name if int8_file else None,
-        "run_dir": str(loaded.run_dir.resolve()),
-        "checkpoint": loaded.checkpoint_name,
-        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": export_versions(),
-        "files": sorted([p.name for p in folder.iterdir()] + [BUNDLE_FILE]),
-    })
+    write_model_card(
+        folder / "README.md",
+        loaded,
+        format,
+        model_file.name,
+        checks,
+        digest,
+        int8_file.name if int8_file else None,
+        extra.get("int8_method"),
+    )
+    _write_json(
+        folder / BUNDLE_FILE,
+        {
+            "format": BUNDLE_FORMAT,
+            "model_format": format,
+            "model_file": model_file.name,
+            "model_sha256": digest,
+            "int8_file": int8_file.name if int8_file else None,
+            "run_dir": str(loaded.run_dir.resolve()),
+            "checkpoint": loaded.checkpoint_name,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": export_versions(),
+            "files": sorted([p.name for p in folder.iterdir()] + [BUNDLE_FILE]),
+        },
+    )
     return ExportResult(folder, format, loaded.checkpoint_name, model_file, checks, int8_file)
 
 
@@ -293,7 +342,7 @@ def _run_onnx(path: Path, inputs) -> "Any":
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     array = inputs.numpy()
-    return np.concatenate([session.run(None, {name: array[i:i + 32]})[0] for i in range(0, len(array), 32)])
+    return np.concatenate([session.run(None, {name: array[i : i + 32]})[0] for i in range(0, len(array), 32)])
 
 
 def _predict_script_parity(folder: Path, loaded, samples) -> ParityResult:
@@ -310,8 +359,9 @@ def _predict_script_parity(folder: Path, loaded, samples) -> ParityResult:
     spec.loader.exec_module(script)
     classifier = script.Classifier(folder)
     arrays = [script.load(p, classifier.preprocessing) for p in samples.paths]
-    candidate = np.concatenate([classifier.probabilities(np.stack(arrays[i:i + 32]))
-                                for i in range(0, len(arrays), 32)])
+    candidate = np.concatenate(
+        [classifier.probabilities(np.stack(arrays[i : i + 32])) for i in range(0, len(arrays), 32)]
+    )
     from .parity import softmax
     from .loading import reference_outputs
 
@@ -331,8 +381,10 @@ def _explain_unsupported(exc, format: str, model, example, loaded) -> ExportErro
         except writers.UnsupportedExport:
             pass
     log = _write_failure_log(exc.details)
-    return ExportError(f"{loaded.backbone_id} cannot be exported as {format}: {exc}; formats that "
-                       f"work for it: {', '.join(working)} (exporter details in {log})")
+    return ExportError(
+        f"{loaded.backbone_id} cannot be exported as {format}: {exc}; formats that "
+        f"work for it: {', '.join(working)} (exporter details in {log})"
+    )
 
 
 def _write_failure_log(details: str) -> Path:
@@ -392,7 +444,7 @@ def safetensors_config(loaded) -> dict[str, Any]:
     return {
         "format": "desktop_tl.classifier/1",
         "architecture": "TransferModel: logits = head(backbone(images)); backbone.* is an "
-                        "nn.Sequential of the backbone's named stages, head.* the classifier head",
+        "nn.Sequential of the backbone's named stages, head.* the classifier head",
         "classes": list(loaded.classes),
         "backbone": loaded.backbone_id,
         "head": meta.get("head", {}),

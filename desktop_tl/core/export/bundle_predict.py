@@ -128,7 +128,7 @@ def center_crop(pixels, crop):
         height, width = pixels.shape[:2]
     top = int(round((height - crop) / 2.0))
     left = int(round((width - crop) / 2.0))
-    return pixels[top:top + crop, left:left + crop]
+    return pixels[top : top + crop, left : left + crop]
 
 
 def load(path, preprocessing):

@@ -54,8 +54,9 @@ def load_run_model(run_dir: Path, which: str = "best", host: Any = None) -> Load
         preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         meta["backbone"], meta["head"]["id"]
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint metadata {checkpoint.path / META_FILE} is damaged "
-                              f"(missing or bad {exc})") from None
+        raise CheckpointError(
+            f"checkpoint metadata {checkpoint.path / META_FILE} is damaged (missing or bad {exc})"
+        ) from None
     host = host or get_host()
     model = rebuild_model(host, meta, checkpoint.model_state(), str(checkpoint.path))
     summary = _read_json(run_dir / SUMMARY_FILE)
@@ -63,8 +64,9 @@ def load_run_model(run_dir: Path, which: str = "best", host: Any = None) -> Load
         run_toml = (run_dir / RUN_FILE).read_text(encoding="utf-8")
     except OSError:
         run_toml = ""
-    return LoadedRun(run_dir, which, checkpoint.path, meta, model, classes, preprocessing, host,
-                     summary, run_toml)
+    return LoadedRun(
+        run_dir, which, checkpoint.path, meta, model, classes, preprocessing, host, summary, run_toml
+    )
 
 
 def checkpoint_folder(run_dir: Path, which: str) -> Path:
@@ -78,10 +80,16 @@ def checkpoint_folder(run_dir: Path, which: str) -> Path:
     if not (run_dir / RUN_FILE).exists() and not (run_dir / CHECKPOINTS).is_dir():
         raise CheckpointError(f"{run_dir} is not a desktop-tl run folder (no {RUN_FILE}, no {CHECKPOINTS}/)")
     if not (folder / META_FILE).exists() and not (folder.with_name(which + ".old") / META_FILE).exists():
-        others = [name for name in ("best", "last") if name != which
-                  and (run_dir / CHECKPOINTS / name / MODEL_FILE).exists()]
-        hint = (f"; it has checkpoint {others[0]} (use --checkpoint {others[0]})" if others
-                else "; the run stopped before its first epoch ended, so there is nothing to export")
+        others = [
+            name
+            for name in ("best", "last")
+            if name != which and (run_dir / CHECKPOINTS / name / MODEL_FILE).exists()
+        ]
+        hint = (
+            f"; it has checkpoint {others[0]} (use --checkpoint {others[0]})"
+            if others
+            else "; the run stopped before its first epoch ended, so there is nothing to export"
+        )
         raise CheckpointError(f"{run_dir} has no {which} checkpoint{hint}")
     return folder
 
@@ -92,8 +100,9 @@ def rebuild_model(host: Any, meta: dict[str, Any], state: dict[str, torch.Tensor
 
     provider, model_name = host.resolve_backbone(meta["backbone"])
     backbone = provider.create(model_name, "none")
-    _, _, head = build_head(host, meta["head"]["id"], meta["head"].get("options", {}),
-                            backbone.feature_dim, len(meta["classes"]))
+    _, _, head = build_head(
+        host, meta["head"]["id"], meta["head"].get("options", {}), backbone.feature_dim, len(meta["classes"])
+    )
     model = TransferModel(backbone.module, head)
     try:
         model.load_state_dict(state)
@@ -164,7 +173,7 @@ def _subset_images(run_dir: Path, loaded: LoadedRun, subsets: tuple[str, ...], l
 
 @torch.inference_mode()
 def reference_outputs(model: torch.nn.Module, inputs: torch.Tensor) -> np.ndarray:
-    return np.concatenate([model(inputs[i:i + 32]).float().numpy() for i in range(0, len(inputs), 32)])
+    return np.concatenate([model(inputs[i : i + 32]).float().numpy() for i in range(0, len(inputs), 32)])
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -55,18 +55,27 @@ class ParityResult:
         parts = []
         if self.name.startswith("int8"):
             if self.reference_accuracy is not None and self.candidate_accuracy is not None:
-                parts.append(f"accuracy fell from {self.reference_accuracy:.1%} to "
-                             f"{self.candidate_accuracy:.1%}, more than {INT8_MAX_ACCURACY_DROP:.0%}")
+                parts.append(
+                    f"accuracy fell from {self.reference_accuracy:.1%} to "
+                    f"{self.candidate_accuracy:.1%}, more than {INT8_MAX_ACCURACY_DROP:.0%}"
+                )
             else:
                 parts.append(f"top-1 agreement {self.top1_agreement:.1%} is below {INT8_MIN_AGREEMENT:.0%}")
         elif self.top1_agreement < MIN_AGREEMENT:
             parts.append(f"top-1 agreement {self.top1_agreement:.1%} is below {MIN_AGREEMENT:.1%}")
-        if (self.max_abs_logit_diff is not None and self.tolerance is not None
-                and self.max_abs_logit_diff > self.tolerance):
-            parts.append(f"largest logit difference {self.max_abs_logit_diff:.3g} exceeds {self.tolerance:.3g}")
+        if (
+            self.max_abs_logit_diff is not None
+            and self.tolerance is not None
+            and self.max_abs_logit_diff > self.tolerance
+        ):
+            parts.append(
+                f"largest logit difference {self.max_abs_logit_diff:.3g} exceeds {self.tolerance:.3g}"
+            )
         if self.max_abs_probability_diff is not None and self.max_abs_probability_diff > PROBABILITY_TOL:
-            parts.append(f"largest probability difference {self.max_abs_probability_diff:.3g} exceeds "
-                         f"{PROBABILITY_TOL}")
+            parts.append(
+                f"largest probability difference {self.max_abs_probability_diff:.3g} exceeds "
+                f"{PROBABILITY_TOL}"
+            )
         return f"{self.name}: " + "; ".join(parts) + f" over {self.images} images"
 
 
@@ -82,25 +91,47 @@ def _accuracy(logits: np.ndarray, labels: np.ndarray | None) -> float | None:
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def compare_logits(name: str, reference: np.ndarray, candidate: np.ndarray,
-                   labels: np.ndarray | None = None, gate_on_logits: bool = True) -> ParityResult:
+def compare_logits(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    labels: np.ndarray | None = None,
+    gate_on_logits: bool = True,
+) -> ParityResult:
     """Parity of two ``(N, classes)`` logit arrays computed from the same inputs."""
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     if reference.shape != candidate.shape:
-        return ParityResult(name, len(reference), None, 0.0, None, False,
-                            notes=[f"output shape {candidate.shape} differs from {reference.shape}"])
+        return ParityResult(
+            name,
+            len(reference),
+            None,
+            0.0,
+            None,
+            False,
+            notes=[f"output shape {candidate.shape} differs from {reference.shape}"],
+        )
     diff = float(np.abs(reference - candidate).max()) if reference.size else 0.0
-    agreement = float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()) if len(reference) else 1.0
+    agreement = (
+        float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()) if len(reference) else 1.0
+    )
     tolerance = LOGIT_RTOL * max(1.0, float(np.abs(reference).max()) if reference.size else 1.0)
     passed = agreement >= MIN_AGREEMENT and (diff <= tolerance or not gate_on_logits)
-    return ParityResult(name, len(reference), diff, agreement, tolerance, passed,
-                        reference_accuracy=_accuracy(reference, labels),
-                        candidate_accuracy=_accuracy(candidate, labels))
+    return ParityResult(
+        name,
+        len(reference),
+        diff,
+        agreement,
+        tolerance,
+        passed,
+        reference_accuracy=_accuracy(reference, labels),
+        candidate_accuracy=_accuracy(candidate, labels),
+    )
 
 
-def compare_int8(name: str, reference: np.ndarray, candidate: np.ndarray,
-                 labels: np.ndarray | None = None) -> ParityResult:
+def compare_int8(
+    name: str, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None
+) -> ParityResult:
     """int8 against float: judged on the accuracy change, not on logit closeness."""
     result = compare_logits(name, reference, candidate, labels, gate_on_logits=False)
     result.tolerance = None
@@ -111,18 +142,28 @@ def compare_int8(name: str, reference: np.ndarray, candidate: np.ndarray,
     return result
 
 
-def compare_probabilities(name: str, reference: np.ndarray, candidate: np.ndarray,
-                          labels: np.ndarray | None = None) -> ParityResult:
+def compare_probabilities(
+    name: str, reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None = None
+) -> ParityResult:
     """Parity of two ``(N, classes)`` probability arrays (end to end, from image files)."""
     reference = np.asarray(reference, dtype=np.float64)
     candidate = np.asarray(candidate, dtype=np.float64)
     diff = float(np.abs(reference - candidate).max()) if reference.size else 0.0
-    agreement = float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()) if len(reference) else 1.0
+    agreement = (
+        float((reference.argmax(axis=1) == candidate.argmax(axis=1)).mean()) if len(reference) else 1.0
+    )
     passed = agreement >= MIN_AGREEMENT and diff <= PROBABILITY_TOL
-    return ParityResult(name, len(reference), None, agreement, None, passed,
-                        reference_accuracy=_accuracy(reference, labels),
-                        candidate_accuracy=_accuracy(candidate, labels),
-                        max_abs_probability_diff=diff)
+    return ParityResult(
+        name,
+        len(reference),
+        None,
+        agreement,
+        None,
+        passed,
+        reference_accuracy=_accuracy(reference, labels),
+        candidate_accuracy=_accuracy(candidate, labels),
+        max_abs_probability_diff=diff,
+    )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

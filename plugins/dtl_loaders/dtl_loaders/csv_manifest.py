@@ -42,8 +42,9 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
     lines = text.splitlines()
     header_line = next((line for line in lines if line.strip()), None)
     if header_line is None:
-        raise DatasetError(f"manifest {manifest} is empty; it needs a header row "
-                           "'path,label' and one row per image")
+        raise DatasetError(
+            f"manifest {manifest} is empty; it needs a header row 'path,label' and one row per image"
+        )
     delimiter = _delimiter(manifest, header_line)
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next((row for row in reader if any(cell.strip() for cell in row)))
@@ -71,11 +72,11 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
             separator = _separator_that_fits(delimiter.join(row), delimiter, needed)
             if separator is not None:
                 other_separator = other_separator or separator
-                ignored.append((where, f"row is separated by {separator!r} but the header "
-                                       f"row by {delimiter!r}"))
+                ignored.append(
+                    (where, f"row is separated by {separator!r} but the header row by {delimiter!r}")
+                )
             else:
-                ignored.append((where, f"row has {len(row)} column(s), the header names "
-                                       f"{len(columns)}"))
+                ignored.append((where, f"row has {len(row)} column(s), the header names {len(columns)}"))
             continue
         raw_path, label = row[path_col].strip(), row[label_col].strip()
         if not raw_path:
@@ -93,8 +94,7 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
                     f"{where}: split {value!r} is not train, val or test; fix the value "
                     "or leave the split cell empty"
                 )
-        samples.append(Sample(path=str(_resolve(base, raw_path)), label=label,
-                              subset=subset))
+        samples.append(Sample(path=str(_resolve(base, raw_path)), label=label, subset=subset))
     if not samples and other_separator is not None:
         raise DatasetError(
             f"manifest {manifest}: its header row is separated by {delimiter!r} but its rows "
@@ -111,8 +111,9 @@ def load_manifest(path: str, options: dict[str, Any]) -> LoadedDataset:
             f"{'them' if len(ignored) != 1 else 'it'} to include those images"
         )
     class_names = sorted({sample.label for sample in samples})
-    return LoadedDataset(samples=samples, class_names=class_names, root=str(base),
-                         ignored=ignored, warnings=warnings)
+    return LoadedDataset(
+        samples=samples, class_names=class_names, root=str(base), ignored=ignored, warnings=warnings
+    )
 
 
 def _separator_that_fits(line: str, delimiter: str, needed: int) -> str | None:
@@ -129,9 +130,7 @@ def _read_text(manifest: Path) -> str:
     except FileNotFoundError:
         raise DatasetError(f"manifest {manifest} does not exist; check the path") from None
     except UnicodeDecodeError:
-        raise DatasetError(
-            f"manifest {manifest} is not UTF-8 text; save it as CSV (UTF-8)"
-        ) from None
+        raise DatasetError(f"manifest {manifest} is not UTF-8 text; save it as CSV (UTF-8)") from None
     except OSError as exc:
         raise DatasetError(f"cannot read manifest {manifest}: {exc.strerror or exc}") from None
 

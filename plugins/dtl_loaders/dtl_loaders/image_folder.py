@@ -39,9 +39,7 @@ def load_folder(path: str, options: dict[str, Any]) -> LoadedDataset:
     if not root.exists():
         raise DatasetError(f"dataset folder {root} does not exist; check the path")
     if not root.is_dir():
-        raise DatasetError(
-            f"{root} is a file, not a folder; choose a folder with one subfolder per class"
-        )
+        raise DatasetError(f"{root} is a file, not a folder; choose a folder with one subfolder per class")
     ignored: list[tuple[str, str]] = []
     folders = _list_folders(root, ignored)
     split_folders = {name: SUBSET_NAMES.get(name.lower()) for name in folders}
@@ -53,23 +51,25 @@ def load_folder(path: str, options: dict[str, Any]) -> LoadedDataset:
         for name in class_names:
             walk.add_class_folder(root / name, name, None)
     samples = walk.finish()
-    return LoadedDataset(samples=samples, class_names=class_names, root=str(root),
-                         ignored=ignored, warnings=walk.warnings)
+    return LoadedDataset(
+        samples=samples, class_names=class_names, root=str(root), ignored=ignored, warnings=walk.warnings
+    )
 
 
-def _load_split_layout(root: Path, folders: list[str], split_folders: dict,
-                       walk: "_DatasetWalk") -> list[str]:
+def _load_split_layout(
+    root: Path, folders: list[str], split_folders: dict, walk: "_DatasetWalk"
+) -> list[str]:
     class_names: set[str] = set()
     seen_subsets: dict[str, str] = {}
     for name in folders:
         subset = split_folders[name]
         if subset is None:
-            walk.ignored.append((str(root / name),
-                                 "folder beside train/ that is not val/ or test/"))
+            walk.ignored.append((str(root / name), "folder beside train/ that is not val/ or test/"))
             continue
         if subset in seen_subsets:
-            walk.ignored.append((str(root / name),
-                                 f"second {subset} folder; {seen_subsets[subset]}/ is used"))
+            walk.ignored.append(
+                (str(root / name), f"second {subset} folder; {seen_subsets[subset]}/ is used")
+            )
             continue
         seen_subsets[subset] = name
     # train/ first: when folders are shared through links, the training copy is the one kept.
@@ -157,8 +157,9 @@ class _DatasetWalk:
 
     # ------------------------------------------------------------------ reading
 
-    def _read_tree(self, folder: str, real_folder: str, label: str, subset: str | None,
-                   through_link: bool) -> None:
+    def _read_tree(
+        self, folder: str, real_folder: str, label: str, subset: str | None, through_link: bool
+    ) -> None:
         pending = [(folder, real_folder)]
         while pending:
             current, real_current = pending.pop()
@@ -189,10 +190,8 @@ class _DatasetWalk:
                     continue
                 # Only a link needs resolving: inside a real folder the name is the file.
                 is_link = entry.is_symlink()
-                real = os.path.realpath(entry.path) if is_link else os.path.join(
-                    real_current, entry.name)
-                self._candidates.append(_Candidate(entry.path, real, label, subset,
-                                                   through_link or is_link))
+                real = os.path.realpath(entry.path) if is_link else os.path.join(real_current, entry.name)
+                self._candidates.append(_Candidate(entry.path, real, label, subset, through_link or is_link))
             pending.extend(reversed(subfolders))  # depth first, in name order
 
     def _not_followed(self, path: str, real: str) -> None:
@@ -202,12 +201,14 @@ class _DatasetWalk:
             reason = f"link to {target}, a folder that contains it (a loop); not followed"
             self.warnings.append(
                 f"folder link {self._shown(path)} leads back to {target}, which contains it "
-                "(a loop); it was not followed, so no image is counted twice")
+                "(a loop); it was not followed, so no image is counted twice"
+            )
         else:
             reason = f"same folder as {target}, which is read already; not read again"
             self.warnings.append(
                 f"folder {self._shown(path)} is the same folder as {target} (through a "
-                f"link); its images are used once, under {target}")
+                f"link); its images are used once, under {target}"
+            )
         self.ignored.append((path, reason))
 
     def _samples(self) -> list[Sample]:
@@ -220,25 +221,29 @@ class _DatasetWalk:
             group = by_file[candidate.real]
             keeper = next((c for c in group if not c.through_link), group[0])
             if candidate is keeper:
-                kept.append(Sample(path=candidate.path, label=candidate.label,
-                                   subset=candidate.subset))
+                kept.append(Sample(path=candidate.path, label=candidate.label, subset=candidate.subset))
                 continue
             where = self._place(keeper)
-            self.ignored.append((candidate.path, f"same file as {self._shown(keeper.path)} "
-                                                 f"(through a link); used once, in {where}"))
+            self.ignored.append(
+                (
+                    candidate.path,
+                    f"same file as {self._shown(keeper.path)} (through a link); used once, in {where}",
+                )
+            )
             if (candidate.label, candidate.subset) != (keeper.label, keeper.subset):
-                crossed.append(f"{self._shown(candidate.path)} is {self._shown(keeper.path)}, "
-                               f"used once, in {where}")
+                crossed.append(
+                    f"{self._shown(candidate.path)} is {self._shown(keeper.path)}, used once, in {where}"
+                )
         if crossed:
             more = f" and {len(crossed) - 3} more" if len(crossed) > 3 else ""
             self.warnings.append(
                 f"{len(crossed)} image file(s) linked into a second class or subset; each "
-                f"is used once, where the file itself is: {'; '.join(crossed[:3])}{more}")
+                f"is used once, where the file itself is: {'; '.join(crossed[:3])}{more}"
+            )
         return kept
 
     def _place(self, candidate: _Candidate) -> str:
-        return f"class {candidate.label!r}" + (f" ({candidate.subset})" if candidate.subset
-                                                else "")
+        return f"class {candidate.label!r}" + (f" ({candidate.subset})" if candidate.subset else "")
 
     def _shown(self, path: str) -> str:
         """``path`` relative to the dataset folder when inside it, else as it is."""

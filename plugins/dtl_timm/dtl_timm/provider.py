@@ -50,8 +50,11 @@ def pretrained_cfg(model_name: str) -> Any:
 
         if "." not in model_name and timm.is_model(model_name):  # an architecture
             tags = [n for n in _model_names() if n.startswith(model_name + ".")][:3]
-            hint = (f"; a model is named with its weights tag, e.g. {', '.join(tags)}"
-                    if tags else "; timm has no pretrained weights for it")
+            hint = (
+                f"; a model is named with its weights tag, e.g. {', '.join(tags)}"
+                if tags
+                else "; timm has no pretrained weights for it"
+            )
         else:
             close = difflib.get_close_matches(model_name, _model_names(), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""

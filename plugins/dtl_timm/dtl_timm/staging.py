@@ -56,18 +56,14 @@ def _runs_forward_of(model: nn.Module, cls: type, steps: tuple[str, ...]) -> boo
     """Whether ``model`` runs ``cls``'s forward, including the methods a layout re-does."""
     if not isinstance(model, cls):
         return False
-    return all(getattr(type(model), name) is getattr(cls, name)
-               for name in ("forward", "forward_features", "forward_head", *steps))
+    return all(
+        getattr(type(model), name) is getattr(cls, name)
+        for name in ("forward", "forward_features", "forward_head", *steps)
+    )
 
 
 def _families() -> list[tuple[str, type, Callable, tuple[str, ...]]]:
-    from timm.models import (
-        ConvNeXt,
-        EfficientNet,
-        MobileNetV3,
-        ResNet,
-        VisionTransformer,
-    )
+    from timm.models import ConvNeXt, EfficientNet, MobileNetV3, ResNet, VisionTransformer
 
     return [
         ("resnet", ResNet, _resnet, ()),
@@ -101,8 +97,10 @@ def _efficientnet(model: nn.Module):
     return [
         ("stem", sequential(_children(model, "conv_stem", "bn1"))),
         ("blocks", model.blocks),
-        ("head", sequential(_children(model, "conv_head", "bn2", "global_pool")
-                            + _pre_logits_dropout(model))),
+        (
+            "head",
+            sequential(_children(model, "conv_head", "bn2", "global_pool") + _pre_logits_dropout(model)),
+        ),
     ]
 
 
@@ -110,8 +108,13 @@ def _mobilenetv3(model: nn.Module):
     return [
         ("stem", sequential(_children(model, "conv_stem", "bn1"))),
         ("blocks", model.blocks),
-        ("head", sequential(_children(model, "global_pool", "conv_head", "norm_head", "act2",
-                                      "flatten") + _pre_logits_dropout(model))),
+        (
+            "head",
+            sequential(
+                _children(model, "global_pool", "conv_head", "norm_head", "act2", "flatten")
+                + _pre_logits_dropout(model)
+            ),
+        ),
     ]
 
 
@@ -164,7 +167,9 @@ class ViTTokens(nn.Module):
 
                 batch, height, width, channels = x.shape
                 pos_embed = resample_abs_pos_embed(
-                    self.pos_embed, new_size=(height, width), old_size=self.grid_size,
+                    self.pos_embed,
+                    new_size=(height, width),
+                    old_size=self.grid_size,
                     num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens,
                 )
                 x = x.view(batch, -1, channels)
@@ -196,12 +201,15 @@ class ViTPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn_pool is not None:
             if not self.include_prefix:
-                x = x[:, self.num_prefix_tokens:]
+                x = x[:, self.num_prefix_tokens :]
             x = self.attn_pool(x)
         else:
             from timm.layers import global_pool_nlc
 
-            x = global_pool_nlc(x, pool_type=self.pool_type,
-                                num_prefix_tokens=self.num_prefix_tokens,
-                                reduce_include_prefix=self.include_prefix)
+            x = global_pool_nlc(
+                x,
+                pool_type=self.pool_type,
+                num_prefix_tokens=self.num_prefix_tokens,
+                reduce_include_prefix=self.include_prefix,
+            )
         return self.head_drop(self.fc_norm(x))

@@ -38,8 +38,11 @@ def weights_source(model_name: str) -> WeightsSource:
     locations: tuple[WeightsLocation, ...] = ()
     cached = hf_cached_file(repo, revision) if repo else None
     if cached is not None:
-        locations = (WeightsLocation(str(cached), "hf-cache", f"Hugging Face cache ({repo})",
-                                     sha256=hf_blob_sha256(cached)),)
+        locations = (
+            WeightsLocation(
+                str(cached), "hf-cache", f"Hugging Face cache ({repo})", sha256=hf_blob_sha256(cached)
+            ),
+        )
     file_names = [f"{model_name}.safetensors"]
     release = release_file_name(cfg)
     if release:
@@ -71,7 +74,8 @@ def hf_cache_dir() -> Path:
         if value:
             return Path(os.path.expandvars(value)).expanduser()
     home = os.environ.get("HF_HOME", "").strip() or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache", "huggingface")
+        os.environ.get("XDG_CACHE_HOME", "").strip() or "~/.cache", "huggingface"
+    )
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
@@ -86,8 +90,7 @@ def hf_cached_file(repo: str, revision: str | None) -> Path | None:
     the cache's files are looked at, never the network)."""
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo, HF_FILE_NAME, cache_dir=hf_cache_dir(),
-                                   revision=revision)
+    found = try_to_load_from_cache(repo, HF_FILE_NAME, cache_dir=hf_cache_dir(), revision=revision)
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 

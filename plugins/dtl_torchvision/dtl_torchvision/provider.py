@@ -74,9 +74,7 @@ def weights_source(model_name: str) -> WeightsSource:
     hex digits of the file's sha256, which the host checks."""
     weights = default_weights(model_name)
     return WeightsSource(
-        file_names=(file_name_from_url(weights.url),),
-        url=weights.url,
-        label=f"torchvision {weights}",
+        file_names=(file_name_from_url(weights.url),), url=weights.url, label=f"torchvision {weights}"
     )
 
 
@@ -150,9 +148,7 @@ def adapt_state_dict(model: "nn.Module", state_dict: dict[str, "Tensor"]) -> dic
         if metadata is not None:
             renamed._metadata = metadata  # type: ignore[attr-defined]
         state_dict = renamed
-    if isinstance(model, torchvision.models.MNASNet) and "" not in getattr(
-        state_dict, "_metadata", {}
-    ):
+    if isinstance(model, torchvision.models.MNASNet) and "" not in getattr(state_dict, "_metadata", {}):
         # MNASNet refuses a state dict without its version tag (safetensors files have
         # none); such a file holds the current layout, version 2.
         metadata = OrderedDict(getattr(state_dict, "_metadata", {}))

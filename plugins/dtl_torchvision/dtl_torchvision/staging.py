@@ -77,8 +77,11 @@ def _families() -> list[tuple[str, Callable[["nn.Module"], bool], Callable]]:
     return [
         ("resnet", isa(tvm.ResNet), _resnet),
         ("regnet", isa(tvm.RegNet), _regnet),
-        ("features-avgpool-classifier",
-         isa(tvm.VGG, tvm.AlexNet, tvm.MobileNetV3, tvm.EfficientNet), _features_avgpool),
+        (
+            "features-avgpool-classifier",
+            isa(tvm.VGG, tvm.AlexNet, tvm.MobileNetV3, tvm.EfficientNet),
+            _features_avgpool,
+        ),
         ("mobilenet_v2", isa(tvm.MobileNetV2), _mobilenet_v2),
         ("convnext", isa(tvm.ConvNeXt), _convnext),
         ("mnasnet", isa(tvm.MNASNet), _mnasnet),
