@@ -55,13 +55,15 @@ def load_backend(disabled: list[str]) -> dict[str, Any]:
     import desktop_tl.core.model  # noqa: F401
     import desktop_tl.core.training  # noqa: F401
 
-    available = {"auto": True, "cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": mps_available()}
+    available = {"auto": True, "cpu": True, "cuda": torch.cuda.is_available(), "mps": mps_available()}
     auto = "cuda" if available["cuda"] else "mps" if available["mps"] else "cpu"
     from ..first_start import data_folder_problems
 
-    return {"host": host, "devices": {"available": available, "auto": auto},
-            "first_start_problems": data_folder_problems()}
+    return {
+        "host": host,
+        "devices": {"available": available, "auto": auto},
+        "first_start_problems": data_folder_problems(),
+    }
 
 
 def make_application(argv: list[str] | None = None) -> QApplication:
@@ -77,8 +79,15 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 class Launcher:
     """Shows the window, loads the backend, then opens the project or the demo."""
 
-    def __init__(self, window: Any, *, project: str | None = None, demo: bool = False,
-                 epochs: int | None = None, settings: Any = None) -> None:
+    def __init__(
+        self,
+        window: Any,
+        *,
+        project: str | None = None,
+        demo: bool = False,
+        epochs: int | None = None,
+        settings: Any = None,
+    ) -> None:
         self.window = window
         self.project = project
         self.demo = demo
@@ -93,9 +102,12 @@ class Launcher:
         config = self._initial_config()
         if config is not None:
             self.window.load_config(config, project_path=self._project_path())
-        self.task = run_in_background(lambda task: load_backend(disabled),
-                                      on_result=self._on_loaded, on_error=self._on_failed,
-                                      name="load-backend")
+        self.task = run_in_background(
+            lambda task: load_backend(disabled),
+            on_result=self._on_loaded,
+            on_error=self._on_failed,
+            name="load-backend",
+        )
 
     def _project_path(self) -> Path | None:
         return Path(self.project).resolve() if self.project else None
@@ -111,8 +123,7 @@ class Launcher:
             config = demo_config()  # desktop_tl.resources: the CLI demo is the same run
             if not Path(config.data.path).is_dir():
                 self.error = f"the sample dataset is missing ({config.data.path})"
-                self.window.training_panel.show_message(
-                    "error", f"The demo cannot start: {self.error}.")
+                self.window.training_panel.show_message("error", f"The demo cannot start: {self.error}.")
                 return None
         if config is not None and self.epochs:
             config.train.epochs = self.epochs
@@ -126,19 +137,29 @@ class Launcher:
             self.window.log("warning", problem)
         if problems:
             self.window.training_panel.show_message(
-                "warning", problems[0] + ("" if len(problems) == 1 else
-                                          f" (and {len(problems) - 1} more in the Log tab)")
-                + "; File > Preferences… can choose other folders.")
+                "warning",
+                problems[0]
+                + ("" if len(problems) == 1 else f" (and {len(problems) - 1} more in the Log tab)")
+                + "; File > Preferences… can choose other folders.",
+            )
 
     def _on_failed(self, exc: BaseException, tb: str) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
         self.window.backend_failed(f"{self.error}\n{tb}")
 
 
-def run_gui(project: str | None = None, *, demo: bool = False, start_run: bool = False,
-            exit_when_done: bool = False, screenshot: str | None = None,
-            report: str | None = None, epochs: int | None = None,
-            settings_path: str | None = None) -> int:
+def run_gui(
+    project: str | None = None,
+    *,
+    demo: bool = False,
+    start_run: bool = False,
+    exit_when_done: bool = False,
+    screenshot: str | None = None,
+    report: str | None = None,
+    epochs: int | None = None,
+    settings_path: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> int:
     """Open the window and run the event loop; returns the exit status."""
     app = make_application()
     from .main_window import MainWindow
@@ -147,11 +168,17 @@ def run_gui(project: str | None = None, *, demo: bool = False, start_run: bool =
     settings = AppSettings(settings_path) if settings_path else AppSettings()
     window = MainWindow(settings)
     smoke = None
-    if start_run or exit_when_done or screenshot or report:
+    if start_run or exit_when_done or screenshot or report or size:
         from .smoke import SmokeRun
 
-        smoke = SmokeRun(window, start_run=start_run, exit_when_done=exit_when_done,
-                         screenshot=screenshot, report=report)
+        smoke = SmokeRun(
+            window,
+            start_run=start_run,
+            exit_when_done=exit_when_done,
+            screenshot=screenshot,
+            report=report,
+            size=size,
+        )
     window.show()
     launcher = Launcher(window, project=project, demo=demo, epochs=epochs, settings=settings)
     window.launcher = launcher

@@ -45,11 +45,7 @@ from .notice import Notice
 
 AUTO_LOADER = "auto"
 
-AUGMENT_LABELS = {
-    "none": "None",
-    "light": "Light: crop + flip",
-    "strong": "Strong: + colour, TrivialAugment",
-}
+AUGMENT_LABELS = {"none": "None", "light": "Light: crop + flip", "strong": "Strong: + colour, TrivialAugment"}
 AUGMENT_HELP = (
     "Random changes to training images each epoch. None keeps the images as they are, "
     "which lets frozen layers' features be computed once (much faster)."
@@ -76,8 +72,9 @@ class DataPanel(QWidget):
 
         self.loader_combo = QComboBox()
         self.loader_combo.addItem("Automatic", AUTO_LOADER)
-        self.loader_combo.setToolTip("How the dataset is read. Automatic picks the first "
-                                     "installed loader that understands the path.")
+        self.loader_combo.setToolTip(
+            "How the dataset is read. Automatic picks the first installed loader that understands the path."
+        )
         self.loader_combo.currentIndexChanged.connect(self._on_loader_changed)
 
         self.path_edit = QLineEdit()
@@ -85,8 +82,10 @@ class DataPanel(QWidget):
         self.path_edit.setClearButtonEnabled(True)
         self.path_edit.editingFinished.connect(self._on_path_edited)
         self.path_edit.textEdited.connect(self._on_path_typed)
-        self.path_edit.setToolTip("A folder with one subfolder per class (optionally inside "
-                                  "train/ and val/), or a CSV/TSV manifest of path,label.")
+        self.path_edit.setToolTip(
+            "A folder with one subfolder per class (optionally inside "
+            "train/ and val/), or a CSV/TSV manifest of path,label."
+        )
         self.browse_button = QToolButton()
         self.browse_button.setText("Browse…")
         self.browse_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
@@ -106,8 +105,9 @@ class DataPanel(QWidget):
         self.val_spin.setSingleStep(5)
         self.val_spin.setSuffix(" %")
         self.val_spin.setValue(20)
-        self.val_spin.setToolTip("Share of each class held out for validation when the data "
-                                 "has no train/val folders of its own.")
+        self.val_spin.setToolTip(
+            "Share of each class held out for validation when the data has no train/val folders of its own."
+        )
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, 999_999)
         self.seed_spin.setToolTip("The random split depends only on this seed.")
@@ -133,13 +133,14 @@ class DataPanel(QWidget):
             self.augment_combo.addItem(AUGMENT_LABELS.get(preset, preset), preset)
         self.augment_combo.setToolTip(AUGMENT_HELP)
         for combo in (self.loader_combo, self.augment_combo):
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
         self.augment_combo.currentIndexChanged.connect(lambda _i: self.config_changed.emit())
 
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        # In a narrow column a long row puts its label above the field instead of cutting it.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
         form.setHorizontalSpacing(10)
         form.setVerticalSpacing(6)
@@ -174,8 +175,7 @@ class DataPanel(QWidget):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column in (1, 2, 3):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        self.class_table.verticalHeader().setDefaultSectionSize(
-            self.fontMetrics().height() + 8)
+        self.class_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.class_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.class_table.setVisible(False)
 
@@ -194,12 +194,10 @@ class DataPanel(QWidget):
         self.skipped_table.setHorizontalHeaderLabels(["File", "Why it was skipped"])
         self.skipped_table.verticalHeader().setVisible(False)
         self.skipped_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.skipped_table.horizontalHeader().setSectionResizeMode(
-            0, QHeaderView.ResizeMode.ResizeToContents)
+        self.skipped_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.skipped_table.horizontalHeader().setStretchLastSection(True)
         self.skipped_table.setWordWrap(False)
-        self.skipped_table.verticalHeader().setDefaultSectionSize(
-            self.fontMetrics().height() + 8)
+        self.skipped_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.skipped_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.skipped_table.setVisible(False)
 
@@ -227,9 +225,11 @@ class DataPanel(QWidget):
         self.loader_combo.addItem("Automatic", AUTO_LOADER)
         for loader_id, loader in host.dataset_loaders().items():
             self.loader_combo.addItem(loader.display_name, loader_id)
-            self.loader_combo.setItemData(self.loader_combo.count() - 1,
-                                          loader.description or loader.display_name,
-                                          Qt.ItemDataRole.ToolTipRole)
+            self.loader_combo.setItemData(
+                self.loader_combo.count() - 1,
+                loader.description or loader.display_name,
+                Qt.ItemDataRole.ToolTipRole,
+            )
         index = self.loader_combo.findData(current)
         self.loader_combo.setCurrentIndex(max(0, index))
         self.loader_combo.blockSignals(False)
@@ -286,8 +286,11 @@ class DataPanel(QWidget):
     def choose_manifest(self) -> None:
         start = self._start_folder()
         path, _ = QFileDialog.getOpenFileName(
-            self, "Choose a dataset manifest", start,
-            f"Manifests ({' '.join(self._file_patterns()) or '*'});;All files (*)")
+            self,
+            "Choose a dataset manifest",
+            start,
+            f"Manifests ({' '.join(self._file_patterns()) or '*'});;All files (*)",
+        )
         if path:
             self._remember_folder(str(Path(path).parent))
             self.set_path(path)
@@ -339,8 +342,10 @@ class DataPanel(QWidget):
             return
         if not Path(path).exists():
             self.notice.show_message(
-                "error", f"{path} does not exist. Choose a folder with one subfolder per class, "
-                "or a CSV/TSV manifest.")
+                "error",
+                f"{path} does not exist. Choose a folder with one subfolder per class, "
+                "or a CSV/TSV manifest.",
+            )
             self.log.emit("warning", f"dataset path {path} does not exist")
             return
         config = self.data_config()
@@ -350,8 +355,7 @@ class DataPanel(QWidget):
         def prepare(task: BackgroundTask) -> Any:
             from ..core.data import prepare_data
 
-            return prepare_data(config, host, progress=task.report_progress,
-                                should_stop=task.should_stop)
+            return prepare_data(config, host, progress=task.report_progress, should_stop=task.should_stop)
 
         self.notice.show_message("info", f"Checking the images in {path}…")
         self.progress.setRange(0, 0)
@@ -375,8 +379,9 @@ class DataPanel(QWidget):
         self._task = None
         self.progress_box.setVisible(False)
         if not quiet:
-            self.notice.show_message("warning", "Checking the images was cancelled. "
-                                     "Choose the folder again to retry.")
+            self.notice.show_message(
+                "warning", "Checking the images was cancelled. Choose the folder again to retry."
+            )
         self.busy_changed.emit(False)
 
     def _on_progress(self, done: int, total: int, message: str) -> None:
@@ -403,8 +408,10 @@ class DataPanel(QWidget):
             self.log.emit("warning", f"dataset refused: {exc}")
         else:
             self.notice.show_message(
-                "error", f"The dataset could not be read because of an unexpected error "
-                f"({type(exc).__name__}: {exc}). The log has the details.")
+                "error",
+                f"The dataset could not be read because of an unexpected error "
+                f"({type(exc).__name__}: {exc}). The log has the details.",
+            )
             self.log.emit("error", tb)
 
     def _finish_task(self) -> None:
@@ -447,7 +454,8 @@ class DataPanel(QWidget):
             problems.append(
                 f"{len(prepared.bad_files)} image file"
                 f"{'s' if len(prepared.bad_files) != 1 else ''} could not be read and will be "
-                "skipped (see the list below).")
+                "skipped (see the list below)."
+            )
         warnings = list(prepared.warnings)
         problems += warnings[:3]  # the rest are in the log, one line each
         if len(warnings) > 3:
@@ -462,16 +470,22 @@ class DataPanel(QWidget):
     def _fit_table_height(table: QTableWidget, rows: int, max_rows: int) -> None:
         """As tall as its rows (up to ``max_rows``, then it scrolls)."""
         shown = max(1, min(rows, max_rows))
-        height = (table.horizontalHeader().sizeHint().height()
-                  + shown * table.verticalHeader().defaultSectionSize()
-                  + 2 * table.frameWidth() + 6)
+        height = (
+            table.horizontalHeader().sizeHint().height()
+            + shown * table.verticalHeader().defaultSectionSize()
+            + 2 * table.frameWidth()
+            + 6
+        )
         table.setFixedHeight(height)
 
     @staticmethod
     def _summary_text(prepared: Any) -> str:
         total = len(prepared.train) + len(prepared.val) + len(prepared.test)
-        parts = [f"{len(prepared.class_names)} classes", f"{total:,} images",
-                 f"{len(prepared.train):,} train / {len(prepared.val):,} validation"]
+        parts = [
+            f"{len(prepared.class_names)} classes",
+            f"{total:,} images",
+            f"{len(prepared.train):,} train / {len(prepared.val):,} validation",
+        ]
         if prepared.test:
             parts[-1] += f" / {len(prepared.test):,} test"
         return "  ·  ".join(parts)
@@ -486,14 +500,14 @@ class DataPanel(QWidget):
         elif predefined:
             self.split_label.setText("Using the dataset's own train/val split.")
         elif prepared.split_source == "drawn-from-train":
-            self.split_label.setText("No val/ folder: validation drawn from train/, "
-                                     "the same proportion from every class.")
+            self.split_label.setText(
+                "No val/ folder: validation drawn from train/, the same proportion from every class."
+            )
         else:
             self.split_label.setText("Random split, the same proportion from every class.")
 
     def _show_skipped(self, bad: list[tuple[str, str]], ignored: list[tuple[str, str]]) -> None:
-        rows = [(path, reason) for path, reason in bad] + [
-            (path, reason) for path, reason in ignored]
+        rows = [(path, reason) for path, reason in bad] + [(path, reason) for path, reason in ignored]
         self.skipped_table.setRowCount(len(rows))
         root = Path(self.prepared.root) if self.prepared is not None else None
         for row, (path, reason) in enumerate(rows):
@@ -523,8 +537,7 @@ class DataPanel(QWidget):
         self._on_skipped_toggled(self.skipped_button.isChecked())
 
     def _on_skipped_toggled(self, shown: bool) -> None:
-        self.skipped_button.setArrowType(
-            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.skipped_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
         self.skipped_table.setVisible(shown and self.skipped_table.rowCount() > 0)
 
     # ------------------------------------------------------------ reacting
@@ -538,8 +551,7 @@ class DataPanel(QWidget):
             self.notice.show_message("info", "Press Enter to check this dataset.")
 
     def _on_path_edited(self) -> None:
-        if self.path_edit.text().strip() != self._checked_path or (
-                self.prepared is None and not self.busy):
+        if self.path_edit.text().strip() != self._checked_path or (self.prepared is None and not self.busy):
             self.reload()
 
     def _on_loader_changed(self, _index: int) -> None:

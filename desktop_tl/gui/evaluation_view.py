@@ -25,17 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from PySide6.QtCore import (
-    QEvent,
-    Qt,
-    Signal,
-)
-from PySide6.QtGui import (
-    QFont,
-    QPalette,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QFont, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -106,8 +97,9 @@ def evaluate_checkpoint(run_dir: str, checkpoint: str) -> CheckpointEvaluation:
     try:
         return _score_validation(run_dir, predictor, checkpoint)
     except UserError as exc:
-        return CheckpointEvaluation(run_dir, predictor.checkpoint or checkpoint, predictor, None, None,
-                                    {}, 0, problem=str(exc))
+        return CheckpointEvaluation(
+            run_dir, predictor.checkpoint or checkpoint, predictor, None, None, {}, 0, problem=str(exc)
+        )
 
 
 def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> CheckpointEvaluation:
@@ -118,27 +110,41 @@ def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> Checkpoi
 
     split = Path(run_dir) / SPLIT_FILE
     if not split.exists():
-        raise UserError(f"{Path(run_dir).name} has no {SPLIT_FILE}, so its validation images are "
-                        "not known; train the run again to evaluate it")
+        raise UserError(
+            f"{Path(run_dir).name} has no {SPLIT_FILE}, so its validation images are "
+            "not known; train the run again to evaluate it"
+        )
     prepared = PreparedData.load_manifest(split)
     if list(prepared.class_names) != list(predictor.class_names):
-        raise UserError(f"the classes in {SPLIT_FILE} differ from the checkpoint's; the run folder "
-                        "was changed after training")
+        raise UserError(
+            f"the classes in {SPLIT_FILE} differ from the checkpoint's; the run folder "
+            "was changed after training"
+        )
     items = list(prepared.val)
     if not items:
         raise UserError(f"{Path(run_dir).name} has no validation images in {SPLIT_FILE}")
     present = [item for item in items if os.path.exists(item[0])]
     if not present:
-        raise UserError(f"none of the {len(items)} validation images of this run exist any more "
-                        f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it")
+        raise UserError(
+            f"none of the {len(items)} validation images of this run exist any more "
+            f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it"
+        )
     scored = predictor.evaluate_with_probabilities(present)
     if scored.report is None:
         raise UserError("none of the run's validation images could be read")
     detailed = detailed_metrics(scored.report.confusion, scored.probabilities, scored.targets)
-    probabilities = {os.path.abspath(path): row.tolist() for path, row in zip(scored.paths, scored.probabilities)}
-    return CheckpointEvaluation(run_dir, predictor.checkpoint or checkpoint, predictor, scored.report,
-                                detailed, probabilities, len(items) - len(present))
-
+    probabilities = {
+        os.path.abspath(path): row.tolist() for path, row in zip(scored.paths, scored.probabilities)
+    }
+    return CheckpointEvaluation(
+        run_dir,
+        predictor.checkpoint or checkpoint,
+        predictor,
+        scored.report,
+        detailed,
+        probabilities,
+        len(items) - len(present),
+    )
 
 
 # =========================================================================== the view
@@ -195,7 +201,8 @@ class EvaluationView(QWidget):
             self.checkpoint_combo.addItem(text, kind)
         self.checkpoint_combo.setToolTip(
             "Evaluate the run with its best checkpoint (highest validation accuracy) or its "
-            "last one; the Prediction tab uses the same")
+            "last one; the Prediction tab uses the same"
+        )
         self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
         layout = QHBoxLayout(bar)
         layout.setContentsMargins(8, 6, 8, 0)
@@ -236,7 +243,9 @@ class EvaluationView(QWidget):
         if self._run_dir is not None:
             self.show_run(self._run_dir, name=self._run_name)
 
-    def show_run(self, run_dir: str | os.PathLike[str], *, name: str = "", checkpoint: str | None = None) -> None:
+    def show_run(
+        self, run_dir: str | os.PathLike[str], *, name: str = "", checkpoint: str | None = None
+    ) -> None:
         """Evaluate the saved run in ``run_dir`` with the chosen checkpoint (or
         ``checkpoint``) off the GUI thread; the results, or why there are none, follow."""
         if checkpoint is not None and checkpoint != self.checkpoint():
@@ -247,16 +256,20 @@ class EvaluationView(QWidget):
         folder = os.path.abspath(os.fspath(run_dir))
         kind = self.checkpoint()
         current = self._evaluation
-        if (self._run_dir == folder and current is not None and current.checkpoint == kind
-                and self._stack.currentIndex() == 1) or (self._run_dir == folder and self.busy
-                                                         and self._pending == kind):
+        if (
+            self._run_dir == folder
+            and current is not None
+            and current.checkpoint == kind
+            and self._stack.currentIndex() == 1
+        ) or (self._run_dir == folder and self.busy and self._pending == kind):
             return  # already on screen (or on its way)
         self._run_name = name or (self._run_name if folder == self._run_dir else Path(folder).name)
         self._run_dir = folder
         self._pending = kind
         self._checkpoint_bar.show()
         self.checkpoint_label.setText(
-            f"Evaluating <b>{html.escape(self._run_name)}</b> with its {kind} checkpoint…")
+            f"Evaluating <b>{html.escape(self._run_name)}</b> with its {kind} checkpoint…"
+        )
         ticket = self._requests.begin()
         self._task = run_in_background(
             lambda _task, f=folder, k=kind: evaluate_checkpoint(f, k),
@@ -297,22 +310,35 @@ class EvaluationView(QWidget):
         label = f"{self._run_name} · {checkpoint_text(result.checkpoint, result.epoch)}"
         if report is None:
             self._evaluation = None
-            self._show_message(f"Cannot evaluate {self._run_name} with its "
-                               f"{checkpoint_text(result.checkpoint, result.epoch)}: {result.problem}",
-                               f"<b>{html.escape(self._run_name)}</b>: no evaluation for its "
-                               f"{html.escape(checkpoint_text(result.checkpoint, result.epoch))}")
+            self._show_message(
+                f"Cannot evaluate {self._run_name} with its "
+                f"{checkpoint_text(result.checkpoint, result.epoch)}: {result.problem}",
+                f"<b>{html.escape(self._run_name)}</b>: no evaluation for its "
+                f"{html.escape(checkpoint_text(result.checkpoint, result.epoch))}",
+            )
             self.model_ready.emit(result.predictor, label)  # predicting needs no dataset
             return
-        missing = (f"; {result.missing} validation image{'s' if result.missing != 1 else ''} "
-                   "no longer exist" if result.missing else "")
-        self._show(list(result.predictor.class_names), report.confusion, report.precision, report.recall,
-                   report.misclassified_dicts(), caption=label + missing, detailed=result.detailed)
+        missing = (
+            f"; {result.missing} validation image{'s' if result.missing != 1 else ''} no longer exist"
+            if result.missing
+            else ""
+        )
+        self._show(
+            list(result.predictor.class_names),
+            report.confusion,
+            report.precision,
+            report.recall,
+            report.misclassified_dicts(),
+            caption=label + missing,
+            detailed=result.detailed,
+        )
         self._evaluation = result
         muted = semantic_colour("muted", self.palette()).name()
         self.checkpoint_label.setText(
             f'<span style="color:{muted}">Evaluated with the</span> '
             f"<b>{html.escape(checkpoint_text(result.checkpoint, result.epoch))}</b> "
-            f'<span style="color:{muted}">of {html.escape(self._run_name)}</span>')
+            f'<span style="color:{muted}">of {html.escape(self._run_name)}</span>'
+        )
         self.set_explanation_model(result.predictor, label)
         self.model_ready.emit(result.predictor, label)
 
@@ -324,7 +350,9 @@ class EvaluationView(QWidget):
         self._evaluation = None
         reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         text = f"Cannot evaluate {self._run_name} with its {kind} checkpoint: {reason}"
-        self._show_message(text, f"<b>{html.escape(self._run_name)}</b>: no results for its {kind} checkpoint")
+        self._show_message(
+            text, f"<b>{html.escape(self._run_name)}</b>: no results for its {kind} checkpoint"
+        )
         self.model_failed.emit(self._run_dir or "", text)
 
     def _show_message(self, text: str, header: str) -> None:
@@ -380,9 +408,17 @@ class EvaluationView(QWidget):
         self._evaluation = None
         self._checkpoint_bar.hide()
 
-    def _show(self, class_names: list[str], confusion: list[list[int]], precision: list[float],
-              recall: list[float], misclassified: list[dict], *, caption: str = "",
-              detailed: Any = None) -> None:
+    def _show(
+        self,
+        class_names: list[str],
+        confusion: list[list[int]],
+        precision: list[float],
+        recall: list[float],
+        misclassified: list[dict],
+        *,
+        caption: str = "",
+        detailed: Any = None,
+    ) -> None:
         names = [str(n) for n in class_names]
         n = len(names)
         if len(confusion) != n or any(len(row) != n for row in confusion):
@@ -438,8 +474,7 @@ class EvaluationView(QWidget):
                     self._split.setSizes([max(1, total - gallery), gallery])
 
     def _gallery_header_height(self) -> int:
-        return max(self.gallery_title.sizeHint().height(),
-                   self.show_all_button.sizeHint().height()) + 4
+        return max(self.gallery_title.sizeHint().height(), self.show_all_button.sizeHint().height()) + 4
 
     def clear(self) -> None:
         """Back to the empty state (no results yet)."""
@@ -526,7 +561,13 @@ class EvaluationView(QWidget):
         layout.addStretch(2)
         layout.addWidget(title)
         layout.addSpacing(8)
-        layout.addWidget(hint, 0, Qt.AlignmentFlag.AlignHCenter)
+        # Centred by stretches, not by an alignment flag: an aligned item gets its one-line
+        # size hint and the wrapped text would be cut to a single line.
+        hint_row = QHBoxLayout()
+        hint_row.addStretch(1)
+        hint_row.addWidget(hint, 4)
+        hint_row.addStretch(1)
+        layout.addLayout(hint_row)
         layout.addStretch(3)
         layout.setContentsMargins(40, 20, 40, 20)
         return page
@@ -548,7 +589,8 @@ class EvaluationView(QWidget):
         self.normalise_check = QCheckBox("Row shares", page)
         self.normalise_check.setObjectName("confusionNormalise")
         self.normalise_check.setToolTip(
-            "Show each cell as its share of the true class (each row sums to 100%) instead of counts")
+            "Show each cell as its share of the true class (each row sums to 100%) instead of counts"
+        )
         self.normalise_check.toggled.connect(self.matrix.set_normalised)
         matrix_box = _titled("Confusion matrix", matrix_scroll, page, self.normalise_check)
 
@@ -561,7 +603,8 @@ class EvaluationView(QWidget):
         self.averages_label.setWordWrap(True)
         self.averages_label.setToolTip(
             "Macro: every class counts the same. Weighted: each class counts by its number of "
-            "validation images. Top-k: the true class is among the k most likely.")
+            "validation images. Top-k: the true class is among the k most likely."
+        )
         table_area = QWidget(page)
         table_layout = QVBoxLayout(table_area)
         table_layout.setContentsMargins(0, 0, 0, 0)
@@ -669,12 +712,13 @@ class EvaluationView(QWidget):
 
     def _update_averages(self, detailed: Any) -> None:
         def rates(name: str, r: Any) -> str:
-            return (f"<b>{name}</b> precision {r.precision:.1%} · recall {r.recall:.1%} · "
-                    f"F1 {r.f1:.1%}")
+            return f"<b>{name}</b> precision {r.precision:.1%} · recall {r.recall:.1%} · F1 {r.f1:.1%}"
 
         lines = [rates("Macro average:", detailed.macro), rates("Weighted average:", detailed.weighted)]
         if detailed.top_k:
-            lines.append(" · ".join(f"<b>Top-{k} accuracy</b> {v:.1%}" for k, v in sorted(detailed.top_k.items())))
+            lines.append(
+                " · ".join(f"<b>Top-{k} accuracy</b> {v:.1%}" for k, v in sorted(detailed.top_k.items()))
+            )
         self.averages_label.setText("<br>".join(lines))
 
     def _weakest_class(self) -> tuple[str, float] | None:
@@ -721,7 +765,9 @@ class EvaluationView(QWidget):
         elif len(entries) > len(shown):
             self.filter_label.setText(f"Showing the {len(shown)} most confident mistakes")
         else:
-            self.filter_label.setText("Most confident mistakes first · click an image to enlarge" if shown else "")
+            self.filter_label.setText(
+                "Most confident mistakes first · click an image to enlarge" if shown else ""
+            )
         self.show_all_button.setVisible(filtered)
         matrix_wrong = sum(sum(row) for row in self._confusion) - sum(
             self._confusion[i][i] for i in range(len(self._confusion))
@@ -748,7 +794,9 @@ class EvaluationView(QWidget):
             item = self._gallery_model.item(row)
             entry = item.data(ENTRY_ROLE)
             if entry and entry["path"] == path:
-                item.setToolTip(f"{misclassified_label(entry)}\n{os.path.normpath(path)}\nCannot show this image: {reason}")
+                item.setToolTip(
+                    f"{misclassified_label(entry)}\n{os.path.normpath(path)}\nCannot show this image: {reason}"
+                )
         self.gallery.viewport().update()
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override

@@ -63,7 +63,7 @@ def layer_label(name: str) -> str:
     """A module's name as the tree shows its path: "blocks.15" for
     "backbone.blocks.15" (a bare "15" says nothing), "head.fc" for the head."""
     if name.startswith("backbone.") and name.count(".") >= 2:
-        return name[len("backbone."):]
+        return name[len("backbone.") :]
     return name
 
 
@@ -163,7 +163,8 @@ class LayerTreePanel(QWidget):
 
         presets = QHBoxLayout()
         presets.setSpacing(6)
-        presets.addWidget(QLabel("Train:"))
+        # No "Train:" label: the group is titled "Layers to train", and the row has to fit
+        # beside two other columns at 1024 px.
         presets.addWidget(self.head_only_button)
         presets.addWidget(self.last_button)
         presets.addWidget(self.last_spin)
@@ -287,10 +288,12 @@ class LayerTreePanel(QWidget):
             of = f" (of {len(self._stage_names)})" if self._stage_names else ""
             self.last_button.setToolTip(
                 f"Train the head and the backbone's last {n} block{'s' if n != 1 else ''}"
-                f"{of}: {shown}. Also while training: the change applies at the next batch.")
+                f"{of}: {shown}. Also while training: the change applies at the next batch."
+            )
         else:
             self.last_button.setToolTip(
-                f"Train the head and the backbone's last {n} block{'s' if n != 1 else ''}.")
+                f"Train the head and the backbone's last {n} block{'s' if n != 1 else ''}."
+            )
 
     _training_hint = False
 
@@ -306,8 +309,7 @@ class LayerTreePanel(QWidget):
             self.hint_label.setText("")
 
     def set_presets_enabled(self, enabled: bool) -> None:
-        for widget in (self.head_only_button, self.last_button, self.last_spin,
-                       self.everything_button):
+        for widget in (self.head_only_button, self.last_button, self.last_spin, self.everything_button):
             widget.setEnabled(enabled)
 
     def item_for(self, name: str) -> QStandardItem | None:
@@ -390,9 +392,7 @@ class LayerTreePanel(QWidget):
     def _show_counts(self, root: Any) -> None:
         trainable, total = root.trainable_params, root.total_params
         share = trainable / total if total else 0.0
-        self.counts_label.setText(
-            f"Trainable: {trainable:,} of {total:,} parameters ({share_text(share)})"
-        )
+        self.counts_label.setText(f"Trainable: {trainable:,} of {total:,} parameters ({share_text(share)})")
 
     def _on_item_changed(self, item: QStandardItem) -> None:
         if self._updating or item.column() != 0 or not item.isCheckable():

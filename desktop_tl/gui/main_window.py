@@ -20,13 +20,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QStatusBar,
-    QWidget,
-)
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStatusBar, QWidget
 
 from ..core.config import RunConfig
 from ..core.events import Cancel, Pause, Resume, SetFreeze
@@ -36,10 +30,10 @@ from .data_panel import DataPanel
 from .evaluation_view import EvaluationView
 from .export_dialog import open_export_dialog
 from .help_dialog import install_help_menu
-from .layer_tree import LayerTreePanel, freeze_changes, layer_label
+from .layer_tree import LayerTreePanel, freeze_changes
 from .log_view import LogView
 from .model_panel import ModelPanel
-from .plots import TrainingPlots
+from .plots import TrainingPlots, freeze_change_text
 from .prediction_view import PredictionView
 from .preferences_dialog import install_preferences
 from .project_controller import ProjectController
@@ -47,6 +41,7 @@ from .runs_view import RunsView
 from .training_panel import TrainingPanel
 from .training_worker import TrainingSession
 from .window_tabs import MainTabs, build_train_page
+
 
 class MainWindow(QMainWindow):
     """The application window. ``settings`` is an :class:`~desktop_tl.gui.settings.AppSettings`
@@ -113,10 +108,12 @@ class MainWindow(QMainWindow):
 
     def _build_layout(self) -> None:
         self.train_page, self.splitter = build_train_page(
-            self.data_panel, self.model_panel, self.layer_panel, self.training_panel, self.plots)
+            self.data_panel, self.model_panel, self.layer_panel, self.training_panel, self.plots
+        )
         self.runs_view = RunsView(self.settings)
-        self.tabs = MainTabs(self.train_page, self.evaluation_view, self.prediction_view,
-                             self.runs_view, self.log_view)
+        self.tabs = MainTabs(
+            self.train_page, self.evaluation_view, self.prediction_view, self.runs_view, self.log_view
+        )
         self.setCentralWidget(self.tabs)
 
     def show_tab(self, widget: QWidget) -> None:
@@ -126,16 +123,15 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        self.new_action = _action(self, "&New project", QKeySequence.StandardKey.New,
-                                  self.project.new)
-        self.open_action = _action(self, "&Open project…", QKeySequence.StandardKey.Open,
-                                   self.project.choose)
-        self.save_action = _action(self, "&Save project", QKeySequence.StandardKey.Save,
-                                   self.project.save)
-        self.save_as_action = _action(self, "Save project &as…", QKeySequence("Ctrl+Shift+S"),
-                                      self.project.save_as)
-        self.open_data_action = _action(self, "Open &dataset…", QKeySequence("Ctrl+Shift+O"),
-                                        self.data_panel.choose_folder)
+        self.new_action = _action(self, "&New project", QKeySequence.StandardKey.New, self.project.new)
+        self.open_action = _action(self, "&Open project…", QKeySequence.StandardKey.Open, self.project.choose)
+        self.save_action = _action(self, "&Save project", QKeySequence.StandardKey.Save, self.project.save)
+        self.save_as_action = _action(
+            self, "Save project &as…", QKeySequence("Ctrl+Shift+S"), self.project.save_as
+        )
+        self.open_data_action = _action(
+            self, "Open &dataset…", QKeySequence("Ctrl+Shift+O"), self.data_panel.choose_folder
+        )
         self.quit_action = _action(self, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(lambda: self.project.fill_recent_menu(self.recent_menu))
@@ -145,17 +141,16 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.save_as_action)
         file_menu.addSeparator()
         file_menu.addAction(self.open_data_action)
-        self.export_action = _action(self, "&Export model…", QKeySequence("Ctrl+E"),
-                                     lambda: open_export_dialog(self, self.run_dir))
+        self.export_action = _action(
+            self, "&Export model…", QKeySequence("Ctrl+E"), lambda: open_export_dialog(self, self.run_dir)
+        )
         file_menu.addAction(self.export_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
 
         run_menu = menu.addMenu("&Run")
-        self.start_action = _action(self, "&Start training", QKeySequence("Ctrl+R"),
-                                    self.start_training)
-        self.pause_action = _action(self, "&Pause / resume", QKeySequence("Ctrl+P"),
-                                    self.toggle_pause)
+        self.start_action = _action(self, "&Start training", QKeySequence("Ctrl+R"), self.start_training)
+        self.pause_action = _action(self, "&Pause / resume", QKeySequence("Ctrl+P"), self.toggle_pause)
         self.stop_action = _action(self, "S&top", QKeySequence("Ctrl+."), self.stop_training)
         for action in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(action)
@@ -166,8 +161,9 @@ class MainWindow(QMainWindow):
         self.start_refused_shortcut.activated.connect(self.start_training)
         self.start_refused_shortcut.setEnabled(False)
         run_menu.addSeparator()
-        self.runs_action = _action(self, "Run &history", QKeySequence("Ctrl+H"),
-                                   lambda: self.show_tab(self.runs_view))
+        self.runs_action = _action(
+            self, "Run &history", QKeySequence("Ctrl+H"), lambda: self.show_tab(self.runs_view)
+        )
         run_menu.addAction(self.runs_action)
         # Space pauses too, but only while a run is going, so that it still ticks check
         # boxes and presses buttons the rest of the time.
@@ -187,8 +183,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(bar)
         self.state_label = QLabel("")
         self.device_label = QLabel("Device: –")
-        self.device_label.setToolTip("Where training runs (Automatic picks CUDA, then MPS, "
-                                     "then the CPU).")
+        self.device_label.setToolTip("Where training runs (Automatic picks CUDA, then MPS, then the CPU).")
         bar.addWidget(self.state_label, 1)
         bar.addPermanentWidget(self.device_label)
 
@@ -202,8 +197,9 @@ class MainWindow(QMainWindow):
         self.evaluation_view.model_failed.connect(self.prediction_view.drop_model)
         self.evaluation_view.checkpoint_changed.connect(self.prediction_view.show_checkpoint)
         self.prediction_view.checkpoint_requested.connect(self._evaluate_prediction_checkpoint)
-        self.prediction_view.run_loaded.connect(lambda folder: self.evaluation_view.show_run(
-            folder, checkpoint=self.prediction_view.checkpoint()))
+        self.prediction_view.run_loaded.connect(
+            lambda folder: self.evaluation_view.show_run(folder, checkpoint=self.prediction_view.checkpoint())
+        )
         self.run_finished.connect(lambda _event: self.runs_view.refresh())
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
@@ -245,15 +241,19 @@ class MainWindow(QMainWindow):
         self._pending_config = None
         self.load_config(pending, project_path=self.project.path)
         self.setWindowModified(False)
-        self.log("info", f"ready: {len(host.backbone_providers())} backbone providers, "
-                         f"{len(host.dataset_loaders())} dataset loaders, "
-                         f"{len(host.head_types())} head types")
+        self.log(
+            "info",
+            f"ready: {len(host.backbone_providers())} backbone providers, "
+            f"{len(host.dataset_loaders())} dataset loaders, "
+            f"{len(host.head_types())} head types",
+        )
         self.backend_ready.emit()
         self.project.offer_restore()  # after a crash: the unsaved work, if the user wants it
 
     def backend_failed(self, message: str) -> None:
         self.training_panel.show_message(
-            "error", f"PyTorch or the plugin system could not be loaded: {message}")
+            "error", f"PyTorch or the plugin system could not be loaded: {message}"
+        )
         self.state_label.setText("Could not load PyTorch")
         self.log("error", message)
 
@@ -306,8 +306,7 @@ class MainWindow(QMainWindow):
 
     def has_results(self) -> bool:
         """Whether a run's status, curves or evaluation are on screen."""
-        return (self.last_result is not None or not self.plots.is_empty()
-                or self.evaluation_view.has_results())
+        return self.last_result is not None or not self.plots.is_empty() or self.evaluation_view.has_results()
 
     def clear_results(self, why: str) -> None:
         """Take the last run's status line, progress, curves and evaluation off the
@@ -325,8 +324,10 @@ class MainWindow(QMainWindow):
         if self.host is not None:  # the run's device and precision: not this project's
             self.device_label.setText(f"Device: {self.devices.get('auto', '') or 'cpu'}")
         if had_results:
-            self.log("info", f"cleared the last run's results from the window ({why}); "
-                             "the Runs tab still has that run")
+            self.log(
+                "info",
+                f"cleared the last run's results from the window ({why}); the Runs tab still has that run",
+            )
         self._update_actions()
 
     def _results_source(self) -> tuple[tuple[str, str], Any]:
@@ -377,8 +378,9 @@ class MainWindow(QMainWindow):
 
     def _on_model_built(self, built: Any) -> None:
         if built is None:
-            self.layer_panel.set_tree(None, "The model could not be built; see the message "
-                                            "in the Model panel.")
+            self.layer_panel.set_tree(
+                None, "The model could not be built; see the message in the Model panel."
+            )
             self._update_actions()
             return
         from ..core.layers import apply_freeze, backbone_stage_names, layer_tree
@@ -410,8 +412,7 @@ class MainWindow(QMainWindow):
 
         freeze_before = copy.deepcopy(self.config.freeze)
         freeze = self.config.freeze
-        overrides = {k: v for k, v in freeze.overrides.items()
-                     if k != name and not k.startswith(name + ".")}
+        overrides = {k: v for k, v in freeze.overrides.items() if k != name and not k.startswith(name + ".")}
         overrides[name] = trainable
         freeze.overrides = overrides
         if self._training_active():
@@ -490,9 +491,12 @@ class MainWindow(QMainWindow):
                 apply_freeze(model, self.config.freeze.preset, self.config.freeze.overrides)
                 self.layer_panel.update_states(layer_tree(model))
         self.layer_panel.set_preset(self.config.freeze.preset, self.config.freeze.overrides)
-        self.log("warning", f"{count} freeze change{'s' if count != 1 else ''} came after the "
-                            "last batch and {} not applied; the layer tree shows what the run "
-                            "trained".format("were" if count != 1 else "was"))
+        self.log(
+            "warning",
+            f"{count} freeze change{'s' if count != 1 else ''} came after the "
+            "last batch and {} not applied; the layer tree shows what the run "
+            "trained".format("were" if count != 1 else "was"),
+        )
 
     # ================================================================= training
 
@@ -509,8 +513,10 @@ class MainWindow(QMainWindow):
         if not self.model_panel.model_name():
             return False, "Choose a backbone (2 · Model)."
         if not self.model_panel.busy and self.model_panel.build_error:
-            return False, (f"The model could not be built: {self.model_panel.build_error.rstrip('.')}. "
-                           "Choose another backbone (2 · Model).")
+            return False, (
+                f"The model could not be built: {self.model_panel.build_error.rstrip('.')}. "
+                "Choose another backbone (2 · Model)."
+            )
         ok, why = self.model_panel.weights_ok()
         if not ok:
             return False, why[0].upper() + why[1:] + "."
@@ -540,16 +546,20 @@ class MainWindow(QMainWindow):
         self.plots.reset()
         self.plots.set_message("Preparing the run…")
         self.show_tab(self.train_page)
-        self.training_panel.show_message("info", "Starting: checking images and building "
-                                                 "the model…")
+        self.training_panel.show_message("info", "Starting: checking images and building the model…")
         self.layer_panel.clear_pending()
         self._freeze_unapplied = []
         self._freeze_taken = 0
         self._engine_freeze = None
         # The data panel has checked and split the images already: the engine reuses
         # that unless the data settings differ from the ones it checked with.
-        session = TrainingSession(config, self.host, parent=self, prepared=self.data_panel.prepared,
-                                  prepared_with=self.data_panel.prepared_with)
+        session = TrainingSession(
+            config,
+            self.host,
+            parent=self,
+            prepared=self.data_panel.prepared,
+            prepared_with=self.data_panel.prepared_with,
+        )
         worker = session.worker
         worker.stage_changed.connect(self._on_stage)
         worker.run_started.connect(self._on_run_started)
@@ -561,8 +571,11 @@ class MainWindow(QMainWindow):
         session.stopped.connect(self._on_session_stopped)
         self.session = session
         self._set_state("running")
-        self.log("info", f"starting a run: {config.model.backbone}, "
-                         f"{config.train.epochs} epochs, freeze {config.freeze.preset}")
+        self.log(
+            "info",
+            f"starting a run: {config.model.backbone}, "
+            f"{config.train.epochs} epochs, freeze {config.freeze.preset}",
+        )
         # Paint the new state (panels locked, Stop enabled) now, while the GUI thread has
         # the CPUs to itself: the engine starts by decoding every image on a pool of
         # threads, and a repaint competing with them takes several times as long.
@@ -576,8 +589,9 @@ class MainWindow(QMainWindow):
         if self.run_state == "running":
             self.session.send(Pause())
             self._set_state("paused")
-            self.training_panel.show_message("info", "Paused. Resume with Space or Ctrl+P; "
-                                                     "layers can still be ticked.")
+            self.training_panel.show_message(
+                "info", "Paused. Resume with Space or Ctrl+P; layers can still be ticked."
+            )
         elif self.run_state == "paused":
             self.session.send(Resume())
             self._set_state("running")
@@ -604,8 +618,10 @@ class MainWindow(QMainWindow):
         self._epochs = event.epochs
         self.plots.set_batches_per_epoch(event.batches_per_epoch)
         self.plots.set_planned_epochs(event.epochs)
-        self.plots.set_message(f"Training {event.num_train:,} images, validating on "
-                               f"{event.num_val:,}; the first epoch's points appear after it.")
+        self.plots.set_message(
+            f"Training {event.num_train:,} images, validating on "
+            f"{event.num_val:,}; the first epoch's points appear after it."
+        )
         self.device_label.setText(f"Device: {event.device} ({event.precision})")
         self.class_names = list(event.class_names)
         if self.run_state == "running":
@@ -631,10 +647,14 @@ class MainWindow(QMainWindow):
         confusion = metrics.get("confusion")
         if confusion:
             self.evaluation_view.set_results(
-                self.class_names, confusion, metrics.get("per_class_precision", []),
-                metrics.get("per_class_recall", []), [],
+                self.class_names,
+                confusion,
+                metrics.get("per_class_precision", []),
+                metrics.get("per_class_recall", []),
+                [],
                 caption=f"after epoch {event.epoch + 1} of {self._epochs}; the misclassified "
-                        "images are listed when the run ends")
+                "images are listed when the run ends",
+            )
 
     def _on_freeze_applied(self, event: Any) -> None:
         # The engine counts the commands it took: those are no longer pending.
@@ -645,13 +665,15 @@ class MainWindow(QMainWindow):
         self._show_engine_freeze()
         if not event.changes:  # every change was refused; the engine logged why
             return
-        changed = ", ".join(f"{layer_label(name)} {'unfrozen' if on else 'frozen'}"
-                            for name, on in event.changes.items())
+        changed = freeze_change_text(event.changes)
         self.plots.add_freeze_marker(event.step, changed)
         cache = f"; feature cache {event.feature_cache}" if event.feature_cache else ""
-        self.log("info", f"freeze change applied at step {event.step} "
-                         f"(epoch {event.epoch + 1}): {changed}; {event.trainable_params:,} of "
-                         f"{event.total_params:,} parameters trainable{cache}")
+        self.log(
+            "info",
+            f"freeze change applied at step {event.step} "
+            f"(epoch {event.epoch + 1}): {changed}; {event.trainable_params:,} of "
+            f"{event.total_params:,} parameters trainable{cache}",
+        )
 
     def _on_log_message(self, event: Any) -> None:
         self.log(event.level, event.message)
@@ -665,18 +687,19 @@ class MainWindow(QMainWindow):
         if status in ("completed", "early-stopped"):
             acc = summary.get("val_acc")
             best = summary.get("best_val_acc")
-            text = (f"Finished {summary.get('epochs_completed', '?')} epochs"
-                    + (f": validation accuracy {acc:.1%}" if acc is not None else "")
-                    + (f" (best {best:.1%})" if best is not None else "")
-                    + (f". {event.reason}" if event.reason else "")
-                    + f". Saved in {event.run_dir}")
+            text = (
+                f"Finished {summary.get('epochs_completed', '?')} epochs"
+                + (f": validation accuracy {acc:.1%}" if acc is not None else "")
+                + (f" (best {best:.1%})" if best is not None else "")
+                + (f". {event.reason}" if event.reason else "")
+                + f". Saved in {event.run_dir}"
+            )
             self.training_panel.show_message("good", text)
             self.state_label.setText("Finished")
         elif status == "cancelled":
             done = summary.get("epochs_completed") or 0
             if done:
-                text = (f"Stopped after {done} epoch{'' if done == 1 else 's'}; the last "
-                        "checkpoint was kept.")
+                text = f"Stopped after {done} epoch{'' if done == 1 else 's'}; the last checkpoint was kept."
             else:
                 text = "Stopped before the first epoch ended, so there is no checkpoint."
             self.training_panel.show_message("warning", text)
@@ -685,15 +708,21 @@ class MainWindow(QMainWindow):
             self.training_panel.show_message("error", f"Training failed: {event.reason}")
             self.state_label.setText("Training failed")
         self.training_panel.show_finished(
-            status, summary.get("epochs_completed") or 0, summary.get("train_seconds"),
-            has_model=bool(event.run_dir) and (Path(event.run_dir) / "checkpoints" / "best").is_dir())
+            status,
+            summary.get("epochs_completed") or 0,
+            summary.get("train_seconds"),
+            has_model=bool(event.run_dir) and (Path(event.run_dir) / "checkpoints" / "best").is_dir(),
+        )
         if summary.get("confusion"):
             self.evaluation_view.set_results(
-                list(summary.get("classes") or self.class_names), summary["confusion"],
-                summary.get("per_class_precision", []), summary.get("per_class_recall", []),
+                list(summary.get("classes") or self.class_names),
+                summary["confusion"],
+                summary.get("per_class_precision", []),
+                summary.get("per_class_recall", []),
                 summary.get("misclassified", []),
                 caption=f"after the last epoch ({summary.get('epochs_completed')}) of the run "
-                        f"in {Path(event.run_dir).name}")
+                f"in {Path(event.run_dir).name}",
+            )
             self.tabs.mark_new_results()
         if event.run_dir and summary.get("epochs_completed"):
             self.evaluation_view.show_run(event.run_dir, name=f"just trained · {Path(event.run_dir).name}")
@@ -719,13 +748,15 @@ class MainWindow(QMainWindow):
         summary = record.summary
         try:
             self.evaluation_view.set_results(
-                list(record.classes), summary["confusion"],
-                summary.get("per_class_precision", []), summary.get("per_class_recall", []),
+                list(record.classes),
+                summary["confusion"],
+                summary.get("per_class_precision", []),
+                summary.get("per_class_recall", []),
                 summary.get("misclassified", []),
-                caption=f"after the last epoch ({record.epochs_completed}) of the run {record.name}")
+                caption=f"after the last epoch ({record.epochs_completed}) of the run {record.name}",
+            )
         except (KeyError, ValueError, TypeError) as exc:
-            self.runs_view.show_message(
-                "error", f"The evaluation of {record.name} cannot be shown: {exc}")
+            self.runs_view.show_message("error", f"The evaluation of {record.name} cannot be shown: {exc}")
             return
         self.evaluation_view.show_run(record.path, name=record.name)  # the chosen checkpoint's
         self.show_tab(self.evaluation_view)
@@ -764,8 +795,12 @@ class MainWindow(QMainWindow):
         self.space_shortcut.setEnabled(state in ("running", "paused"))
         for action in (self.new_action, self.open_action):
             action.setEnabled(not training)
-        labels = {"loading": "Loading PyTorch…", "running": "Training…", "paused": "Paused",
-                  "stopping": "Stopping…"}
+        labels = {
+            "loading": "Loading PyTorch…",
+            "running": "Training…",
+            "paused": "Paused",
+            "stopping": "Stopping…",
+        }
         if state in labels:
             self.state_label.setText(labels[state])
         self._update_actions()
@@ -773,11 +808,11 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         ok, why = self.can_start()
         self.training_panel.set_run_state(
-            self.run_state if self.run_state != "loading" else "idle", can_start=ok, why_not=why)
+            self.run_state if self.run_state != "loading" else "idle", can_start=ok, why_not=why
+        )
         self.start_action.setEnabled(ok)
         self.start_refused_shortcut.setEnabled(not ok)
-        tip = "Start training (Ctrl+R)" if ok or not why else \
-            f"Start training (Ctrl+R): not now. {why}"
+        tip = "Start training (Ctrl+R)" if ok or not why else f"Start training (Ctrl+R): not now. {why}"
         self.start_action.setToolTip(tip)
         self.start_action.setStatusTip(tip)
         self.pause_action.setEnabled(self.run_state in ("running", "paused"))
@@ -787,7 +822,8 @@ class MainWindow(QMainWindow):
         if self.run_state in ("idle", "loading") and (self.last_result is None or not ok):
             if ok:
                 self.training_panel.show_message(
-                    "info", "Ready. Press Start training (Ctrl+R); the curves appear below.")
+                    "info", "Ready. Press Start training (Ctrl+R); the curves appear below."
+                )
                 self.state_label.setText("Ready")
             elif why:
                 self.training_panel.show_message("info", why)
@@ -802,8 +838,7 @@ class MainWindow(QMainWindow):
 
     def is_ready(self) -> bool:
         """Start is possible and the model shown in the tree is the one that will train."""
-        return self.can_start()[0] and not self.model_panel.busy and \
-            self.model_panel.built is not None
+        return self.can_start()[0] and not self.model_panel.busy and self.model_panel.built is not None
 
     # ================================================================= other windows
 
@@ -825,8 +860,7 @@ class MainWindow(QMainWindow):
     def show_error(self, title: str, message: str) -> None:
         self.log("warning", f"{title}: {message}")
         self.state_label.setText(title)
-        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok,
-                          self)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.open()
 
@@ -840,8 +874,12 @@ class MainWindow(QMainWindow):
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         path = _dropped_path(event)
-        if path and self.host is not None and not self._training_active() and \
-                self.data_panel.accepts_drop(path):
+        if (
+            path
+            and self.host is not None
+            and not self._training_active()
+            and self.data_panel.accepts_drop(path)
+        ):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -871,7 +909,8 @@ class MainWindow(QMainWindow):
             self.session.send(Cancel())
             self._set_state("stopping")
             self.training_panel.show_message(
-                "warning", "Stopping the run; the window closes when it has stopped.")
+                "warning", "Stopping the run; the window closes when it has stopped."
+            )
             return
         self.data_panel.cancel(quiet=True)
         self.model_panel.cancel()
@@ -894,11 +933,13 @@ class MainWindow(QMainWindow):
         if self.confirm_close is not None:
             return bool(self.confirm_close())
         answer = QMessageBox.question(
-            self, "Stop training?",
+            self,
+            "Stop training?",
             "A run is in progress. Stop it and close the window?\n\n"
             "The last checkpoint is kept in the run folder.",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
+            QMessageBox.StandardButton.No,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override

@@ -106,16 +106,20 @@ class HeadOptionsForm(QWidget):
         kind = option.kind
         if kind == "int":
             spin = QSpinBox()
-            spin.setRange(int(option.minimum if option.minimum is not None else 0),
-                          int(option.maximum if option.maximum is not None else 1_000_000))
+            spin.setRange(
+                int(option.minimum if option.minimum is not None else 0),
+                int(option.maximum if option.maximum is not None else 1_000_000),
+            )
             spin.setValue(int(value))
             spin.valueChanged.connect(self.changed)
             return spin
         if kind == "float":
             spin = QDoubleSpinBox()
             spin.setDecimals(3)
-            spin.setRange(float(option.minimum if option.minimum is not None else 0.0),
-                          float(option.maximum if option.maximum is not None else 1e6))
+            spin.setRange(
+                float(option.minimum if option.minimum is not None else 0.0),
+                float(option.maximum if option.maximum is not None else 1e6),
+            )
             spin.setSingleStep(0.05)
             spin.setValue(float(value))
             spin.valueChanged.connect(self.changed)
@@ -190,18 +194,22 @@ class ModelPanel(QWidget):
         self.with_weights_check = QCheckBox("Only models with weights on this machine")
         self.with_weights_check.setToolTip(
             "List only the backbones whose pretrained weights are on this machine (shown "
-            "in bold in the list).")
+            "in bold in the list)."
+        )
         self.with_weights_check.toggled.connect(self._on_with_weights_toggled)
 
         self.weights_label = Notice()
         self.weights_label.setObjectName("weightsLabel")
         self.import_button = QPushButton("Import weights…")
-        self.import_button.setToolTip("Verify a .safetensors/.pth/.pt file for this model and "
-                                      "copy it into the local weights folder.")
+        self.import_button.setToolTip(
+            "Verify a .safetensors/.pth/.pt file for this model and copy it into the local weights folder."
+        )
         self.import_button.clicked.connect(self.choose_weights_file)
         self.random_check = QCheckBox("Random initialisation")
-        self.random_check.setToolTip("Start the backbone from random weights instead of "
-                                     "pretrained ones (needs far more images and time).")
+        self.random_check.setToolTip(
+            "Start the backbone from random weights instead of "
+            "pretrained ones (needs far more images and time)."
+        )
         self.random_check.toggled.connect(self._on_random_toggled)
         weights_row = QHBoxLayout()
         weights_row.setSpacing(8)
@@ -213,8 +221,7 @@ class ModelPanel(QWidget):
         self.head_combo.setToolTip("The new classifier put on top of the backbone.")
         self.head_combo.currentIndexChanged.connect(self._on_head_changed)
         for combo in (self.provider_combo, self.model_combo, self.head_combo):
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(12)
         self.head_form = HeadOptionsForm()
         self.head_form.changed.connect(self._on_head_options_changed)
@@ -234,6 +241,8 @@ class ModelPanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setHorizontalSpacing(10)
         form.setVerticalSpacing(6)
+        # In a narrow column a long row puts its label above the field instead of cutting it.
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         form.addRow("Provider", self.provider_combo)
         form.addRow("Backbone", self.model_combo)
         form.addRow("", self.with_weights_check)
@@ -271,19 +280,25 @@ class ModelPanel(QWidget):
                 self.provider_combo.addItem(provider.display_name, provider_id)
                 self.provider_combo.setItemData(
                     self.provider_combo.count() - 1,
-                    provider.description or provider.display_name, Qt.ItemDataRole.ToolTipRole)
+                    provider.description or provider.display_name,
+                    Qt.ItemDataRole.ToolTipRole,
+                )
             self.head_combo.clear()
             for head_id, head in host.head_types().items():
                 self.head_combo.addItem(head.display_name, head_id)
-                self.head_combo.setItemData(self.head_combo.count() - 1,
-                                            head.description or head.display_name,
-                                            Qt.ItemDataRole.ToolTipRole)
+                self.head_combo.setItemData(
+                    self.head_combo.count() - 1,
+                    head.description or head.display_name,
+                    Qt.ItemDataRole.ToolTipRole,
+                )
         finally:
             self._loading = False
         if not self.provider_combo.count():
             self.notice.show_message(
-                "error", "No backbone plugins are installed, so there is nothing to train. "
-                "Install one (e.g. pip install -e plugins/dtl_efficientnet_lite) and restart.")
+                "error",
+                "No backbone plugins are installed, so there is nothing to train. "
+                "Install one (e.g. pip install -e plugins/dtl_efficientnet_lite) and restart.",
+            )
         self._fill_models(prefer_weights=True)
         self._fill_head_options()
         self._refresh_weights()
@@ -340,14 +355,17 @@ class ModelPanel(QWidget):
             return True, ""
         if self._weights_choice != "auto":
             return Path(self._weights_choice).is_file(), (
-                f"the weights file {self._weights_choice} does not exist")
+                f"the weights file {self._weights_choice} does not exist"
+            )
         status = self.weights_status
         if status is None:
             return False, "the backbone's weights have not been checked yet"
         if status.available:
             return True, ""
-        return False, ("no pretrained weights for this backbone on this machine: "
-                       "import weights or tick Random initialisation")
+        return False, (
+            "no pretrained weights for this backbone on this machine: "
+            "import weights or tick Random initialisation"
+        )
 
     # ------------------------------------------------------------ building
 
@@ -418,8 +436,9 @@ class ModelPanel(QWidget):
             self.log.emit("warning", f"model not built: {exc}")
         else:
             self.notice.show_message(
-                "error", f"The model could not be built ({type(exc).__name__}: {exc}). "
-                "The log has the details.")
+                "error",
+                f"The model could not be built ({type(exc).__name__}: {exc}). The log has the details.",
+            )
             self.log.emit("error", tb)
         self.model_built.emit(None)
         self._set_busy(False)
@@ -428,8 +447,9 @@ class ModelPanel(QWidget):
         backbone = sum(p.numel() for p in built.model.backbone.parameters())
         head = sum(p.numel() for p in built.model.head.parameters())
         pre = built.backbone.preprocessing
-        classes = (f"{self._num_classes} classes" if self._num_classes
-                   else "2 classes until a dataset is chosen")
+        classes = (
+            f"{self._num_classes} classes" if self._num_classes else "2 classes until a dataset is chosen"
+        )
         self.params_label.setText(
             f"Backbone: {backbone:,} parameters, {built.backbone.feature_dim:,} features, "
             f"{pre.crop}×{pre.crop} px input\nHead: {head:,} parameters for {classes}"
@@ -442,8 +462,11 @@ class ModelPanel(QWidget):
         if self.settings is not None:
             start = self.settings.value("folders/last_weights", "") or ""
         path, _ = QFileDialog.getOpenFileName(
-            self, f"Weights for {self.model_name()}", start,
-            "Weights (*.safetensors *.pth *.pt);;All files (*)")
+            self,
+            f"Weights for {self.model_name()}",
+            start,
+            "Weights (*.safetensors *.pth *.pt);;All files (*)",
+        )
         if path:
             if self.settings is not None:
                 self.settings.set_value("folders/last_weights", str(Path(path).parent))
@@ -460,8 +483,9 @@ class ModelPanel(QWidget):
 
         self.import_button.setEnabled(False)
         self.weights_label.show_message("info", f"Checking {Path(path).name}…")
-        run_in_background(do_import, on_result=self._on_imported,
-                          on_error=self._on_import_failed, name="import-weights")
+        run_in_background(
+            do_import, on_result=self._on_imported, on_error=self._on_import_failed, name="import-weights"
+        )
 
     def _on_imported(self, target: Any) -> None:
         self.import_button.setEnabled(True)
@@ -477,8 +501,10 @@ class ModelPanel(QWidget):
         self._refresh_weights()
         message = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         self.notice.show_message("error", f"The weights file was not imported: {message}")
-        self.log.emit("warning" if isinstance(exc, UserError) else "error",
-                      message if isinstance(exc, UserError) else tb)
+        self.log.emit(
+            "warning" if isinstance(exc, UserError) else "error",
+            message if isinstance(exc, UserError) else tb,
+        )
 
     def _refresh_weights(self) -> None:
         self.weights_status = None
@@ -488,8 +514,10 @@ class ModelPanel(QWidget):
             return
         if self._weights_choice == "none":
             self.weights_label.show_message(
-                "warning", "Random initialisation: the backbone starts untrained. "
-                "Expect to need many more images and epochs.")
+                "warning",
+                "Random initialisation: the backbone starts untrained. "
+                "Expect to need many more images and epochs.",
+            )
             self.import_button.setVisible(False)
             self.weights_changed.emit()
             return
@@ -498,8 +526,10 @@ class ModelPanel(QWidget):
             self.weights_label.show_message(
                 "good" if exists else "error",
                 f"Pretrained, from the file {self._weights_choice} (your choice: it loads "
-                "even if its sha256 fails a check, recorded as unverified)" if exists
-                else f"The weights file {self._weights_choice} does not exist.")
+                "even if its sha256 fails a check, recorded as unverified)"
+                if exists
+                else f"The weights file {self._weights_choice} does not exist.",
+            )
             self.import_button.setVisible(True)
             self.weights_changed.emit()
             return
@@ -513,7 +543,8 @@ class ModelPanel(QWidget):
             return
         except Exception as exc:  # a plugin's bug: say so, keep the window working
             self.weights_label.show_message(
-                "error", f"The backbone plugin failed to report its weights: {exc}")
+                "error", f"The backbone plugin failed to report its weights: {exc}"
+            )
             self.log.emit("error", f"weights_status({self.backbone_name()}) raised {exc!r}")
             self.import_button.setVisible(True)
             self.weights_changed.emit()
@@ -536,9 +567,11 @@ class ModelPanel(QWidget):
                 usual = []
             example = f" (usually named {usual[0]})" if usual else ""
             self.weights_label.show_message(
-                "error", f"No pretrained weights for {model_name} on this machine. "
+                "error",
+                f"No pretrained weights for {model_name} on this machine. "
                 f"Use Import weights… to add a weights file{example}, or tick Random "
-                "initialisation to train from scratch.")
+                "initialisation to train from scratch.",
+            )
             self.weights_label.setToolTip(status.detail)
             self.import_button.setVisible(True)
         self.weights_changed.emit()
@@ -580,8 +613,7 @@ class ModelPanel(QWidget):
                 else:
                     item.setToolTip("No pretrained weights on this machine")
                 self._model_items.appendRow(item)
-            keep = current in models and not (prefer_weights and with_weights
-                                               and current not in with_weights)
+            keep = current in models and not (prefer_weights and with_weights and current not in with_weights)
             if keep:
                 self.model_combo.setCurrentText(current)
             elif models:
@@ -621,8 +653,10 @@ class ModelPanel(QWidget):
         models = self.listed_models()
         if self.model_name() not in models:
             self.notice.show_message(
-                "error", f"{self.model_name()!r} is not one of this provider's models; "
-                "pick one from the list (type to search).")
+                "error",
+                f"{self.model_name()!r} is not one of this provider's models; "
+                "pick one from the list (type to search).",
+            )
             return
         self._last_model = name
         self.notice.clear_message()

@@ -16,7 +16,11 @@ from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from .layer_tree import layer_label
+
 REDRAW_INTERVAL_MS = 100
+#: The least height of each plot when the three are stacked in a narrow column.
+STACKED_PLOT_HEIGHT = 170
 EMA_WEIGHT = 0.9  # smoothing of the batch loss; bias-corrected like TensorBoard's
 
 BLUE = QColor(31, 119, 180)
@@ -24,8 +28,15 @@ ORANGE = QColor(230, 115, 0)
 GREEN = QColor(44, 160, 44)
 MARKER = QColor(150, 60, 200)
 
-#: Where a freeze marker's label sits on its line (0 bottom, 1 top of the plot).
+#: Where a freeze marker's label sits on its line (0 bottom, 1 top of the plot), below
+#: the legend; labels of markers close together step down by MARKER_LABEL_STEP each.
 MARKER_LABEL_HEIGHT = 0.7
+MARKER_LABEL_STEP = 0.13
+MARKER_LABEL_LEVELS = 4
+#: Markers closer than this share of the x axis stack their labels instead of overlapping.
+MARKER_NEAR_SHARE = 0.2
+#: Longer marker labels are shortened on the plot; the full text is on hover.
+MARKER_LABEL_CHARS = 26
 
 #: Grid lines for major and minor ticks only. pyqtgraph's third, finest level adds dozens
 #: of faint lines per axis that cost most of a redraw (about 20 ms of 25 for the three
@@ -69,6 +80,7 @@ class TrainingPlots(QWidget):
         self.redraw_count = 0
         self.batches_received = 0
         self.freeze_markers: list[tuple[float, str]] = []
+        self._marker_levels: list[int] = []  # each marker's label row, 0 the top one
         self._marker_items: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         self._dirty = False
         self._batches_changed = False  # the batch curves need new data
@@ -116,20 +128,20 @@ class TrainingPlots(QWidget):
         raw_colour = QColor(BLUE)
         raw_colour.setAlpha(70)
         self.raw_curve = self.batch_plot.plot(name="raw", pen=pg.mkPen(raw_colour, width=1))
-        self.smooth_curve = self.batch_plot.plot(name="smoothed (EMA 0.9)",
-                                                 pen=pg.mkPen(BLUE, width=2))
+        self.smooth_curve = self.batch_plot.plot(name="smoothed (EMA 0.9)", pen=pg.mkPen(BLUE, width=2))
         for curve in (self.raw_curve, self.smooth_curve):
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")
         symbol = dict(symbol="o", symbolSize=6)
         self.train_loss_curve = self.epoch_loss_plot.plot(
-            name="train", pen=pg.mkPen(BLUE, width=2), symbolBrush=BLUE, symbolPen=BLUE, **symbol)
+            name="train", pen=pg.mkPen(BLUE, width=2), symbolBrush=BLUE, symbolPen=BLUE, **symbol
+        )
         self.val_loss_curve = self.epoch_loss_plot.plot(
-            name="validation", pen=pg.mkPen(ORANGE, width=2), symbolBrush=ORANGE,
-            symbolPen=ORANGE, **symbol)
+            name="validation", pen=pg.mkPen(ORANGE, width=2), symbolBrush=ORANGE, symbolPen=ORANGE, **symbol
+        )
         self.val_acc_curve = self.acc_plot.plot(
-            name="validation", pen=pg.mkPen(GREEN, width=2), symbolBrush=GREEN,
-            symbolPen=GREEN, **symbol)
+            name="validation", pen=pg.mkPen(GREEN, width=2), symbolBrush=GREEN, symbolPen=GREEN, **symbol
+        )
 
         self.raw = _GrowingSeries()
         self.smooth = _GrowingSeries()
@@ -142,6 +154,11 @@ class TrainingPlots(QWidget):
         layout.setSpacing(6)
         layout.addWidget(self.summary)
         layout.addWidget(self.canvas, 1)
+
+        self._stacked = False
+        # How wide the canvas must be for the two small plots side by side (axes, titles);
+        # measured while they are side by side, since titles and fonts change it.
+        self._side_by_side_width = 0.0
 
         self._apply_palette()
         self.timer = QTimer(self)
@@ -168,6 +185,7 @@ class TrainingPlots(QWidget):
             plot.removeItem(line)
         self._marker_items.clear()
         self.freeze_markers.clear()
+        self._marker_levels.clear()
         self._ema = 0.0
         self._ema_n = 0
         self._best_acc = None
@@ -178,8 +196,13 @@ class TrainingPlots(QWidget):
             self._dirty = self._batches_changed = self._epochs_changed = True
             # Empty curves leave the axes where the old ones were: empty them now (the
             # y axes would fit the old data again) and put the axes back to the start.
-            for curve in (self.raw_curve, self.smooth_curve, self.train_loss_curve,
-                          self.val_loss_curve, self.val_acc_curve):
+            for curve in (
+                self.raw_curve,
+                self.smooth_curve,
+                self.train_loss_curve,
+                self.val_loss_curve,
+                self.val_acc_curve,
+            ):
                 curve.setData([], [])
             for plot in (self.batch_plot, self.epoch_loss_plot):
                 plot.setYRange(0, 1)
@@ -242,22 +265,48 @@ class TrainingPlots(QWidget):
         self._dirty = self._epochs_changed = True
 
     def add_freeze_marker(self, step: int, label: str) -> None:
-        """A vertical line on every plot where a freeze change took effect."""
+        """A vertical line on every plot where a freeze change took effect; the batch plot
+        names it (shortened when long, stacked below a nearby one, the full text on hover)."""
         x = step / self._batches_per_epoch
+        level = self._free_label_level(x)
         self.freeze_markers.append((x, label))
+        self._marker_levels.append(level)
         pen = pg.mkPen(MARKER, width=1.5, style=Qt.PenStyle.DashLine)
         for plot in self.plots:
+            named = plot is self.batch_plot
             line = pg.InfiniteLine(
-                pos=x, angle=90, pen=pen, movable=False,
-                label=label if plot is self.batch_plot else None,
+                pos=x,
+                angle=90,
+                pen=pen,
+                movable=False,
+                label=short_marker_label(label) if named else None,
                 # below the legend, which holds the top right corner
-                labelOpts={"position": MARKER_LABEL_HEIGHT, "color": MARKER,
-                           "anchors": [(0, 0), (0, 0)]},
+                labelOpts={
+                    "position": MARKER_LABEL_HEIGHT - level * MARKER_LABEL_STEP,
+                    "color": MARKER,
+                    "anchors": [(0, 0), (0, 0)],
+                },
             )
             line.setToolTip(label)
+            if named:
+                line.label.setToolTip(label)
             plot.addItem(line, ignoreBounds=True)
             self._marker_items.append((plot, line))
         self._dirty = True
+
+    def _free_label_level(self, x: float) -> int:
+        """The highest label row not taken by a marker near ``x`` (rows cycle when full)."""
+        low, high = self.batch_plot.viewRange()[0]
+        span = self._planned_epochs or max(high - low, 1e-9)
+        near = {
+            level
+            for (other, _label), level in zip(self.freeze_markers, self._marker_levels)
+            if abs(other - x) < MARKER_NEAR_SHARE * span
+        }
+        for level in range(MARKER_LABEL_LEVELS):
+            if level not in near:
+                return level
+        return len(self.freeze_markers) % MARKER_LABEL_LEVELS
 
     def set_message(self, text: str) -> None:
         self.summary.setText(text)
@@ -283,8 +332,9 @@ class TrainingPlots(QWidget):
         self.val_loss_curve.setData(self.val_loss.x, self.val_loss.y)
         self.val_acc_curve.setData(self.val_acc.x, self.val_acc.y)
         epochs = max(self.train_loss.size, self.val_acc.size)
-        last_epoch = int(max((series.x[-1] for series in (self.train_loss, self.val_acc)
-                              if series.size), default=0))
+        last_epoch = int(
+            max((series.x[-1] for series in (self.train_loss, self.val_acc) if series.size), default=0)
+        )
         if last_epoch > self._planned_epochs > 0:  # a run that goes on beyond its plan
             self.set_planned_epochs(last_epoch)
         elif epochs and not self._planned_epochs:
@@ -295,6 +345,50 @@ class TrainingPlots(QWidget):
             for plot in self.plots:
                 plot.enableAutoRange(axis="x", enable=True)
 
+    # ------------------------------------------------------------ reflow
+
+    def _scene_minimum(self):
+        return self.canvas.ci.effectiveSizeHint(Qt.SizeHint.MinimumSize)
+
+    def _arrange(self, stacked: bool) -> None:
+        """The per-epoch plots side by side under the batch plot, or all three stacked
+        (in a narrow column, where side by side would cut their titles and axes)."""
+        if stacked == self._stacked:
+            return
+        layout = self.canvas.ci
+        for plot in self.plots:
+            layout.removeItem(plot)
+        if stacked:
+            for row, plot in enumerate(self.plots):
+                layout.addItem(plot, row=row, col=0)
+        else:
+            layout.addItem(self.batch_plot, row=0, col=0, colspan=2)
+            layout.addItem(self.epoch_loss_plot, row=1, col=0)
+            layout.addItem(self.acc_plot, row=1, col=1)
+        self._stacked = stacked
+        # Stacked, each plot keeps a readable height; the column around it scrolls.
+        floor = STACKED_PLOT_HEIGHT * len(self.plots) if stacked else 260
+        self.canvas.setMinimumHeight(max(floor, int(self._scene_minimum().height()) + 4))
+
+    @property
+    def stacked(self) -> bool:
+        """True while the three plots are shown one above the other."""
+        return self._stacked
+
+    def _reflow(self) -> None:
+        if not self._stacked:
+            self._side_by_side_width = self._scene_minimum().width()
+        self._arrange(self.canvas.viewport().width() < self._side_by_side_width + 8)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._reflow()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        # The titles' and axes' sizes are known once the scene has been laid out.
+        QTimer.singleShot(0, self._reflow)
+
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
         if event.type() == QEvent.Type.PaletteChange:
             self._apply_palette()
@@ -302,8 +396,9 @@ class TrainingPlots(QWidget):
 
     def _apply_palette(self) -> None:
         """Follow the application's light or dark palette."""
-        apply_palette_to_plots(self.palette(), self.canvas, self.plots,
-                               (self.batch_legend, self.epoch_legend, self.acc_legend))
+        apply_palette_to_plots(
+            self.palette(), self.canvas, self.plots, (self.batch_legend, self.epoch_legend, self.acc_legend)
+        )
 
 
 def apply_palette_to_plots(palette: QPalette, canvas, plots, legends) -> None:
@@ -320,12 +415,29 @@ def apply_palette_to_plots(palette: QPalette, canvas, plots, legends) -> None:
             axis.setPen(axis_pen)
             axis.setTextPen(axis_pen)
     legend_brush = QColor(background)
-    legend_brush.setAlpha(200)
+    legend_brush.setAlpha(240)  # marker lines passing under it barely show through
     for legend in legends:
         legend.setBrush(legend_brush)
         legend.setLabelTextColor(foreground)
         for _sample, label in legend.items:  # setLabelTextColor does not re-render
             label.setText(label.text, color=foreground)
+
+
+def freeze_change_text(changes: dict[str, bool]) -> str:
+    """A freeze change in the words used everywhere: "blocks.15 trainable, backbone.top
+    frozen" (layer names as the layer tree shows them)."""
+    return ", ".join(f"{layer_label(name)} {'trainable' if on else 'frozen'}" for name, on in changes.items())
+
+
+def short_marker_label(text: str) -> str:
+    """A marker's label short enough not to run across the plot: the first change and how
+    many more ("blocks.15 trainable +2"), or the text cut with an ellipsis."""
+    parts = text.split(", ")
+    short = parts[0] if len(parts) == 1 else f"{parts[0]} +{len(parts) - 1}"
+    if len(short) > MARKER_LABEL_CHARS:
+        short = short[: MARKER_LABEL_CHARS - 1].rstrip() + "…"
+    return short
+
 
 def _finite(value) -> float | None:
     try:

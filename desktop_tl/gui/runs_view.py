@@ -53,15 +53,41 @@ from .confusion_matrix import save_matrix_image
 from .icons import semantic_colour
 from .notice import Notice
 
-COLUMNS = ("Name", "Date", "Dataset", "Backbone", "Freeze", "Head", "Epochs",
-           "Val acc", "Best val acc", "Duration", "Status")
-STATUS_FILTERS = ("All statuses", "completed", "early-stopped", "cancelled", "failed",
-                  "running", "interrupted", "damaged")
+COLUMNS = (
+    "Name",
+    "Date",
+    "Dataset",
+    "Backbone",
+    "Freeze",
+    "Head",
+    "Epochs",
+    "Val acc",
+    "Best val acc",
+    "Duration",
+    "Status",
+)
+STATUS_FILTERS = (
+    "All statuses",
+    "completed",
+    "early-stopped",
+    "cancelled",
+    "failed",
+    "running",
+    "interrupted",
+    "damaged",
+)
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 SETTINGS_KEY = "runs/extra_folders"
-_STATUS_COLOUR = {"completed": "good", "early-stopped": "good", "cancelled": "warning",
-                  "failed": "bad", "damaged": "bad", "interrupted": "warning", "running": "accent"}
+_STATUS_COLOUR = {
+    "completed": "good",
+    "early-stopped": "good",
+    "cancelled": "warning",
+    "failed": "bad",
+    "damaged": "bad",
+    "interrupted": "warning",
+    "running": "accent",
+}
 
 
 class _RunFilter(QSortFilterProxyModel):
@@ -83,8 +109,18 @@ class _RunFilter(QSortFilterProxyModel):
         record: RunRecord = model.item(row, 0).data(Qt.ItemDataRole.UserRole)
         if self.status and record.status != self.status:
             return False
-        haystack = " ".join([record.name, record.folder_name, record.note, record.dataset,
-                             record.backbone, record.head, record.freeze, record.status]).lower()
+        haystack = " ".join(
+            [
+                record.name,
+                record.folder_name,
+                record.note,
+                record.dataset,
+                record.backbone,
+                record.head,
+                record.freeze,
+                record.status,
+            ]
+        ).lower()
         return all(word in haystack for word in self.words)
 
 
@@ -149,13 +185,15 @@ class RunsView(QWidget):
         self.selection_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.evaluation_button = QPushButton("Show evaluation")
-        self.evaluation_button.setToolTip("Confusion matrix, per-class scores and mistakes of "
-                                          "the run's last epoch, in the Evaluation tab.")
+        self.evaluation_button.setToolTip(
+            "Confusion matrix, per-class scores and mistakes of the run's last epoch, in the Evaluation tab."
+        )
         self.predict_button = QPushButton("Predict with this run")
         self.predict_button.setToolTip("Load the run's best checkpoint in the Prediction tab.")
         self.export_button = QPushButton("Export model…")
-        self.export_button.setToolTip("Take the run's model out: ONNX, torch.export or "
-                                      "safetensors, as a bundle with a model card.")
+        self.export_button.setToolTip(
+            "Take the run's model out: ONNX, torch.export or safetensors, as a bundle with a model card."
+        )
         self.rename_button = QPushButton("Rename…")
         self.note_button = QPushButton("Note…")
         self.open_folder_button = QPushButton("Open folder")
@@ -164,14 +202,23 @@ class RunsView(QWidget):
         self.matrix_button = QPushButton("Confusion matrix image…")
         self.matrix_button.setToolTip("Save the run's confusion matrix as PNG or SVG.")
         self.trash_button = QPushButton("Move to trash…")
-        actions = QHBoxLayout()
-        for button in (self.evaluation_button, self.predict_button, self.export_button,
-                       self.rename_button,
-                       self.note_button, self.open_folder_button, self.per_class_button,
-                       self.matrix_button):
-            actions.addWidget(button)
-        actions.addStretch(1)
-        actions.addWidget(self.trash_button)
+        # Two rows, so that the buttons fit a 1024 px wide window.
+        actions = QVBoxLayout()
+        for row_buttons in (
+            (
+                self.evaluation_button,
+                self.predict_button,
+                self.export_button,
+                self.rename_button,
+                self.note_button,
+            ),
+            (self.open_folder_button, self.per_class_button, self.matrix_button, None, self.trash_button),
+        ):
+            row = QHBoxLayout()
+            for button in row_buttons:
+                row.addWidget(button) if button is not None else row.addStretch(1)
+            actions.addLayout(row)
+        actions.itemAt(0).layout().addStretch(1)
 
         self.comparison = ComparisonView()
 
@@ -238,7 +285,9 @@ class RunsView(QWidget):
         header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
         header.resizeSection(0, min(max(header.sectionSize(0), 160), 280))
         where = "  ·  ".join(str(f) for f in self.folders())
-        self.folders_label.setText(f"{len(self.records)} run{'s' if len(self.records) != 1 else ''} in {where}")
+        self.folders_label.setText(
+            f"{len(self.records)} run{'s' if len(self.records) != 1 else ''} in {where}"
+        )
         if selected:
             selection = self.table.selectionModel()
             for row in range(self.proxy.rowCount()):
@@ -257,7 +306,10 @@ class RunsView(QWidget):
             (record.head, record.head),
             (record.epochs_text, record.epochs_completed if record.epochs_completed is not None else -1),
             (format_share(record.val_acc), record.val_acc if record.val_acc is not None else -1.0),
-            (format_share(record.best_val_acc), record.best_val_acc if record.best_val_acc is not None else -1.0),
+            (
+                format_share(record.best_val_acc),
+                record.best_val_acc if record.best_val_acc is not None else -1.0,
+            ),
             (record.duration_text, record.duration_s if record.duration_s is not None else -1.0),
             (record.status, record.status),
         ]
@@ -293,8 +345,10 @@ class RunsView(QWidget):
 
     def visible_names(self) -> list[str]:
         """The names of the runs shown, in the order shown."""
-        return [self.proxy.index(row, 0).data(Qt.ItemDataRole.UserRole).name
-                for row in range(self.proxy.rowCount())]
+        return [
+            self.proxy.index(row, 0).data(Qt.ItemDataRole.UserRole).name
+            for row in range(self.proxy.rowCount())
+        ]
 
     def select_runs(self, paths: list[str | os.PathLike[str]]) -> None:
         """Select the runs in these folders (in this order for the comparison)."""
@@ -332,8 +386,9 @@ class RunsView(QWidget):
                 parts.append(f"note: {run.note}")
             self.selection_label.setText(" · ".join(parts))
         elif runs:
-            self.selection_label.setText(f"{len(runs)} runs selected: curves overlaid below, "
-                                         "with the settings that differ.")
+            self.selection_label.setText(
+                f"{len(runs)} runs selected: curves overlaid below, with the settings that differ."
+            )
         else:
             self.selection_label.setText("")
         self._update_buttons()
@@ -366,8 +421,10 @@ class RunsView(QWidget):
     def _vanished(self, record: RunRecord) -> None:
         self.refresh_silently()
         self.notice.show_message(
-            "warning", f"{record.name} is no longer at {record.path} (it was deleted or moved "
-                       "outside the app); the list was read again.")
+            "warning",
+            f"{record.name} is no longer at {record.path} (it was deleted or moved "
+            "outside the app); the list was read again.",
+        )
 
     def refresh_silently(self) -> None:
         self.table.selectionModel().blockSignals(True)
@@ -385,8 +442,9 @@ class RunsView(QWidget):
         if record is None:
             return
         if not record.summary.get("confusion"):
-            self.notice.show_message("info", f"{record.name} has no evaluation results: "
-                                             "no epoch finished with a validation pass.")
+            self.notice.show_message(
+                "info", f"{record.name} has no evaluation results: no epoch finished with a validation pass."
+            )
             return
         self.evaluation_requested.emit(record)
 
@@ -407,12 +465,18 @@ class RunsView(QWidget):
         record = self._current()
         if record is None:
             return
-        name = self.ask_text("Rename run", f"Name shown for {record.folder_name} "
-                             "(empty: the folder name; the folder is not renamed):", record.name)
+        name = self.ask_text(
+            "Rename run",
+            f"Name shown for {record.folder_name} (empty: the folder name; the folder is not renamed):",
+            record.name,
+        )
         if name is None:
             return
-        self._change(lambda: set_display_name(record.path, name), record,
-                     lambda new: f"{record.folder_name} is now shown as {new.name}.")
+        self._change(
+            lambda: set_display_name(record.path, name),
+            record,
+            lambda new: f"{record.folder_name} is now shown as {new.name}.",
+        )
 
     def edit_note(self) -> None:
         record = self._current()
@@ -421,8 +485,11 @@ class RunsView(QWidget):
         note = self.ask_text("Note", f"Note kept with {record.name}:", record.note)
         if note is None:
             return
-        self._change(lambda: set_note(record.path, note), record,
-                     lambda new: f"Note {'kept' if new.note else 'removed'} for {new.name}.")
+        self._change(
+            lambda: set_note(record.path, note),
+            record,
+            lambda new: f"Note {'kept' if new.note else 'removed'} for {new.name}.",
+        )
 
     def _change(self, action, record: RunRecord, done) -> None:
         try:
@@ -451,9 +518,11 @@ class RunsView(QWidget):
             return
         names = "\n".join(f"• {r.name} ({r.path})" for r in runs[:10])
         more = f"\n… and {len(runs) - 10} more" if len(runs) > 10 else ""
-        if not self.confirm("Move to trash",
-                            f"Move {len(runs)} run folder{'s' if len(runs) != 1 else ''} to the "
-                            f"system trash?\n\n{names}{more}\n\nThey can be restored from the trash."):
+        if not self.confirm(
+            "Move to trash",
+            f"Move {len(runs)} run folder{'s' if len(runs) != 1 else ''} to the "
+            f"system trash?\n\n{names}{more}\n\nThey can be restored from the trash.",
+        ):
             return
         moved, problems = [], []
         for run in runs:
@@ -470,8 +539,11 @@ class RunsView(QWidget):
             self.notice.show_message("good", f"Moved {', '.join(moved)} to the trash.")
 
     def choose_folder(self) -> None:
-        folder = (self.ask_folder() if self.ask_folder is not None
-                  else QFileDialog.getExistingDirectory(self, "Add a folder of runs", str(runs_dir())))
+        folder = (
+            self.ask_folder()
+            if self.ask_folder is not None
+            else QFileDialog.getExistingDirectory(self, "Add a folder of runs", str(runs_dir()))
+        )
         if folder:
             self.add_folder(folder)
 
@@ -487,8 +559,9 @@ class RunsView(QWidget):
         before = len(self.records)
         self.refresh()
         found = len(self.records) - before
-        self.notice.show_message("info" if found else "warning",
-                                 f"{found} run{'s' if found != 1 else ''} found in {folder}.")
+        self.notice.show_message(
+            "info" if found else "warning", f"{found} run{'s' if found != 1 else ''} found in {folder}."
+        )
 
     def save_per_class(self) -> None:
         record = self._current()
@@ -507,14 +580,16 @@ class RunsView(QWidget):
         record = self._current()
         if record is None:
             return
-        path = self._ask_save("Save confusion matrix", record, "confusion_matrix.png",
-                              "PNG image (*.png);;SVG image (*.svg)")
+        path = self._ask_save(
+            "Save confusion matrix", record, "confusion_matrix.png", "PNG image (*.png);;SVG image (*.svg)"
+        )
         if path:
             try:
                 confusion = record.summary.get("confusion")
                 if not confusion:
-                    raise UserError(f"{record.name} has no confusion matrix (no epoch finished "
-                                    "with a validation pass)")
+                    raise UserError(
+                        f"{record.name} has no confusion matrix (no epoch finished with a validation pass)"
+                    )
                 names = record.classes or [str(i) for i in range(len(confusion))]
                 save_matrix_image(names, confusion, path, title=f"Confusion matrix of {record.name}")
             except UserError as exc:
@@ -539,9 +614,13 @@ class RunsView(QWidget):
         return [str(v) for v in value or [] if isinstance(v, str) and v]
 
     def _confirm_dialog(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(self, title, text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                                      QMessageBox.StandardButton.Cancel)
+        answer = QMessageBox.question(
+            self,
+            title,
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def _text_dialog(self, title: str, label: str, text: str) -> str | None:

@@ -4,6 +4,10 @@
 waits until the window is ready, presses Start, lets the run finish through the real
 worker thread, saves a screenshot and a JSON report, and exits 0 when the run completed.
 
+With ``--size WxH`` the window is opened at that size; the report's ``layout_problems``
+lists what :mod:`~desktop_tl.gui.layout_check` finds on every tab (clipped, squeezed or
+overlapping widgets, a window that cannot shrink that far), empty when the layout is sound.
+
 The report's ``max_ui_stall_ms`` comes from :class:`UiStallProbe`: a timer on the GUI
 thread that should fire every 10 ms; the longest lateness while training is the longest
 the window could not respond.
@@ -21,6 +25,7 @@ from PySide6.QtWidgets import QApplication
 
 PROBE_INTERVAL_MS = 10
 READY_TIMEOUT_S = 300.0
+DEFAULT_SIZE = (1600, 980)
 
 
 class UiStallProbe(QObject):
@@ -64,11 +69,22 @@ class UiStallProbe(QObject):
 class SmokeRun(QObject):
     """Drives a :class:`~desktop_tl.gui.main_window.MainWindow` through one run."""
 
-    def __init__(self, window: Any, *, start_run: bool = True, exit_when_done: bool = True,
-                 screenshot: str | None = None, report: str | None = None) -> None:
+    def __init__(
+        self,
+        window: Any,
+        *,
+        start_run: bool = True,
+        exit_when_done: bool = True,
+        screenshot: str | None = None,
+        report: str | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__(window)
         self.window = window
-        window.resize(1600, 980)  # screenshots the same size whatever was saved before
+        # Screenshots the same size whatever was saved before; the layout check compares
+        # the size the window took with this one.
+        self.size = size or DEFAULT_SIZE
+        window.resize(*self.size)
         self.start_run = start_run
         self.exit_when_done = exit_when_done
         self.screenshot = Path(screenshot) if screenshot else None
@@ -103,10 +119,15 @@ class SmokeRun(QObject):
             return
         if not self.start_run:  # a picture of the ready window, e.g. for documentation
             self.startup_probe.stop()
-            self.result = {"status": "ready", "reason": "", "epochs_completed": 0,
-                           "val_acc": None, "plot_redraws": self.window.plots.redraw_count,
-                           "max_ui_stall_ms": None,
-                           "max_ui_stall_startup_ms": round(self.startup_probe.max_stall_ms, 1)}
+            self.result = {
+                "status": "ready",
+                "reason": "",
+                "epochs_completed": 0,
+                "val_acc": None,
+                "plot_redraws": self.window.plots.redraw_count,
+                "max_ui_stall_ms": None,
+                "max_ui_stall_startup_ms": round(self.startup_probe.max_stall_ms, 1),
+            }
             QTimer.singleShot(300, lambda: self._finish(0))
             return
         # Let the layer tree and counts settle on screen first (one event-loop turn).
@@ -123,8 +144,9 @@ class SmokeRun(QObject):
         self._started_at = time.perf_counter()
         self.training_probe.start()
         if not self.window.start_training():
-            self.fail("the window refused to start training: "
-                      + (self.window.can_start()[1] or "unknown reason"))
+            self.fail(
+                "the window refused to start training: " + (self.window.can_start()[1] or "unknown reason")
+            )
 
     def _check_problems(self) -> None:
         """Fail early when the data or model panel reports an error before the start."""
@@ -138,8 +160,10 @@ class SmokeRun(QObject):
             self.fail(launcher.error)
 
     def _on_deadline(self) -> None:
-        self.fail(f"the window was not ready to train within {READY_TIMEOUT_S:.0f} s: "
-                  + (self.window.can_start()[1] or "the model is still being built"))
+        self.fail(
+            f"the window was not ready to train within {READY_TIMEOUT_S:.0f} s: "
+            + (self.window.can_start()[1] or "the model is still being built")
+        )
 
     def _on_finished(self, event: Any) -> None:
         if self._done:
@@ -176,9 +200,14 @@ class SmokeRun(QObject):
             return
         self.training_probe.stop()
         self.startup_probe.stop()
-        self.result = {"status": "failed", "reason": reason, "epochs_completed": 0,
-                       "val_acc": None, "plot_redraws": self.window.plots.redraw_count,
-                       "max_ui_stall_ms": round(self.training_probe.max_stall_ms, 1)}
+        self.result = {
+            "status": "failed",
+            "reason": reason,
+            "epochs_completed": 0,
+            "val_acc": None,
+            "plot_redraws": self.window.plots.redraw_count,
+            "max_ui_stall_ms": round(self.training_probe.max_stall_ms, 1),
+        }
         self._finish(1)
 
     # ------------------------------------------------------------ output
@@ -194,12 +223,17 @@ class SmokeRun(QObject):
     def _write_outputs(self) -> None:
         window = self.window
         window.plots.redraw_if_dirty()
-        self.result["window_shown_s"] = (round(self.window_shown_s, 3)
-                                         if self.window_shown_s is not None else None)
+        self.result["window_shown_s"] = (
+            round(self.window_shown_s, 3) if self.window_shown_s is not None else None
+        )
         launcher = getattr(window, "launcher", None)
         if launcher is not None and launcher.backend_ready_s is not None:
             self.result["backend_ready_s"] = round(launcher.backend_ready_s, 3)
         self.result["plot_redraws"] = window.plots.redraw_count
+        from .layout_check import layout_problems
+
+        self.result["size"] = f"{self.size[0]}x{self.size[1]}"
+        self.result["layout_problems"] = layout_problems(window, self.size)
         if self.screenshot is not None:
             self.screenshot.parent.mkdir(parents=True, exist_ok=True)
             saved = window.grab().save(str(self.screenshot))
@@ -209,8 +243,9 @@ class SmokeRun(QObject):
                 self.result["screenshot_error"] = f"could not write {self.screenshot}"
         if self.report_path is not None:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
-            self.report_path.write_text(json.dumps(self.result, indent=2, default=str) + "\n",
-                                        encoding="utf-8")
+            self.report_path.write_text(
+                json.dumps(self.result, indent=2, default=str) + "\n", encoding="utf-8"
+            )
         if self.exit_when_done:
             window.confirm_close = lambda: True
             window.setWindowModified(False)  # a scripted run has no one to answer "save?"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QComboBox,
@@ -117,8 +117,10 @@ class TrainingPanel(QWidget):
         self.lr_mult_spin.setRange(0.0, 10.0)
         self.lr_mult_spin.setSingleStep(0.05)
         self.lr_mult_spin.setPrefix("× ")
-        self.lr_mult_spin.setToolTip("The backbone's learning rate is the head's times this "
-                                     "(smaller keeps pretrained features from being wrecked).")
+        self.lr_mult_spin.setToolTip(
+            "The backbone's learning rate is the head's times this "
+            "(smaller keeps pretrained features from being wrecked)."
+        )
         self.backbone_lr_label = QLabel("")
         self.backbone_lr_label.setObjectName("backboneLr")
         self.optimizer_combo = _combo(OPTIMIZERS, OPTIMIZER_LABELS)
@@ -127,13 +129,13 @@ class TrainingPanel(QWidget):
         self.device_combo = _combo(DEVICES, DEVICE_LABELS)
         self.device_combo.setToolTip("Automatic uses a CUDA GPU, then an Apple GPU, then the CPU.")
         self.precision_combo = _combo(PRECISIONS, PRECISION_LABELS)
-        self.precision_combo.setToolTip("Automatic uses bf16/fp16 where the device is fast "
-                                        "with it, otherwise full precision.")
+        self.precision_combo.setToolTip(
+            "Automatic uses bf16/fp16 where the device is fast with it, otherwise full precision."
+        )
 
         for widget in (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin):
             widget.valueChanged.connect(self._changed)
-        for combo in (self.optimizer_combo, self.schedule_combo, self.device_combo,
-                      self.precision_combo):
+        for combo in (self.optimizer_combo, self.schedule_combo, self.device_combo, self.precision_combo):
             combo.currentIndexChanged.connect(self._changed)
 
         lr_mult_row = QHBoxLayout()
@@ -141,42 +143,42 @@ class TrainingPanel(QWidget):
         lr_mult_row.addWidget(self.lr_mult_spin)
         lr_mult_row.addWidget(self.backbone_lr_label)
 
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(6)
-        rows = [
-            ("Epochs", self.epochs_spin, "Batch size", self.batch_spin),
-            ("Learning rate", self.lr_spin, "Backbone rate", lr_mult_row),
-            ("Optimiser", self.optimizer_combo, "Schedule", self.schedule_combo),
-            ("Device", self.device_combo, "Precision", self.precision_combo),
+        self.settings_grid = QGridLayout()
+        self.settings_grid.setHorizontalSpacing(10)
+        self.settings_grid.setVerticalSpacing(6)
+        # (label, field) pairs in reading order; the grid shows them two or four a row.
+        self._settings_fields: list[tuple[QLabel, QWidget | QHBoxLayout]] = [
+            (QLabel(text), field)
+            for text, field in (
+                ("Epochs", self.epochs_spin),
+                ("Batch size", self.batch_spin),
+                ("Learning rate", self.lr_spin),
+                ("Backbone rate", lr_mult_row),
+                ("Optimiser", self.optimizer_combo),
+                ("Schedule", self.schedule_combo),
+                ("Device", self.device_combo),
+                ("Precision", self.precision_combo),
+            )
         ]
-        for row, (label_a, field_a, label_b, field_b) in enumerate(rows):
-            grid.addWidget(QLabel(label_a), row, 0)
-            grid.addWidget(field_a, row, 1)
-            grid.addWidget(QLabel(label_b), row, 2)
-            if isinstance(field_b, QHBoxLayout):
-                grid.addLayout(field_b, row, 3)
-            else:
-                grid.addWidget(field_b, row, 3)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
-
+        self.settings_columns = 0
+        self._lay_out_settings(4)
+        grid = self.settings_grid
         style = self.style()
-        self.start_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay),
-                                        "Start training")
+        self.start_button = QPushButton(
+            style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay), "Start training"
+        )
         self.start_button.setObjectName("startButton")
         self.start_button.setToolTip("Start training (Ctrl+R)")
         self.start_button.setDefault(True)
-        self.pause_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause),
-                                        "Pause")
+        self.pause_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause), "Pause")
         self.pause_button.setToolTip("Pause or resume between batches (Space or Ctrl+P)")
-        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop),
-                                       "Stop")
-        self.stop_button.setToolTip("Stop after the current batch (Ctrl+.); the last "
-                                    "checkpoint is kept.")
+        self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
+        self.stop_button.setToolTip("Stop after the current batch (Ctrl+.); the last checkpoint is kept.")
         self.export_button = QPushButton("Export model…")
-        self.export_button.setToolTip("Take the finished run's model out: ONNX, torch.export "
-                                      "or safetensors, as a bundle with a model card (Ctrl+E).")
+        self.export_button.setToolTip(
+            "Take the finished run's model out: ONNX, torch.export "
+            "or safetensors, as a bundle with a model card (Ctrl+E)."
+        )
         self.export_button.setVisible(False)  # shown once a run has left a checkpoint
         self.export_button.clicked.connect(self.export_requested)
         for button in (self.start_button, self.pause_button, self.stop_button, self.export_button):
@@ -185,12 +187,10 @@ class TrainingPanel(QWidget):
         self.start_button.clicked.connect(self.start_requested)
         self.pause_button.clicked.connect(self.pause_requested)
         self.stop_button.clicked.connect(self.stop_requested)
-        buttons = QHBoxLayout()
+        buttons = self.button_grid = QGridLayout()
         buttons.setSpacing(8)
-        buttons.addWidget(self.start_button, 2)
-        buttons.addWidget(self.pause_button, 1)
-        buttons.addWidget(self.stop_button, 1)
-        buttons.addWidget(self.export_button, 1)
+        self._buttons_wide: bool | None = None
+        self._lay_out_buttons(wide=True)
 
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
@@ -211,6 +211,100 @@ class TrainingPanel(QWidget):
         self.load_from(TrainConfig())
         self.set_run_state("idle")
 
+    # ------------------------------------------------------------ reflow
+
+    def _lay_out_settings(self, grid_columns: int) -> None:
+        """Lay the settings out in four grid columns (two settings a row) or two (one)."""
+        if grid_columns == self.settings_columns:
+            return
+        grid = self.settings_grid
+        for label, field in self._settings_fields:
+            grid.removeWidget(label)
+            if isinstance(field, QHBoxLayout):
+                grid.removeItem(field)
+            else:
+                grid.removeWidget(field)
+        per_row = grid_columns // 2  # label and field pairs a row
+        for index, (label, field) in enumerate(self._settings_fields):
+            row, column = divmod(index, per_row)
+            grid.addWidget(label, row, column * 2)
+            if isinstance(field, QHBoxLayout):
+                grid.addLayout(field, row, column * 2 + 1)
+            else:
+                grid.addWidget(field, row, column * 2 + 1)
+        for column in range(4):
+            grid.setColumnStretch(column, 1 if column % 2 and column < grid_columns else 0)
+        self.settings_columns = grid_columns
+        self.updateGeometry()
+
+    def _lay_out_buttons(self, wide: bool) -> None:
+        """Start, Pause, Stop (and Export) in one row, or Start above the others."""
+        if wide == self._buttons_wide:
+            return
+        grid = self.button_grid
+        order = (self.start_button, self.pause_button, self.stop_button, self.export_button)
+        for button in order:
+            grid.removeWidget(button)
+        if wide:
+            for column, button in enumerate(order):
+                grid.addWidget(button, 0, column)
+            stretches = (2, 1, 1, 1)
+        else:
+            grid.addWidget(self.start_button, 0, 0, 1, 2)
+            grid.addWidget(self.pause_button, 1, 0)
+            grid.addWidget(self.stop_button, 1, 1)
+            grid.addWidget(self.export_button, 2, 0, 1, 2)
+            stretches = (1, 1, 0, 0)
+        for column, stretch in enumerate(stretches):
+            grid.setColumnStretch(column, stretch)
+        self._buttons_wide = wide
+        self.updateGeometry()
+
+    def _width_needed(self, grid_columns: int) -> int:
+        """The width the panel needs with its settings in ``grid_columns`` grid columns."""
+        grid = self.settings_grid
+        hints = [
+            (
+                label.minimumSizeHint().width(),
+                field.minimumSize().width()
+                if isinstance(field, QHBoxLayout)
+                else max(field.minimumSizeHint().width(), field.minimumWidth()),
+            )
+            for label, field in self._settings_fields
+        ]
+        per_row = grid_columns // 2  # label and field pairs a row
+        columns = []
+        for column in range(per_row):
+            mine = hints[column::per_row]
+            columns.append(max(h[0] for h in mine))
+            columns.append(max(h[1] for h in mine))
+        grid_width = sum(columns) + grid.horizontalSpacing() * (len(columns) - 1)
+
+        def width(button: QPushButton) -> int:
+            return button.minimumSizeHint().width()
+
+        pause_stop = width(self.pause_button) + width(self.stop_button) + 8
+        if grid_columns >= 4:
+            buttons = width(self.start_button) + pause_stop + 8
+            if self.export_button.isVisible():
+                buttons += width(self.export_button) + 8
+        else:
+            buttons = max(width(self.start_button), pause_stop, width(self.export_button))
+        return max(grid_width, buttons)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        # As narrow as the two-column layout allows; resizeEvent picks the columns.
+        hint = super().minimumSizeHint()
+        if not hasattr(self, "start_button"):
+            return hint
+        return QSize(self._width_needed(2), hint.height())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        wide = event.size().width() >= self._width_needed(4)
+        self._lay_out_settings(4 if wide else 2)
+        self._lay_out_buttons(wide)
+
     # ------------------------------------------------------------ config
 
     def epochs(self) -> int:
@@ -228,9 +322,16 @@ class TrainingPanel(QWidget):
         train.precision = self.precision_combo.currentData()
 
     def load_from(self, train: TrainConfig) -> None:
-        widgets = (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin,
-                   self.optimizer_combo, self.schedule_combo, self.device_combo,
-                   self.precision_combo)
+        widgets = (
+            self.epochs_spin,
+            self.batch_spin,
+            self.lr_spin,
+            self.lr_mult_spin,
+            self.optimizer_combo,
+            self.schedule_combo,
+            self.device_combo,
+            self.precision_combo,
+        )
         for widget in widgets:
             widget.blockSignals(True)
         try:
@@ -278,12 +379,20 @@ class TrainingPanel(QWidget):
         self.pause_button.setEnabled(state in ("running", "paused"))
         self.stop_button.setEnabled(state in ("running", "paused"))
         self.pause_button.setText("Resume" if state == "paused" else "Pause")
-        icon = QStyle.StandardPixmap.SP_MediaPlay if state == "paused" else \
-            QStyle.StandardPixmap.SP_MediaPause
+        icon = (
+            QStyle.StandardPixmap.SP_MediaPlay if state == "paused" else QStyle.StandardPixmap.SP_MediaPause
+        )
         self.pause_button.setIcon(self.style().standardIcon(icon))
-        for widget in (self.epochs_spin, self.batch_spin, self.lr_spin, self.lr_mult_spin,
-                       self.optimizer_combo, self.schedule_combo, self.device_combo,
-                       self.precision_combo):
+        for widget in (
+            self.epochs_spin,
+            self.batch_spin,
+            self.lr_spin,
+            self.lr_mult_spin,
+            self.optimizer_combo,
+            self.schedule_combo,
+            self.device_combo,
+            self.precision_combo,
+        ):
             widget.setEnabled(not running)
 
     def show_stage(self, message: str, done: int, total: int) -> None:
@@ -314,13 +423,16 @@ class TrainingPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("Not started")
 
-    def show_finished(self, status: str, epochs: int, seconds: float | None,
-                      has_model: bool = False) -> None:
+    def show_finished(self, status: str, epochs: int, seconds: float | None, has_model: bool = False) -> None:
         """The run's end on the progress bar; with ``has_model`` (a checkpoint was written)
         the Export button appears beside Stop."""
         self.export_button.setVisible(has_model)
-        words = {"completed": "Done", "early-stopped": "Stopped early", "cancelled": "Stopped",
-                 "failed": "Failed"}
+        words = {
+            "completed": "Done",
+            "early-stopped": "Stopped early",
+            "cancelled": "Stopped",
+            "failed": "Failed",
+        }
         text = f"{words.get(status, status)} after {epochs} epoch{'s' if epochs != 1 else ''}"
         if seconds:
             text += f" · {format_duration(seconds)}"

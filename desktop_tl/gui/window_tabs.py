@@ -8,16 +8,20 @@ The tab labels carry news: "Evaluation (new results)" until that tab is looked a
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtWidgets import QGroupBox, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from .log_view import LogView
 
 
-def build_train_page(data: QWidget, model: QWidget, layers: QWidget, training: QWidget,
-                     curves: QWidget) -> tuple[QWidget, QSplitter]:
-    """The Train tab: data and model on the left (scrolling), the layer tree in the middle,
-    training settings over the curves on the right. Returns the page and its splitter."""
+def build_train_page(
+    data: QWidget, model: QWidget, layers: QWidget, training: QWidget, curves: QWidget
+) -> tuple[QWidget, QSplitter]:
+    """The Train tab: data and model on the left, the layer tree in the middle, training
+    settings over the curves on the right, in a splitter. The side columns scroll
+    vertically and are never narrower than their content, so nothing is cut sideways; the
+    training settings go from two a row to one when their column is narrow. Returns the
+    page and its splitter."""
     left = QWidget()
     left_layout = QVBoxLayout(left)
     left_layout.setContentsMargins(0, 0, 4, 0)
@@ -25,15 +29,8 @@ def build_train_page(data: QWidget, model: QWidget, layers: QWidget, training: Q
     left_layout.addWidget(_group("1 · Data", data))
     left_layout.addWidget(_group("2 · Model", model))
     left_layout.addStretch(1)
-    left_scroll = QScrollArea()
-    left_scroll.setWidget(left)
-    left_scroll.setWidgetResizable(True)
-    left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-    left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    left_scroll.setMinimumWidth(360)
 
     center = _group("3 · Layers to train", layers)
-    center.setMinimumWidth(340)
 
     right = QWidget()
     right_layout = QVBoxLayout(right)
@@ -41,14 +38,13 @@ def build_train_page(data: QWidget, model: QWidget, layers: QWidget, training: Q
     right_layout.setSpacing(10)
     right_layout.addWidget(_group("4 · Train", training), 0)
     right_layout.addWidget(_group("Curves", curves), 1)
-    right.setMinimumWidth(500)
 
     splitter = QSplitter(Qt.Orientation.Horizontal)
     splitter.setObjectName("mainSplitter")
     splitter.setChildrenCollapsible(False)
-    splitter.addWidget(left_scroll)
+    splitter.addWidget(VerticalScrollColumn(left))
     splitter.addWidget(center)
-    splitter.addWidget(right)
+    splitter.addWidget(VerticalScrollColumn(right))
     splitter.setStretchFactor(0, 0)
     splitter.setStretchFactor(1, 1)
     splitter.setStretchFactor(2, 2)
@@ -60,11 +56,42 @@ def build_train_page(data: QWidget, model: QWidget, layers: QWidget, training: Q
     return page, splitter
 
 
+class VerticalScrollColumn(QScrollArea):
+    """A column that scrolls up and down when the window is short, and is never narrower
+    than its content needs (so it never cuts anything off at the side)."""
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidget(content)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        content.installEventFilter(self)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        content = self.widget()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(content.minimumSizeHint().width() + bar + 2 * self.frameWidth(), 120)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(
+            max(self.minimumSizeHint().width(), self.widget().sizeHint().width()),
+            self.widget().sizeHint().height(),
+        )
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the content's needs changed (e.g. settings reflowed)
+        return super().eventFilter(watched, event)
+
+
 class MainTabs(QTabWidget):
     """The window's tabs. ``evaluation`` and ``log`` are the views whose labels carry news."""
 
-    def __init__(self, train_page: QWidget, evaluation: QWidget, prediction: QWidget,
-                 runs: QWidget, log: LogView) -> None:
+    def __init__(
+        self, train_page: QWidget, evaluation: QWidget, prediction: QWidget, runs: QWidget, log: LogView
+    ) -> None:
         super().__init__()
         self.setObjectName("mainTabs")
         self.setDocumentMode(True)

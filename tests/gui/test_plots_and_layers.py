@@ -42,12 +42,12 @@ def test_epoch_points_and_freeze_markers(qtbot):
     plots.set_batches_per_epoch(10)
     plots.add_epoch(0, {"train_loss": 1.2, "val_loss": 1.0, "val_acc": 0.5})
     plots.add_epoch(1, {"train_loss": 0.8, "val_loss": float("nan"), "val_acc": 0.75})
-    plots.add_freeze_marker(15, "blocks.6 unfrozen")
+    plots.add_freeze_marker(15, "blocks.6 trainable")
     plots.redraw_if_dirty()
     assert list(plots.train_loss_curve.getData()[1]) == [1.2, 0.8]
     assert list(plots.val_loss_curve.getData()[1]) == [1.0]  # non-finite values are left out
     assert list(plots.val_acc_curve.getData()[1]) == [50.0, 75.0]  # shown in percent
-    assert plots.freeze_markers == [(1.5, "blocks.6 unfrozen")]
+    assert plots.freeze_markers == [(1.5, "blocks.6 trainable")]
     for plot in plots.plots:  # a marker on every plot, at the same epoch position
         lines = [item for item in plot.items if type(item).__name__ == "InfiniteLine"]
         assert [line.value() for line in lines] == [1.5]
@@ -82,8 +82,9 @@ def small_model():
     backbone = torch.nn.Sequential()
     backbone.add_module("stem", torch.nn.Conv2d(3, 4, 3))
     # Two blocks of one layer each ("last N blocks" counts blocks, not single layers).
-    blocks = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3)),
-                                 torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3)))
+    blocks = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3)), torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3))
+    )
     backbone.add_module("blocks", blocks)
     backbone.add_module("pool", torch.nn.AdaptiveAvgPool2d(1))
     backbone.add_module("flatten", torch.nn.Flatten())
@@ -168,7 +169,7 @@ def test_per_epoch_plots_span_the_planned_run(qtbot):
     plots.reset()
     plots.set_batches_per_epoch(10)
     plots.set_planned_epochs(5)
-    plots.add_freeze_marker(5, "blocks.15 unfrozen")
+    plots.add_freeze_marker(5, "blocks.15 trainable")
     plots.add_epoch(0, {"train_loss": 0.6, "val_loss": 0.2, "val_acc": 1.0})
     plots.redraw_if_dirty()
     for plot in (plots.epoch_loss_plot, plots.acc_plot):
@@ -204,8 +205,7 @@ def test_last_blocks_button_says_how_many_and_which(qtbot, small_model):
     qtbot.addWidget(panel)
     panel.set_tree(layer_tree(small_model))
     panel.set_stage_names(backbone_stage_names(small_model))
-    assert backbone_stage_names(small_model) == ["backbone.stem", "backbone.blocks.0",
-                                                 "backbone.blocks.1"]
+    assert backbone_stage_names(small_model) == ["backbone.stem", "backbone.blocks.0", "backbone.blocks.1"]
     assert panel.last_button.text() == "Last 1 block"
     assert "blocks.1" in panel.last_button.toolTip()
     assert panel.last_spin.maximum() == 3
@@ -255,7 +255,7 @@ def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
     plots.set_planned_epochs(5)
     for step in range(40):
         plots.add_batch(step, 1.0 / (1 + step / 10))
-    plots.add_freeze_marker(30, "head.bn1 unfrozen")  # near where the legend is
+    plots.add_freeze_marker(30, "head.bn1 trainable")  # near where the legend is
     plots.redraw_if_dirty()
     qtbot.wait(50)
     line = next(item for item in plots.batch_plot.items if type(item).__name__ == "InfiniteLine")
@@ -263,3 +263,68 @@ def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
     legend = plots.batch_legend.sceneBoundingRect()
     assert label.width() > 0 and legend.width() > 0
     assert not label.intersects(legend)
+
+
+def test_freeze_changes_are_named_in_one_style():
+    from desktop_tl.gui.plots import freeze_change_text, short_marker_label
+
+    text = freeze_change_text({"backbone.blocks.15": True, "backbone.top": False})
+    assert text == "blocks.15 trainable, backbone.top frozen"
+    assert short_marker_label(text) == "blocks.15 trainable +1"
+    assert short_marker_label("blocks.15 trainable") == "blocks.15 trainable"
+    long_name = "backbone.features.denseblock4.denselayer16 trainable"
+    short = short_marker_label(long_name)
+    assert short.endswith("…") and len(short) <= 26
+
+
+def test_markers_close_together_stack_their_labels_clear_of_each_other_and_the_legend(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(750, 600)
+    plots.show()
+    qtbot.waitExposed(plots)
+    plots.reset()
+    plots.set_batches_per_epoch(10)
+    plots.set_planned_epochs(5)
+    for step in range(45):
+        plots.add_batch(step, 1.0 / (1 + step / 10))
+    plots.add_freeze_marker(42, "head.fc frozen")  # far from the others: its own top row
+    full = "blocks.15 trainable, blocks.14 trainable, backbone.top frozen"
+    plots.add_freeze_marker(30, "blocks.15 trainable")
+    plots.add_freeze_marker(32, full)  # a fifth of an epoch later
+    plots.add_freeze_marker(34, "backbone.top frozen")
+    plots.redraw_if_dirty()
+    qtbot.wait(50)
+    lines = [item for item in plots.batch_plot.items if type(item).__name__ == "InfiniteLine"]
+    labels = [line.label for line in lines]
+    assert [label.toPlainText() for label in labels] == [
+        "head.fc frozen",
+        "blocks.15 trainable",
+        "blocks.15 trainable +2",
+        "backbone.top frozen",
+    ]
+    assert labels[2].toolTip() == full  # the whole change on hover
+    rects = [label.sceneBoundingRect() for label in labels]
+    legend = plots.batch_legend.sceneBoundingRect()
+    for i, rect in enumerate(rects):
+        assert rect.width() > 0
+        assert not rect.intersects(legend), f"label {i} runs over the legend"
+        for j in range(i + 1, len(rects)):
+            assert not rect.intersects(rects[j]), f"labels {i} and {j} overlap"
+
+
+def test_narrow_plots_stack_instead_of_cutting_their_axes(qtbot):
+    from desktop_tl.gui.layout_check import widget_problems
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 600)
+    plots.show()
+    qtbot.waitExposed(plots)
+    qtbot.wait(20)
+    assert not plots.stacked
+    plots.resize(260, 700)
+    qtbot.waitUntil(lambda: plots.stacked, timeout=2000)
+    assert [p for p in widget_problems(plots) if "scene" in p] == []
+    plots.resize(900, 600)
+    qtbot.waitUntil(lambda: not plots.stacked, timeout=2000)

@@ -25,8 +25,9 @@ def finished(qtbot, window, timeout=RUN_TIMEOUT_MS):
 
 def test_a_run_fills_the_plots_and_the_evaluation(qtbot, window, tiny_dataset):
     # The pretrained backbone, so that the curves show real learning in the screenshots.
-    configure_fast_run(window, qtbot, tiny_dataset, epochs=3, backbone=PRETRAINED_BACKBONE,
-                       weights="auto", lr=1e-2)
+    configure_fast_run(
+        window, qtbot, tiny_dataset, epochs=3, backbone=PRETRAINED_BACKBONE, weights="auto", lr=1e-2
+    )
     save_screenshot(window, "window-01-ready-to-train")
     assert window.training_panel.start_button.isEnabled()
 
@@ -130,7 +131,7 @@ def test_unfreezing_a_layer_mid_run_reaches_the_engine(qtbot, window, tiny_datas
     assert len(window.plots.freeze_markers) == 1
     marker_x, label = window.plots.freeze_markers[0]
     assert marker_x == pytest.approx(change.step / 3)
-    assert label == "backbone.classifier unfrozen"
+    assert label == "backbone.classifier trainable"
     assert "freeze change applied" in window.log_view.plain_text()
     assert "applying" not in layers._items[target][3].text()
     assert window.config.freeze.overrides == {target: True}
@@ -174,7 +175,8 @@ def test_a_failed_run_shows_its_reason_and_keeps_the_plots(qtbot, window, tiny_d
     # Everything trainable from random weights with plain SGD at rate 10: the loss blows up.
     configure_fast_run(window, qtbot, tiny_dataset, epochs=30, lr=10.0, preset="none")
     window.training_panel.optimizer_combo.setCurrentIndex(
-        window.training_panel.optimizer_combo.findData("sgd"))
+        window.training_panel.optimizer_combo.findData("sgd")
+    )
     assert window.start_training()
     event = finished(qtbot, window)
     assert event.status == "failed"
@@ -186,7 +188,9 @@ def test_a_failed_run_shows_its_reason_and_keeps_the_plots(qtbot, window, tiny_d
     assert window.plots.batches_received > 0
     assert window.plots.raw.size > 0  # the finite part of the curve is kept
     # no Export button for a run that left no best checkpoint
-    assert window.training_panel.export_button.isVisible() == Path(event.run_dir, "checkpoints", "best").is_dir()
+    assert (
+        window.training_panel.export_button.isVisible() == Path(event.run_dir, "checkpoints", "best").is_dir()
+    )
     save_screenshot(window, "window-07-run-failed")
 
 
