@@ -65,10 +65,14 @@ class PerClassTable(QTableWidget):
         super().__init__(0, 5, parent)
         self.setObjectName("perClassTable")
         self.setHorizontalHeaderLabels(["Class", "Precision", "Recall", "Support", "F1"])
-        self.horizontalHeaderItem(1).setToolTip("Of the images predicted as this class, the share that really are")
+        self.horizontalHeaderItem(1).setToolTip(
+            "Of the images predicted as this class, the share that really are"
+        )
         self.horizontalHeaderItem(2).setToolTip("Of the images of this class, the share the model recognised")
         self.horizontalHeaderItem(3).setToolTip("Validation images of this class")
-        self.horizontalHeaderItem(4).setToolTip("The harmonic mean of precision and recall: high only when both are")
+        self.horizontalHeaderItem(4).setToolTip(
+            "The harmonic mean of precision and recall: high only when both are"
+        )
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)

@@ -42,8 +42,18 @@ from .notice import Notice
 from .plots import apply_palette_to_plots
 
 #: Distinct colours (Tableau 10), one per run in the order the runs were chosen.
-RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-               "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+RUN_COLOURS = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 NOT_COMPARABLE = "not comparable"
 
 
@@ -65,8 +75,9 @@ class ComparisonView(QWidget):
 
         self.notice = Notice()
         self.notice.setObjectName("comparisonNotice")
-        self.empty = QLabel("Select a run to see its curves and settings, or several "
-                            "(Ctrl+click) to compare them.")
+        self.empty = QLabel(
+            "Select a run to see its curves and settings, or several (Ctrl+click) to compare them."
+        )
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
 
@@ -147,15 +158,16 @@ class ComparisonView(QWidget):
             self.table.setColumnCount(0)
             return
         single = len(self.runs) == 1
-        self.loss_plot.setTitle("Loss (solid: validation, dashed: training)" if single
-                                else "Validation loss")
+        self.loss_plot.setTitle("Loss (solid: validation, dashed: training)" if single else "Validation loss")
         messages = []
         for index, run in enumerate(self.runs):
             rows = run.metrics()
             if not rows:
                 if single or self.comparison is None:
-                    messages.append(f"{run.name} has no metrics yet ({run.status}): "
-                                    "no epoch has finished, so there are no curves.")
+                    messages.append(
+                        f"{run.name} has no metrics yet ({run.status}): "
+                        "no epoch has finished, so there are no curves."
+                    )
                 continue
             self._add_curves(index, run, rows, single)
         epochs = max((len(r.metrics()) for r in self.runs), default=1)
@@ -180,20 +192,32 @@ class ComparisonView(QWidget):
         name = run.name if len(run.name) <= 32 else run.name[:14] + "…" + run.name[-14:]
         if acc:
             x, y = zip(*acc)
-            self.curves["acc"].append(self.acc_plot.plot(
-                list(x), list(y), name=name, pen=pg.mkPen(colour, width=2), **symbol))
+            self.curves["acc"].append(
+                self.acc_plot.plot(list(x), list(y), name=name, pen=pg.mkPen(colour, width=2), **symbol)
+            )
         if loss:
             x, y = zip(*loss)
-            self.curves["loss"].append(self.loss_plot.plot(
-                list(x), list(y), name=("validation" if single else name),
-                pen=pg.mkPen(colour, width=2), **symbol))
+            self.curves["loss"].append(
+                self.loss_plot.plot(
+                    list(x),
+                    list(y),
+                    name=("validation" if single else name),
+                    pen=pg.mkPen(colour, width=2),
+                    **symbol,
+                )
+            )
         if single:
             train = [(e, r["train_loss"]) for e, r in zip(epochs, rows) if "train_loss" in r]
             if train:
                 x, y = zip(*train)
-                self.curves["loss"].append(self.loss_plot.plot(
-                    list(x), list(y), name="training",
-                    pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine)))
+                self.curves["loss"].append(
+                    self.loss_plot.plot(
+                        list(x),
+                        list(y),
+                        name="training",
+                        pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine),
+                    )
+                )
         self._apply_palette()
 
     def _clear_curves(self) -> None:
@@ -214,8 +238,10 @@ class ComparisonView(QWidget):
             headers.append(header)
         if self.comparison is not None:
             rows = list(self.comparison.metric_rows())
-            rows += [(key, ["" if v is None else str(v) for v in values])
-                     for key, values in self.comparison.differing]
+            rows += [
+                (key, ["" if v is None else str(v) for v in values])
+                for key, values in self.comparison.differing
+            ]
         else:
             run = self.runs[0]
             rows = [
@@ -227,8 +253,9 @@ class ComparisonView(QWidget):
                 ("duration", [run.duration_text]),
                 ("classes", [", ".join(run.classes)]),
             ]
-            rows += [(key, [str(value)]) for key, value in flatten_settings(run.config).items()
-                     if key != "out"]
+            rows += [
+                (key, [str(value)]) for key, value in flatten_settings(run.config).items() if key != "out"
+            ]
         return headers, rows
 
     def _fill_table(self) -> None:
@@ -285,7 +312,9 @@ class ComparisonView(QWidget):
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix not in (".png", ".svg"):
-            raise UserError(f"curves can be saved as .png or .svg, not {suffix or 'a file without extension'}")
+            raise UserError(
+                f"curves can be saved as .png or .svg, not {suffix or 'a file without extension'}"
+            )
         if not path.parent.is_dir():
             raise UserError(f"folder {path.parent} does not exist")
         if suffix == ".png":
@@ -349,8 +378,8 @@ class ComparisonView(QWidget):
         super().changeEvent(event)
 
     def _apply_palette(self) -> None:
-        apply_palette_to_plots(self.palette(), self.canvas, self.plots,
-                               (self.acc_legend, self.loss_legend))
+        apply_palette_to_plots(self.palette(), self.canvas, self.plots, (self.acc_legend, self.loss_legend))
+
 
 def _share(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"

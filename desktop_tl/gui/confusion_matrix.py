@@ -12,29 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from PySide6.QtCore import (
-    QEvent,
-    QPoint,
-    QRect,
-    QRectF,
-    QSize,
-    Qt,
-    Signal,
-)
-from PySide6.QtGui import (
-    QFont,
-    QFontMetrics,
-    QMouseEvent,
-    QPainter,
-    QPaintEvent,
-    QPalette,
-    QPen,
-)
-from PySide6.QtWidgets import (
-    QSizePolicy,
-    QToolTip,
-    QWidget,
-)
+from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from ..errors import UserError
 from .icons import mix, readable_text_on, semantic_colour
@@ -116,8 +96,9 @@ class ConfusionMatrixWidget(QWidget):
         row stays 0) when normalised."""
         if not self._normalised:
             return [[float(v) for v in row] for row in self._matrix]
-        return [[v / total if total else 0.0 for v in row]
-                for row, total in zip(self._matrix, self._row_totals)]
+        return [
+            [v / total if total else 0.0 for v in row] for row, total in zip(self._matrix, self._row_totals)
+        ]
 
     def matrix(self) -> list[list[int]]:
         return [list(row) for row in self._matrix]
@@ -245,9 +226,7 @@ class ConfusionMatrixWidget(QWidget):
         share = f"{count / total:.1%}" if total else "—"
         images = "image" if count == 1 else "images"
         if row == col:
-            text = (
-                f"{count} of the {total} '{true_name}' images were recognised correctly ({share})."
-            )
+            text = f"{count} of the {total} '{true_name}' images were recognised correctly ({share})."
         else:
             text = (
                 f"{count} '{true_name}' {images} predicted as '{pred_name}' "
@@ -344,7 +323,9 @@ class ConfusionMatrixWidget(QWidget):
             total = self._row_totals[i]
             for j in range(n):
                 count = self._matrix[i][j]
-                rect = QRectF(g.origin.x() + j * g.cell + 1, g.origin.y() + i * g.cell + 1, g.cell - 2, g.cell - 2)
+                rect = QRectF(
+                    g.origin.x() + j * g.cell + 1, g.origin.y() + i * g.cell + 1, g.cell - 2, g.cell - 2
+                )
                 if count == 0:
                     fill = empty_cell
                 else:
@@ -360,11 +341,15 @@ class ConfusionMatrixWidget(QWidget):
                 label = f"{count / total:.0%}" if self._normalised and total else f"{count}"
                 count_rect = rect.adjusted(2, 2, -2, -2)
                 if show_share and count:
-                    count_rect = QRectF(rect.x(), rect.y() + rect.height() * 0.12, rect.width(), rect.height() * 0.5)
+                    count_rect = QRectF(
+                        rect.x(), rect.y() + rect.height() * 0.12, rect.width(), rect.height() * 0.5
+                    )
                 painter.drawText(count_rect, Qt.AlignmentFlag.AlignCenter, label)
                 if show_share and count:
                     painter.setFont(share_font)
-                    share_rect = QRectF(rect.x(), rect.y() + rect.height() * 0.55, rect.width(), rect.height() * 0.35)
+                    share_rect = QRectF(
+                        rect.x(), rect.y() + rect.height() * 0.55, rect.width(), rect.height() * 0.35
+                    )
                     second = f"{count}" if self._normalised else f"{count / total:.0%}"
                     painter.drawText(share_rect, Qt.AlignmentFlag.AlignCenter, second)
         # Hover and selection outlines on top of the cells.
@@ -376,7 +361,9 @@ class ConfusionMatrixWidget(QWidget):
             if cell is None:
                 continue
             i, j = cell
-            rect = QRectF(g.origin.x() + j * g.cell + 1, g.origin.y() + i * g.cell + 1, g.cell - 2, g.cell - 2)
+            rect = QRectF(
+                g.origin.x() + j * g.cell + 1, g.origin.y() + i * g.cell + 1, g.cell - 2, g.cell - 2
+            )
             painter.setPen(QPen(colour, width))
             painter.drawRoundedRect(rect, 3, 3)
 
@@ -396,18 +383,29 @@ class ConfusionMatrixWidget(QWidget):
         painter.drawText(
             QRect(x, y, max(0, self.width() - x - self.PAD), metrics.height() + 2),
             Qt.AlignmentFlag.AlignVCenter,
-            metrics.elidedText("shade: share of the true class", Qt.TextElideMode.ElideRight, max(0, self.width() - x - self.PAD)),
+            metrics.elidedText(
+                "shade: share of the true class",
+                Qt.TextElideMode.ElideRight,
+                max(0, self.width() - x - self.PAD),
+            ),
         )
         painter.end()
 
 
-def save_matrix_image(class_names: Sequence[str], confusion: Sequence[Sequence[int]],
-                      path: str | os.PathLike[str], *, title: str = "Confusion matrix") -> Path:
+def save_matrix_image(
+    class_names: Sequence[str],
+    confusion: Sequence[Sequence[int]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Confusion matrix",
+) -> Path:
     """The matrix drawn as in the Evaluation tab, saved as PNG or SVG (by the suffix)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".png", ".svg"):
-        raise UserError(f"a confusion matrix can be saved as .png or .svg, not {suffix or 'a file without extension'}")
+        raise UserError(
+            f"a confusion matrix can be saved as .png or .svg, not {suffix or 'a file without extension'}"
+        )
     if not path.parent.is_dir():
         raise UserError(f"folder {path.parent} does not exist")
     widget = ConfusionMatrixWidget()

@@ -20,16 +20,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import (
-    QColor,
-    QFont,
-    QImage,
-    QLinearGradient,
-    QPainter,
-    QPaintEvent,
-    QPixmap,
-    QResizeEvent,
-)
+from PySide6.QtGui import QColor, QFont, QImage, QLinearGradient, QPainter, QPaintEvent, QPixmap, QResizeEvent
 from PySide6.QtWidgets import (
     QButtonGroup,
     QDialog,
@@ -90,8 +81,12 @@ class ExplainerCache:
             try:
                 # A copy: captum hooks the target layer while it works, and the predictor's
                 # model may be running a prediction on another worker at that moment.
-                self._explainer = Explainer(copy.deepcopy(predictor.model), predictor.class_names,
-                                            predictor.preprocessing, backbone_name="this model's backbone")
+                self._explainer = Explainer(
+                    copy.deepcopy(predictor.model),
+                    predictor.class_names,
+                    predictor.preprocessing,
+                    backbone_name="this model's backbone",
+                )
             except ExplanationUnsupported as exc:
                 self._refusal = str(exc)
         if self._refusal is not None:
@@ -105,8 +100,9 @@ def _to_qimage(image: Any) -> QImage:
     return QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
 
 
-def compute_explanations(cache: ExplainerCache, predictor: Any, path: str,
-                         classes: Sequence[str]) -> list[ShownExplanation]:
+def compute_explanations(
+    cache: ExplainerCache, predictor: Any, path: str, classes: Sequence[str]
+) -> list[ShownExplanation]:
     """Worker thread: the maps of ``classes`` for the image at ``path``, at display size.
     Raises :class:`UserError` with the reason when there is nothing to show."""
     from PIL import Image
@@ -114,9 +110,11 @@ def compute_explanations(cache: ExplainerCache, predictor: Any, path: str,
     from ..core.images import open_rgb
 
     if not os.path.exists(path):
-        raise UserError(f"{os.path.basename(path)} is no longer there: it was moved or deleted "
-                        f"after it was listed ({path}), so there is nothing to explain; "
-                        "put it back to see where the model looked.")
+        raise UserError(
+            f"{os.path.basename(path)} is no longer there: it was moved or deleted "
+            f"after it was listed ({path}), so there is nothing to explain; "
+            "put it back to see where the model looked."
+        )
     explanations = cache.explainer(predictor).explain(path, list(classes))
     image = open_rgb(path)
     image.thumbnail((SHOWN_SIDE, SHOWN_SIDE), Image.Resampling.LANCZOS)
@@ -124,11 +122,23 @@ def compute_explanations(cache: ExplainerCache, predictor: Any, path: str,
     for explanation in explanations:
         heatmap = explanation.heatmap
         if heatmap.shape != (image.height, image.width):
-            heatmap = np.asarray(Image.fromarray(heatmap.astype(np.float32), mode="F").resize(
-                image.size, Image.Resampling.BILINEAR), dtype=np.float32).clip(0, 1)
+            heatmap = np.asarray(
+                Image.fromarray(heatmap.astype(np.float32), mode="F").resize(
+                    image.size, Image.Resampling.BILINEAR
+                ),
+                dtype=np.float32,
+            ).clip(0, 1)
         overlay = replace(explanation, heatmap=heatmap).overlay(image)
-        shown.append(ShownExplanation(path, explanation.class_name, explanation.probability,
-                                      explanation.layer, _to_qimage(overlay), heatmap))
+        shown.append(
+            ShownExplanation(
+                path,
+                explanation.class_name,
+                explanation.probability,
+                explanation.layer,
+                _to_qimage(overlay),
+                heatmap,
+            )
+        )
     return shown
 
 
@@ -157,10 +167,16 @@ class HeatLegend(QWidget):
         painter.setBrush(gradient)
         painter.drawRoundedRect(bar, 3, 3)
         painter.setPen(self.palette().color(self.foregroundRole()))
-        painter.drawText(QRectF(0, 0, left_w - 4, self.height()),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, left)
-        painter.drawText(QRectF(bar.right() + 4, 0, right_w, self.height()),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, right)
+        painter.drawText(
+            QRectF(0, 0, left_w - 4, self.height()),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            left,
+        )
+        painter.drawText(
+            QRectF(bar.right() + 4, 0, right_w, self.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            right,
+        )
         painter.end()
 
 
@@ -329,7 +345,11 @@ class ExplainedImage(QWidget):
         self._asked.update((self._path, name) for name in fresh)
         path, predictor = self._path, self._predictor
         self._jobs.submit(
-            compute_explanations, self._cache, predictor, path, fresh,
+            compute_explanations,
+            self._cache,
+            predictor,
+            path,
+            fresh,
             on_result=lambda shown, p=predictor: self._on_computed(p, shown),
             on_error=lambda failure, p=predictor, f=path, n=fresh: self._on_failed(p, f, n, failure),
         )
@@ -384,15 +404,18 @@ class ExplainedImage(QWidget):
             role, name = self._choices[i - 1]
             button.setToolTip(
                 f"Grad-CAM heat map: the parts of the image that raised the score of {name} "
-                f"(the {role} class) most" if self._predictor is not None else
-                "No model to explain with: train one, or load a saved run in the Prediction tab")
+                f"(the {role} class) most"
+                if self._predictor is not None
+                else "No model to explain with: train one, or load a saved run in the Prediction tab"
+            )
 
     def _show_plain(self) -> None:
         self.image_label.setToolTip("")
         error = self._loader.error(self._path) if self._path else None
         if self._pixmap is None:
-            self._message = (f"This image cannot be shown:\n{error}" if error
-                             else "Loading…" if self._path else "")
+            self._message = (
+                f"This image cannot be shown:\n{error}" if error else "Loading…" if self._path else ""
+            )
         self._fit_pixmap()
 
     def _show_caption(self) -> None:
@@ -406,14 +429,18 @@ class ExplainedImage(QWidget):
                 f"Where the model looked for <b>{html.escape(shown.class_name)}</b> "
                 f"({html.escape(role)} class; the model gives it p={shown.probability:.2f})"
                 f'<br><span style="color:{muted}">Grad-CAM on {html.escape(shown.layer)}, over the centre '
-                f"square the model sees{model}</span>")
+                f"square the model sees{model}</span>"
+            )
         elif self._selected and self._message and not self._working:
             bad = semantic_colour("bad", self.palette()).name()
-            self.map_caption.setText(f'<span style="color:{bad}">No heat map for '
-                                     f"{html.escape(self.shown_class())}</span>")
+            self.map_caption.setText(
+                f'<span style="color:{bad}">No heat map for {html.escape(self.shown_class())}</span>'
+            )
         elif self._predictor is None and self._choices:
-            self.map_caption.setText(f'<span style="color:{muted}">No model to show where it looked: '
-                                     "train one, or load a saved run in the Prediction tab.</span>")
+            self.map_caption.setText(
+                f'<span style="color:{muted}">No model to show where it looked: '
+                "train one, or load a saved run in the Prediction tab.</span>"
+            )
         else:
             self.map_caption.setText("")
         self.map_caption.setVisible(bool(self.map_caption.text()))
@@ -430,8 +457,11 @@ class ExplainedImage(QWidget):
             self.show_map(0)
 
     def _fit_pixmap(self) -> None:
-        source = QPixmap.fromImage(self._shown.overlay) if self._shown is not None else (
-            self._pixmap if self._selected == 0 else None)
+        source = (
+            QPixmap.fromImage(self._shown.overlay)
+            if self._shown is not None
+            else (self._pixmap if self._selected == 0 else None)
+        )
         if source is None or self._message:
             self.image_label.setPixmap(QPixmap())
             self.image_label.setText(self._message)
@@ -439,13 +469,17 @@ class ExplainedImage(QWidget):
         self.image_label.setText("")
         area = self.image_label.size()
         if source.width() > area.width() or source.height() > area.height():
-            source = source.scaled(area, Qt.AspectRatioMode.KeepAspectRatio,
-                                   Qt.TransformationMode.SmoothTransformation)
+            source = source.scaled(
+                area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
         elif source.width() * 2 <= area.width() and source.height() * 2 <= area.height():
             # Small images are shown enlarged (pixels kept sharp), not as a postage stamp.
             factor = min(area.width() // source.width(), area.height() // source.height())
-            source = source.scaled(source.size() * factor, Qt.AspectRatioMode.KeepAspectRatio,
-                                   Qt.TransformationMode.FastTransformation)
+            source = source.scaled(
+                source.size() * factor,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.FastTransformation,
+            )
         self.image_label.setPixmap(source)
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
@@ -483,8 +517,9 @@ class ExplanationDialog(QDialog):
         layout.addWidget(self.path_label)
         layout.addLayout(buttons)
 
-    def show_prediction(self, predictor: Any, model_label: str, path: str,
-                        top: Sequence[tuple[str, float]]) -> None:
+    def show_prediction(
+        self, predictor: Any, model_label: str, path: str, top: Sequence[tuple[str, float]]
+    ) -> None:
         """``top``: the (class, probability) pairs the list shows, best first; the map for
         the first is shown at once."""
         from .prediction_rows import format_probability
@@ -492,8 +527,12 @@ class ExplanationDialog(QDialog):
         self.view.set_predictor(predictor, model_label)
         roles = ["top", "2nd", "3rd"]
         choices = [(roles[i], name) for i, (name, _p) in enumerate(list(top)[:3])]
-        self.caption.setText("Predicted: " + " · ".join(
-            f"{'<b>' if i == 0 else ''}{html.escape(name)} {format_probability(p)}{'</b>' if i == 0 else ''}"
-            for i, (name, p) in enumerate(list(top)[:3])))
+        self.caption.setText(
+            "Predicted: "
+            + " · ".join(
+                f"{'<b>' if i == 0 else ''}{html.escape(name)} {format_probability(p)}{'</b>' if i == 0 else ''}"
+                for i, (name, p) in enumerate(list(top)[:3])
+            )
+        )
         self.path_label.setText(os.path.normpath(path))
         self.view.show_image(path, choices, selected=1 if choices else 0)

@@ -119,8 +119,9 @@ class ExportDialog(QDialog):
 
         run = self.run_edit.text().strip()
         if run and not self._out_edited:
-            self.out_edit.setText(str(default_out(Path(run), self.format_combo.currentData(),
-                                                  self.int8_check.isChecked())))
+            self.out_edit.setText(
+                str(default_out(Path(run), self.format_combo.currentData(), self.int8_check.isChecked()))
+            )
 
     # ----------------------------------------------------------------- the export
 
@@ -131,9 +132,13 @@ class ExportDialog(QDialog):
         if not run:
             self._show_error("Choose the run folder to export.")
             return
-        options = dict(format=self.format_combo.currentData(), checkpoint=self.checkpoint_combo.currentData(),
-                       out=self.out_edit.text().strip() or None, int8=self.int8_check.isChecked(),
-                       force=self.force_check.isChecked())
+        options = dict(
+            format=self.format_combo.currentData(),
+            checkpoint=self.checkpoint_combo.currentData(),
+            out=self.out_edit.text().strip() or None,
+            int8=self.int8_check.isChecked(),
+            force=self.force_check.isChecked(),
+        )
 
         def work(task: BackgroundTask):
             from ..core.export import export
@@ -142,9 +147,13 @@ class ExportDialog(QDialog):
 
         self.export_button.setEnabled(False)
         self.status.setText("Exporting…")
-        self.task = run_in_background(work, on_result=self._finished, on_error=self._failed,
-                                      on_progress=lambda done, total, message: self.status.setText(message),
-                                      name="export")
+        self.task = run_in_background(
+            work,
+            on_result=self._finished,
+            on_error=self._failed,
+            on_progress=lambda done, total, message: self.status.setText(message),
+            name="export",
+        )
 
     def _finished(self, result) -> None:
         self.task = None
@@ -168,7 +177,9 @@ class ExportDialog(QDialog):
 
     def _show_error(self, message: str) -> None:
         self.export_failed.emit(message)
-        box = QMessageBox(QMessageBox.Icon.Warning, "Export model", message, QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Export model", message, QMessageBox.StandardButton.Ok, self
+        )
         box.setObjectName("export_error")
         box.open()  # not exec(): a test or the user closes it; the dialog stays responsive
 

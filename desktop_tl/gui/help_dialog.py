@@ -154,27 +154,35 @@ def version_rows() -> list[tuple[str, str]]:
 
 
 def about_html(host: Any = None) -> str:
-    rows = "".join(f"<tr><td>{html.escape(what)}</td><td>{html.escape(version)}</td></tr>"
-                   for what, version in version_rows())
+    rows = "".join(
+        f"<tr><td>{html.escape(what)}</td><td>{html.escape(version)}</td></tr>"
+        for what, version in version_rows()
+    )
     records = list(getattr(host, "records", []) or []) if host is not None else []
     if host is None:
         plugins = "<p>The plugins are still loading.</p>"
     elif not records:
         plugins = "<p>No plugins are installed.</p>"
     else:
-        plugins = "<table cellspacing='0' cellpadding='3'><tr><th align='left'>Plugin</th>" \
-                  "<th align='left'>Distribution</th><th align='left'>Version</th>" \
-                  "<th align='left'>Status</th></tr>" + "".join(
-                      f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.distribution)}</td>"
-                      f"<td>{html.escape(r.version)}</td><td>{html.escape(r.status)}</td></tr>"
-                      for r in records) + "</table>"
+        plugins = (
+            "<table cellspacing='0' cellpadding='3'><tr><th align='left'>Plugin</th>"
+            "<th align='left'>Distribution</th><th align='left'>Version</th>"
+            "<th align='left'>Status</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(r.name)}</td><td>{html.escape(r.distribution)}</td>"
+                f"<td>{html.escape(r.version)}</td><td>{html.escape(r.status)}</td></tr>"
+                for r in records
+            )
+            + "</table>"
+        )
     return (
         f"<h3>desktop-tl {html.escape(__version__)}</h3>"
         "<p>Transfer learning with pretrained image models: pick a backbone, choose which "
         "layers train, watch the curves, inspect the mistakes, predict, export.</p>"
         "<p>Projects are run files: re-run one with <code>desktop-tl train project.toml</code>.</p>"
         f"<h4>Versions</h4><table cellspacing='0' cellpadding='3'>{rows}</table>"
-        f"<h4>Plugins</h4>{plugins}")
+        f"<h4>Plugins</h4>{plugins}"
+    )
 
 
 # --------------------------------------------------------------------------- the dialog
@@ -231,7 +239,8 @@ class HelpDialog(QDialog):
             self.how_browser.setHtml(
                 f"<p>The help page is missing: it should be at {html.escape(str(page))}. "
                 "Reinstall desktop-tl, or set DTL_RESOURCES to the folder that holds "
-                "help/.</p>")
+                "help/.</p>"
+            )
         self.about_browser.setHtml(about_html(getattr(self.window_, "host", None)))
 
     def show_page(self, page: str) -> None:
@@ -255,10 +264,11 @@ def open_help(window: Any, page: str) -> HelpDialog:
 
 def install_help_menu(window: Any, menu: QMenu) -> None:
     """Fill the Help menu: Keyboard shortcuts, How it works (F1), About."""
-    entries = (("&Keyboard shortcuts", None, "shortcuts", "help_shortcuts_action"),
-               ("&How it works", QKeySequence(QKeySequence.StandardKey.HelpContents), "how",
-                "help_how_action"),
-               ("&About desktop-tl", None, "about", "about_action"))
+    entries = (
+        ("&Keyboard shortcuts", None, "shortcuts", "help_shortcuts_action"),
+        ("&How it works", QKeySequence(QKeySequence.StandardKey.HelpContents), "how", "help_how_action"),
+        ("&About desktop-tl", None, "about", "about_action"),
+    )
     for text, keys, page, attribute in entries:
         action = QAction(text, window)
         if keys is not None and not keys.isEmpty():

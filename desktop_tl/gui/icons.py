@@ -81,10 +81,10 @@ def placeholder_pixmap(size: int, palette: QPalette, *, broken: bool = False) ->
         inner = rect.adjusted(size * 0.25, size * 0.28, -size * 0.25, -size * 0.28)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawRoundedRect(inner, 3, 3)
-        painter.drawLine(inner.topLeft() + (inner.topRight() - inner.topLeft()) * 0.55,
-                         inner.center())
-        painter.drawLine(inner.center(),
-                         inner.bottomLeft() + (inner.bottomRight() - inner.bottomLeft()) * 0.4)
+        painter.drawLine(inner.topLeft() + (inner.topRight() - inner.topLeft()) * 0.55, inner.center())
+        painter.drawLine(
+            inner.center(), inner.bottomLeft() + (inner.bottomRight() - inner.bottomLeft()) * 0.4
+        )
     else:
         colour = mix(base, text, 0.45)
         font = QFont(painter.font())

@@ -12,22 +12,8 @@ import html
 import os
 from typing import Any
 
-from PySide6.QtCore import (
-    QModelIndex,
-    QRect,
-    QRectF,
-    QSize,
-    Qt,
-)
-from PySide6.QtGui import (
-    QFont,
-    QKeySequence,
-    QPainter,
-    QPaintEvent,
-    QPalette,
-    QPen,
-    QShortcut,
-)
+from PySide6.QtCore import QModelIndex, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QFont, QKeySequence, QPainter, QPaintEvent, QPalette, QPen, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -94,7 +80,10 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(tile, 6, 6)
 
         box = QRect(
-            int(tile.x() + (tile.width() - THUMBNAIL_SIDE) / 2), int(tile.y() + 8), THUMBNAIL_SIDE, THUMBNAIL_SIDE
+            int(tile.x() + (tile.width() - THUMBNAIL_SIDE) / 2),
+            int(tile.y() + 8),
+            THUMBNAIL_SIDE,
+            THUMBNAIL_SIDE,
         )
         self._thumbnail.paint(painter, box, entry["path"], palette)
 
@@ -114,7 +103,9 @@ class GalleryDelegate(QStyledItemDelegate):
             QRect(x, y + metrics.height(), width, metrics.height()),
             Qt.AlignmentFlag.AlignHCenter,
             metrics.elidedText(
-                f"predicted: {entry['pred']} (p={float(entry['prob']):.2f})", Qt.TextElideMode.ElideMiddle, width
+                f"predicted: {entry['pred']} (p={float(entry['prob']):.2f})",
+                Qt.TextElideMode.ElideMiddle,
+                width,
             ),
         )
         painter.restore()
@@ -133,7 +124,9 @@ class GalleryView(QListView):
         if model is not None and model.rowCount() == 0 and self.placeholder:
             painter = QPainter(self.viewport())
             palette = self.palette()
-            painter.setPen(mix(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text), 0.55))
+            painter.setPen(
+                mix(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text), 0.55)
+            )
             painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             painter.end()
 

@@ -69,8 +69,7 @@ class LogView(QWidget):
         self._text.setMaximumBlockCount(MAX_VISIBLE_LINES)
         self._text.setUndoRedoEnabled(False)
         self._text.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-            | Qt.TextInteractionFlag.TextSelectableByKeyboard
+            Qt.TextInteractionFlag.TextSelectableByMouse | Qt.TextInteractionFlag.TextSelectableByKeyboard
         )
         mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         self._text.setFont(mono)
@@ -217,4 +216,3 @@ def _normalise_level(level: str) -> str:
     if level == "warn":
         return "warning"
     return level if level in LEVELS else "info"
-

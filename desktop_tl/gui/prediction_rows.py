@@ -11,21 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import (
-    QFont,
-    QFontMetrics,
-    QPainter,
-    QPaintEvent,
-    QPalette,
-    QPen,
-)
-from PySide6.QtWidgets import (
-    QListView,
-    QStyle,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
-    QWidget,
-)
+from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtWidgets import QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from .icons import mix, semantic_colour
 from .thumbnails import ThumbnailLoader, ThumbnailPainter
@@ -99,7 +86,9 @@ class PredictionDelegate(QStyledItemDelegate):
         painter.drawLine(rect.bottomLeft(), rect.bottomRight())
 
         # Thumbnail.
-        box = QRect(rect.x() + 8, rect.y() + (rect.height() - THUMBNAIL_SIDE) // 2, THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+        box = QRect(
+            rect.x() + 8, rect.y() + (rect.height() - THUMBNAIL_SIDE) // 2, THUMBNAIL_SIDE, THUMBNAIL_SIDE
+        )
         self._thumbnail.paint(painter, box, row.path, palette, broken=row.status == "error")
 
         # Name and folder.
@@ -131,12 +120,15 @@ class PredictionDelegate(QStyledItemDelegate):
             painter.drawText(
                 QRect(info_x, rect.y() + 10 + 2 * (line + 2) + 6, info_w, line),
                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                metrics.elidedText(f"→ {best}  ({format_probability(probability)})",
-                                   Qt.TextElideMode.ElideRight, info_w),
+                metrics.elidedText(
+                    f"→ {best}  ({format_probability(probability)})", Qt.TextElideMode.ElideRight, info_w
+                ),
             )
 
         # Bars, or the state of the row.
-        area = QRect(info_x + info_w + 16, rect.y() + 8, rect.right() - (info_x + info_w + 16) - 10, rect.height() - 16)
+        area = QRect(
+            info_x + info_w + 16, rect.y() + 8, rect.right() - (info_x + info_w + 16) - 10, rect.height() - 16
+        )
         if row.status == "done":
             self._paint_bars(painter, option, area, row.top[: self._view.top_k])
         else:

@@ -82,9 +82,7 @@ def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[st
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions
-            )
+            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             left_out += max(0, len(found) - MAX_IMAGES_PER_FOLDER)
             result.extend(found[:MAX_IMAGES_PER_FOLDER])
         else:
@@ -171,7 +169,8 @@ class PredictionView(QWidget):
             self.checkpoint_combo.addItem(text, kind)
         self.checkpoint_combo.setToolTip(
             "Predict with the run's best checkpoint (highest validation accuracy) or its "
-            "last one; the Evaluation tab uses the same")
+            "last one; the Evaluation tab uses the same"
+        )
         self.checkpoint_combo.setEnabled(False)
         self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
         self.choose_button = QPushButton("Choose images…", self)
@@ -183,7 +182,8 @@ class PredictionView(QWidget):
         self.explain_button = QPushButton("Where the model looked…", self)
         self.explain_button.setToolTip(
             "Show the chosen image large with a heat map of the parts that made the model "
-            "pick its top class (also: double-click a row, or right-click it)")
+            "pick its top class (also: double-click a row, or right-click it)"
+        )
         self.explain_button.setEnabled(False)
         self.explain_button.clicked.connect(lambda: self.explain_row(self._list.currentIndex().row()))
         self._explanation: ExplanationDialog | None = None
@@ -315,8 +315,9 @@ class PredictionView(QWidget):
             return None
         if self._explanation is None:
             self._explanation = ExplanationDialog(self)
-        self._explanation.show_prediction(self._predictor, self._source_label, entry.path,
-                                          entry.top[: self._top_k])
+        self._explanation.show_prediction(
+            self._predictor, self._source_label, entry.path, entry.top[: self._top_k]
+        )
         self._explanation.show()
         self._explanation.raise_()
         return self._explanation
@@ -356,8 +357,7 @@ class PredictionView(QWidget):
                 self._predict(new)
         if left_out:
             self._show_status(
-                f"{left_out} images were left out: a folder adds at most {MAX_IMAGES_PER_FOLDER}.",
-                "warning",
+                f"{left_out} images were left out: a folder adds at most {MAX_IMAGES_PER_FOLDER}.", "warning"
             )
         elif not expanded:
             self._show_status("No image files were found there.", "warning")
@@ -418,7 +418,9 @@ class PredictionView(QWidget):
         if self.loads_own_checkpoints and self._run_folder is not None and not self._loads.busy:
             self.load_run(self._run_folder, checkpoint=kind)
 
-    def load_run(self, path: str | os.PathLike[str], *, label: str = "", checkpoint: str | None = None) -> None:
+    def load_run(
+        self, path: str | os.PathLike[str], *, label: str = "", checkpoint: str | None = None
+    ) -> None:
         """Load a checkpoint of the run folder ``path`` (``checkpoint``: "best" or "last";
         by default the one chosen in the view) on a worker thread and predict with it; a
         failure is explained in the status line. ``label`` says where the model came from
@@ -486,7 +488,11 @@ class PredictionView(QWidget):
                 continue
             row: PredictionRow = item.data(ROW_ROLE)
             if prediction.error:
-                row.status, row.error, row.top = "error", _readable_error(prediction.path, prediction.error), []
+                row.status, row.error, row.top = (
+                    "error",
+                    _readable_error(prediction.path, prediction.error),
+                    [],
+                )
             else:
                 row.status, row.error, row.top = "done", None, [(str(n), float(p)) for n, p in prediction.top]
             self._refresh_item(item, row)
@@ -519,14 +525,21 @@ class PredictionView(QWidget):
 
         running = run_in_progress(folder)  # another process (or this window) still trains it
         kind = getattr(predictor, "checkpoint", "") or self.checkpoint()
-        label = (self._loading_label + " · " + checkpoint_text(kind, getattr(predictor, "epoch", None))
-                 + (" (still training)" if running else ""))
+        label = (
+            self._loading_label
+            + " · "
+            + checkpoint_text(kind, getattr(predictor, "epoch", None))
+            + (" (still training)" if running else "")
+        )
         self._run_folder = folder
         self.set_predictor(predictor, label)
         self.show_checkpoint(kind, folder)
         if running:
-            self._show_status(f"This run is still training ({running}); predictions use its {kind} "
-                              "checkpoint so far. Load it again when training has finished.", "warning")
+            self._show_status(
+                f"This run is still training ({running}); predictions use its {kind} "
+                "checkpoint so far. Load it again when training has finished.",
+                "warning",
+            )
         self.run_loaded.emit(folder)
 
     def _on_run_failed(self, folder: str, failure: JobFailure) -> None:

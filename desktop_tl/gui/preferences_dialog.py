@@ -69,15 +69,29 @@ class FolderPreference:
 
 
 FOLDERS = (
-    FolderPreference("runs", "Runs folder", "DTL_RUNS_DIR", runs_dir,
-                     "Each run started from this window gets a new folder here; the run "
-                     "history lists the runs in it."),
-    FolderPreference("weights", "Weights folder", WEIGHTS_DIR_ENV, weights_dir,
-                     "Pretrained weights files are looked up here (after the torch hub "
-                     "cache), and Import weights… copies files into it."),
-    FolderPreference("cache", "Cache folder", "DTL_CACHE_DIR", cache_dir,
-                     "Features of frozen layers are kept here (in features/) so that a "
-                     "later run on the same images skips the frozen part."),
+    FolderPreference(
+        "runs",
+        "Runs folder",
+        "DTL_RUNS_DIR",
+        runs_dir,
+        "Each run started from this window gets a new folder here; the run history lists the runs in it.",
+    ),
+    FolderPreference(
+        "weights",
+        "Weights folder",
+        WEIGHTS_DIR_ENV,
+        weights_dir,
+        "Pretrained weights files are looked up here (after the torch hub "
+        "cache), and Import weights… copies files into it.",
+    ),
+    FolderPreference(
+        "cache",
+        "Cache folder",
+        "DTL_CACHE_DIR",
+        cache_dir,
+        "Features of frozen layers are kept here (in features/) so that a "
+        "later run on the same images skips the frozen part.",
+    ),
 )
 
 
@@ -100,8 +114,7 @@ class AppPreferences(QObject):
 
     def default_note(self, folder: FolderPreference) -> str:
         """Where the folder is when nothing is chosen, and why."""
-        origin = (f"from {folder.variable}" if self.launch_environment[folder.variable]
-                  else "the default")
+        origin = f"from {folder.variable}" if self.launch_environment[folder.variable] else "the default"
         return f"{self.default_folders[folder.key]} ({origin})"
 
     def apply_folders(self) -> None:
@@ -219,8 +232,7 @@ def theme_palette(theme: str) -> QPalette:
     for role, colour in colours.items():
         palette.setColor(role, QColor(colour))
     dimmed = QColor(colours[QPalette.ColorRole.PlaceholderText])
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
-                 QPalette.ColorRole.ButtonText):
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
         palette.setColor(QPalette.ColorGroup.Disabled, role, dimmed)
     return palette
 
@@ -276,14 +288,17 @@ def describe_size(nbytes: int) -> str:
 class FolderRow(QWidget):
     """A folder field with Browse… and Default, and a line saying why it was refused."""
 
-    def __init__(self, folder: FolderPreference, chosen: str, default_note: str,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, folder: FolderPreference, chosen: str, default_note: str, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.folder = folder
         self.edit = QLineEdit(chosen)
         self.edit.setPlaceholderText(default_note)
-        self.edit.setToolTip(f"{folder.purpose}\nEmpty: {default_note}. "
-                             f"Sets {folder.variable} for runs started from this window.")
+        self.edit.setToolTip(
+            f"{folder.purpose}\nEmpty: {default_note}. "
+            f"Sets {folder.variable} for runs started from this window."
+        )
         self.edit.setClearButtonEnabled(True)
         self.browse_button = QPushButton("Browse…")
         self.browse_button.clicked.connect(self.browse)
@@ -307,8 +322,7 @@ class FolderRow(QWidget):
 
     def browse(self) -> None:
         start = self.text() or self.edit.placeholderText().rsplit(" (", 1)[0]
-        chosen = QFileDialog.getExistingDirectory(self, f"Choose the {self.folder.label.lower()}",
-                                                  start)
+        chosen = QFileDialog.getExistingDirectory(self, f"Choose the {self.folder.label.lower()}", start)
         if chosen:
             self.edit.setText(chosen)
             self.check()
@@ -320,13 +334,17 @@ class FolderRow(QWidget):
             return True
         path = Path(text).expanduser()
         if not path.is_absolute():
-            self.problem.show_message("error", f"{text} is not a full path: choose the folder "
-                                               "with Browse… or type it from the top.")
+            self.problem.show_message(
+                "error", f"{text} is not a full path: choose the folder with Browse… or type it from the top."
+            )
             return False
         reason = unwritable_place(path)
         if reason:
-            self.problem.show_message("error", f"{path} cannot be written ({reason}). Choose "
-                                               "a folder you can write to, or ask for write access.")
+            self.problem.show_message(
+                "error",
+                f"{path} cannot be written ({reason}). Choose "
+                "a folder you can write to, or ask for write access.",
+            )
             return False
         return True
 
@@ -348,8 +366,7 @@ class PreferencesDialog(QDialog):
         folders_form = QFormLayout(folders_box)
         self.folder_rows: dict[str, FolderRow] = {}
         for folder in FOLDERS:
-            row = FolderRow(folder, self.preferences.chosen(folder),
-                            self.preferences.default_note(folder))
+            row = FolderRow(folder, self.preferences.chosen(folder), self.preferences.default_note(folder))
             row.setEnabled(not running)
             self.folder_rows[folder.key] = row
             label = QLabel(folder.label)
@@ -369,7 +386,8 @@ class PreferencesDialog(QDialog):
         self.budget_spin.setToolTip(
             "How much memory a run may use for cached features and decoded images before "
             "the rest goes to the cache folder on disk (train.cache_budget_mb). New "
-            "projects start with this value; an open project keeps its own.")
+            "projects start with this value; an open project keeps its own."
+        )
         cache_form.addRow("Memory budget for new projects", self.budget_spin)
         self.cache_size_label = QLabel()
         self.cache_size_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -395,8 +413,9 @@ class PreferencesDialog(QDialog):
         self.theme_combo.currentIndexChanged.connect(self._on_theme_chosen)
         look_form.addRow("Theme", self.theme_combo)
 
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         self.buttons = buttons
@@ -422,21 +441,27 @@ class PreferencesDialog(QDialog):
         folder = self.cache_folder()
         files, size = feature_cache_usage(folder)
         self.cache_size_label.setText(
-            (f"{describe_size(size)} in {files} file{'s' if files != 1 else ''}" if files
-             else "Empty") + f"\n{folder}")
-        self.clear_button.setEnabled(bool(files) and
-                                     getattr(self.window_, "run_state", "idle") not in _RUN_GOING)
+            (f"{describe_size(size)} in {files} file{'s' if files != 1 else ''}" if files else "Empty")
+            + f"\n{folder}"
+        )
+        self.clear_button.setEnabled(
+            bool(files) and getattr(self.window_, "run_state", "idle") not in _RUN_GOING
+        )
         return files, size
 
     def ask_clear_cache(self) -> None:
         files, size = self.refresh_cache_size()
         if not files:
             return
-        box = QMessageBox(QMessageBox.Icon.Question, "Clear the feature cache",
-                          f"Delete {describe_size(size)} of cached features in "
-                          f"{self.cache_folder()}? Later runs compute them again (slower the "
-                          "first time). Nothing else in the folder is touched.",
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Clear the feature cache",
+            f"Delete {describe_size(size)} of cached features in "
+            f"{self.cache_folder()}? Later runs compute them again (slower the "
+            "first time). Nothing else in the folder is touched.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
         box.button(QMessageBox.StandardButton.Yes).setText("Delete")
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
         box.setWindowModality(Qt.WindowModality.WindowModal)
@@ -459,11 +484,14 @@ class PreferencesDialog(QDialog):
         files, after = self.refresh_cache_size()
         if files:
             self.cache_notice.show_message(
-                "warning", f"Freed {describe_size(before - after)}; {files} file(s) could not "
-                "be deleted (in use by a run in another program, or being written now).")
+                "warning",
+                f"Freed {describe_size(before - after)}; {files} file(s) could not "
+                "be deleted (in use by a run in another program, or being written now).",
+            )
         else:
-            self.cache_notice.show_message("good", f"Freed {describe_size(before - after)} "
-                                                   f"({len(removed)} file(s) deleted).")
+            self.cache_notice.show_message(
+                "good", f"Freed {describe_size(before - after)} ({len(removed)} file(s) deleted)."
+            )
         return removed
 
     # ------------------------------------------------------------------ theme

@@ -168,19 +168,26 @@ class ProjectController(QObject):
         if self.question is not None:  # already asking about another action
             return False
         name = self.path.name if self.path else "The untitled project"
-        box = QMessageBox(QMessageBox.Icon.Question, "Save changes?",
-                          f"{name} has changes that are not saved.\n\n"
-                          f"Save them before you {what}?",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                          | QMessageBox.StandardButton.Cancel, window)
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Save changes?",
+            f"{name} has changes that are not saved.\n\nSave them before you {what}?",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            window,
+        )
         box.setObjectName("unsavedQuestion")
         box.setDefaultButton(QMessageBox.StandardButton.Save)
         box.setEscapeButton(QMessageBox.StandardButton.Cancel)
         box.setWindowModality(Qt.WindowModality.WindowModal)
 
         def answered(_result: int) -> None:
-            button = box.standardButton(box.clickedButton()) if box.clickedButton() else \
-                QMessageBox.StandardButton.Cancel
+            button = (
+                box.standardButton(box.clickedButton())
+                if box.clickedButton()
+                else QMessageBox.StandardButton.Cancel
+            )
             self.question = None
             box.deleteLater()
             if button == QMessageBox.StandardButton.Save:
@@ -222,8 +229,9 @@ class ProjectController(QObject):
         lock = QLockFile(str(folder / "autosave.lock"))
         lock.setStaleLockTime(0)  # only a running process holds it; a crashed one's is stale
         if not lock.tryLock(0):
-            self._window.log("info", "another desktop-tl window is open: it keeps the "
-                                     "autosave, this one does not")
+            self._window.log(
+                "info", "another desktop-tl window is open: it keeps the autosave, this one does not"
+            )
             return False
         self._autosave_lock = lock
         self.autosave_timer.start()
@@ -239,8 +247,7 @@ class ProjectController(QObject):
 
         origin = json.dumps(str(self.path) if self.path else "")
         try:
-            atomic_write_text(path, f"{_AUTOSAVE_HEADER}{origin}\n"
-                                    + window.current_config().to_toml())
+            atomic_write_text(path, f"{_AUTOSAVE_HEADER}{origin}\n" + window.current_config().to_toml())
         except OSError as exc:
             window.log("warning", f"the autosave to {path} failed: {exc}")
             return False
@@ -273,12 +280,19 @@ class ProjectController(QObject):
         if not path.is_file():
             return False
         origin = _autosave_origin(path)
-        what = f"your unsaved changes to {Path(origin).name}" if origin else \
-            "an untitled project that was never saved"
-        box = QMessageBox(QMessageBox.Icon.Question, "Restore unsaved work?",
-                          f"desktop-tl did not close normally last time. It kept {what}.\n\n"
-                          "Restore them? Discard deletes that copy.",
-                          QMessageBox.StandardButton.NoButton, self._window)
+        what = (
+            f"your unsaved changes to {Path(origin).name}"
+            if origin
+            else "an untitled project that was never saved"
+        )
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Restore unsaved work?",
+            f"desktop-tl did not close normally last time. It kept {what}.\n\n"
+            "Restore them? Discard deletes that copy.",
+            QMessageBox.StandardButton.NoButton,
+            self._window,
+        )
         box.setObjectName("restoreQuestion")
         restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
         box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
@@ -335,7 +349,6 @@ def _autosave_origin(path: Path) -> str:
     """The project file an autosave belongs to ("" for an untitled project)."""
     try:
         first = path.read_text(encoding="utf-8").splitlines()[0]
-        return str(json.loads(first[len(_AUTOSAVE_HEADER):])) \
-            if first.startswith(_AUTOSAVE_HEADER) else ""
+        return str(json.loads(first[len(_AUTOSAVE_HEADER) :])) if first.startswith(_AUTOSAVE_HEADER) else ""
     except (OSError, UnicodeDecodeError, IndexError, ValueError):
         return ""

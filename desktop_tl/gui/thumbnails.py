@@ -117,7 +117,9 @@ class ThumbnailPainter:
         """Drop the GPU-side pixmaps (the loader keeps its decoded images)."""
         self._pixmaps.clear()
 
-    def paint(self, painter: QPainter, box: QRect, path: str, palette: QPalette, *, broken: bool = False) -> None:
+    def paint(
+        self, painter: QPainter, box: QRect, path: str, palette: QPalette, *, broken: bool = False
+    ) -> None:
         pixmap = self._pixmaps.get(path)
         if pixmap is None:
             image = self.loader.image(path)
@@ -131,7 +133,9 @@ class ThumbnailPainter:
             pixmap = placeholder_pixmap(box.width(), palette, broken=broken)
         size = pixmap.size().scaled(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
         if pixmap.width() <= box.width() and pixmap.height() <= box.height():
-            factor = max(1, min(box.width() // max(1, pixmap.width()), box.height() // max(1, pixmap.height())))
+            factor = max(
+                1, min(box.width() // max(1, pixmap.width()), box.height() // max(1, pixmap.height()))
+            )
             size = pixmap.size() * factor
         target = QRect(
             box.x() + (box.width() - size.width()) // 2,

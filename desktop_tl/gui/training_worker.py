@@ -40,8 +40,14 @@ class TrainingWorker(QObject):
     log_message = Signal(object)  # LogMessage
     run_finished = Signal(object)  # RunFinished, exactly once, always last
 
-    def __init__(self, config: RunConfig, host: Any = None, resume: bool = False,
-                 prepared: Any = None, prepared_with: DataConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        host: Any = None,
+        resume: bool = False,
+        prepared: Any = None,
+        prepared_with: DataConfig | None = None,
+    ) -> None:
         super().__init__()
         self._config = config
         self._host = host
@@ -82,9 +88,14 @@ class TrainingWorker(QObject):
         try:
             from ..core.training import Trainer
 
-            trainer = Trainer(self._config, host=self._host, on_event=self._on_event,
-                              resume=self._resume, prepared=self._prepared,
-                              prepared_with=self._prepared_with)
+            trainer = Trainer(
+                self._config,
+                host=self._host,
+                on_event=self._on_event,
+                resume=self._resume,
+                prepared=self._prepared,
+                prepared_with=self._prepared_with,
+            )
             with self._lock:
                 self._trainer = trainer
                 pending, self._pending_commands = self._pending_commands, []
@@ -99,8 +110,9 @@ class TrainingWorker(QObject):
                 self.log_message.emit(LogMessage("error", traceback.format_exc()))
             # The engine reports how a run ends; this one ended before it could.
             self.log_message.emit(LogMessage("error", f"run failed: {reason}"))
-            result = RunFinished("failed", reason or type(exc).__name__, "",
-                                 {"train_seconds": time.monotonic() - started})
+            result = RunFinished(
+                "failed", reason or type(exc).__name__, "", {"train_seconds": time.monotonic() - started}
+            )
         if self._finished_event is None:
             if not isinstance(result, RunFinished):
                 result = RunFinished("failed", "the engine returned no result", "", {})
@@ -144,9 +156,16 @@ class TrainingSession(QObject):
 
     stopped = Signal(object)  # the RunFinished that ended the run
 
-    def __init__(self, config: RunConfig, host: Any = None, resume: bool = False,
-                 parent: QObject | None = None, *, prepared: Any = None,
-                 prepared_with: DataConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        host: Any = None,
+        resume: bool = False,
+        parent: QObject | None = None,
+        *,
+        prepared: Any = None,
+        prepared_with: DataConfig | None = None,
+    ) -> None:
         super().__init__(parent)
         self.config = config
         self.thread = QThread()

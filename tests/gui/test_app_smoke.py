@@ -18,15 +18,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 def gui_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(QT_QPA_PLATFORM="offscreen", DTL_RUNS_DIR=str(tmp_path / "runs"),
-               OMP_NUM_THREADS="2")
+    env.update(QT_QPA_PLATFORM="offscreen", DTL_RUNS_DIR=str(tmp_path / "runs"), OMP_NUM_THREADS="2")
     return env
 
 
 def run_cli(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "desktop_tl", *args], cwd=REPO,
-                          env=gui_env(tmp_path), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop_tl", *args],
+        cwd=REPO,
+        env=gui_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def write_project(tmp_path: Path, data: Path, epochs: int = 2) -> Path:
@@ -60,8 +64,14 @@ def test_the_window_is_shown_before_torch_is_imported(tmp_path):
         "from desktop_tl.gui.app import release_window\n"
         "release_window(window)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=gui_env(tmp_path),
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env=gui_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     torch_loaded, visible, seconds, state = done.stdout.split(maxsplit=3)
     assert torch_loaded == "False"
@@ -75,9 +85,21 @@ def test_smoke_mode_trains_through_the_window_and_reports(tmp_path):
     project = write_project(tmp_path, data)
     screenshot = SCREENSHOTS / "window-smoke-project.png"
     report = tmp_path / "report.json"
-    done = run_cli(["gui", str(project), "--run", "--exit-when-done", "--screenshot",
-                    str(screenshot), "--report", str(report), "--settings",
-                    str(tmp_path / "settings.ini")], tmp_path)
+    done = run_cli(
+        [
+            "gui",
+            str(project),
+            "--run",
+            "--exit-when-done",
+            "--screenshot",
+            str(screenshot),
+            "--report",
+            str(report),
+            "--settings",
+            str(tmp_path / "settings.ini"),
+        ],
+        tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())
     assert result["status"] == "completed"
@@ -90,15 +112,30 @@ def test_smoke_mode_trains_through_the_window_and_reports(tmp_path):
     assert result["train_seconds"] > 0
     assert Path(result["run_dir"], "summary.json").is_file()
     assert screenshot.stat().st_size > 10_000
-    print({k: result[k] for k in ("max_ui_stall_ms", "window_shown_s", "backend_ready_s",
-                                  "train_seconds", "plot_redraws")})
+    print(
+        {
+            k: result[k]
+            for k in ("max_ui_stall_ms", "window_shown_s", "backend_ready_s", "train_seconds", "plot_redraws")
+        }
+    )
 
 
 def test_smoke_mode_fails_clearly_when_the_data_is_missing(tmp_path):
     project = write_project(tmp_path, tmp_path / "gone")
     report = tmp_path / "report.json"
-    done = run_cli(["gui", str(project), "--run", "--exit-when-done", "--report", str(report),
-                    "--settings", str(tmp_path / "settings.ini")], tmp_path)
+    done = run_cli(
+        [
+            "gui",
+            str(project),
+            "--run",
+            "--exit-when-done",
+            "--report",
+            str(report),
+            "--settings",
+            str(tmp_path / "settings.ini"),
+        ],
+        tmp_path,
+    )
     assert done.returncode == 1
     result = json.loads(report.read_text())
     assert result["status"] == "failed"
@@ -120,9 +157,24 @@ def test_demo_smoke_run(tmp_path):
     """The documented command: the sample dataset with the pretrained EfficientNet-Lite0."""
     screenshot = SCREENSHOTS / "window-smoke-demo.png"
     report = tmp_path / "report.json"
-    done = run_cli(["gui", "--demo", "--run", "--exit-when-done", "--epochs", "2",
-                    "--screenshot", str(screenshot), "--report", str(report),
-                    "--settings", str(tmp_path / "settings.ini")], tmp_path, timeout=900)
+    done = run_cli(
+        [
+            "gui",
+            "--demo",
+            "--run",
+            "--exit-when-done",
+            "--epochs",
+            "2",
+            "--screenshot",
+            str(screenshot),
+            "--report",
+            str(report),
+            "--settings",
+            str(tmp_path / "settings.ini"),
+        ],
+        tmp_path,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())
     assert result["status"] == "completed"

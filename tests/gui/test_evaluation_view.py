@@ -155,11 +155,11 @@ def test_clicking_a_cell_filters_and_an_image_enlarges(qtbot, digit_results):
     view.set_results(**digit_results)
     confusion = digit_results["confusion"]
     # The largest off-diagonal cell: the model's most common confusion.
-    i, j = max(
-        ((a, b) for a in range(10) for b in range(10) if a != b), key=lambda c: confusion[c[0]][c[1]]
-    )
+    i, j = max(((a, b) for a in range(10) for b in range(10) if a != b), key=lambda c: confusion[c[0]][c[1]])
     geometry = view.matrix._geometry()
-    centre = geometry.origin + QPoint(j * geometry.cell + geometry.cell // 2, i * geometry.cell + geometry.cell // 2)
+    centre = geometry.origin + QPoint(
+        j * geometry.cell + geometry.cell // 2, i * geometry.cell + geometry.cell // 2
+    )
     qtbot.mouseClick(view.matrix, Qt.MouseButton.LeftButton, pos=centre)
     labels = view.gallery_labels()
     assert len(labels) == confusion[i][j]

@@ -81,8 +81,12 @@ def test_gallery_preview_shows_the_map_for_the_predicted_and_the_true_class(qtbo
     true = next(name for name in predictor.class_names if name != predicted)
     gone = tmp_path / "gone.png"
     Image.open(trained["both"]).save(gone)
-    report = predictor.evaluate([(p, predictor.class_names.index(p.parent.name))
-                                 for p in sorted((trained["photos"] / "val").rglob("*.jpg"))])
+    report = predictor.evaluate(
+        [
+            (p, predictor.class_names.index(p.parent.name))
+            for p in sorted((trained["photos"] / "val").rglob("*.jpg"))
+        ]
+    )
     entries = [
         # The composite shows both classes; listed as a mistake of the other one.
         {"path": str(trained["both"]), "true": true, "pred": predicted, "prob": probability},
@@ -93,8 +97,14 @@ def test_gallery_preview_shows_the_map_for_the_predicted_and_the_true_class(qtbo
     qtbot.addWidget(view)
     view.resize(1000, 700)
     view.show()
-    view.set_results(predictor.class_names, report.confusion, report.precision, report.recall, entries,
-                     caption="best epoch of the run")
+    view.set_results(
+        predictor.class_names,
+        report.confusion,
+        report.precision,
+        report.recall,
+        entries,
+        caption="best epoch of the run",
+    )
     view.set_explanation_model(predictor, "saved run: run (best epoch)")
     dialog = view.open_preview(0)
     qtbot.addWidget(dialog)
@@ -123,8 +133,9 @@ def test_gallery_preview_shows_the_map_for_the_predicted_and_the_true_class(qtbo
     save_shot(dialog, "gallery_predicted_class")
 
     qtbot.mouseClick(for_true, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: shown.shown_class() == true and shown.shown_explanation() is not None,
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: shown.shown_class() == true and shown.shown_explanation() is not None, timeout=60_000
+    )
     on_true = shown.shown_explanation()
     assert on_true.class_name == true and "true class" in shown.map_caption.text()
     # Each class's map lies on the half of the photo that shows it.
@@ -158,8 +169,7 @@ def test_without_a_model_the_gallery_says_how_to_get_one(qtbot, trained):
 
 
 def wait_idle(qtbot, view: PredictionView) -> None:
-    qtbot.waitUntil(lambda: not view.busy and all(r.status != "waiting" for r in view.rows()),
-                    timeout=60_000)
+    qtbot.waitUntil(lambda: not view.busy and all(r.status != "waiting" for r in view.rows()), timeout=60_000)
 
 
 def test_a_prediction_row_opens_with_the_map_of_its_top_class(qtbot, trained, tmp_path):
@@ -193,8 +203,9 @@ def test_a_prediction_row_opens_with_the_map_of_its_top_class(qtbot, trained, tm
 
     _, _, second_button = shown.choice_buttons()
     qtbot.mouseClick(second_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: shown.shown_class() != top_class and shown.shown_explanation() is not None,
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: shown.shown_class() != top_class and shown.shown_explanation() is not None, timeout=60_000
+    )
     second = shown.shown_explanation()
     assert second.class_name == row.top[1][0]
     assert np.abs(second.heatmap - top.heatmap).mean() > 0.1  # another class, another place
@@ -247,8 +258,9 @@ def test_the_window_explains_the_gallery_with_the_evaluated_checkpoint(qtbot, wi
     assert view.explanation_model.checkpoint == "best"
     # The gallery's enlarged view explains with that checkpoint: its label names it.
     wrong = view.evaluation.report.misclassified
-    entries = [m.to_dict() for m in wrong] or [{"path": str(trained["both"]), "true": "brick",
-                                                  "pred": "grass", "prob": 0.6}]
+    entries = [m.to_dict() for m in wrong] or [
+        {"path": str(trained["both"]), "true": "brick", "pred": "grass", "prob": 0.6}
+    ]
     if not wrong:  # a model without mistakes: show one image as if it were one
         view._show(["brick", "grass"], [[3, 1], [0, 4]], [], [], entries)
     dialog = view.open_preview(0)
@@ -260,9 +272,13 @@ def test_the_window_explains_the_gallery_with_the_evaluated_checkpoint(qtbot, wi
     dialog.close()
     # Choosing the last checkpoint changes the model the gallery explains with.
     view.set_checkpoint("last")
-    qtbot.waitUntil(lambda: view.evaluation is not None and view.evaluation.checkpoint == "last"
-                    and not view.busy, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: view.evaluation is not None and view.evaluation.checkpoint == "last" and not view.busy,
+        timeout=60_000,
+    )
     assert view.explanation_model is view.evaluation.predictor
     assert view.explanation_model.checkpoint == "last"
-    qtbot.waitUntil(lambda: not view.thumbnails.busy and not window.prediction_view.busy
-                    and not dialog.view.busy, timeout=30_000)
+    qtbot.waitUntil(
+        lambda: not view.thumbnails.busy and not window.prediction_view.busy and not dialog.view.busy,
+        timeout=30_000,
+    )

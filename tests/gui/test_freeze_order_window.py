@@ -17,8 +17,11 @@ from plugin.fakedist import GOOD_HEADER, FakeSite
 
 RUN_TIMEOUT_MS = 120_000
 
-_CHECK = {"trainable": Qt.CheckState.Checked, "frozen": Qt.CheckState.Unchecked,
-          "partial": Qt.CheckState.PartiallyChecked}
+_CHECK = {
+    "trainable": Qt.CheckState.Checked,
+    "frozen": Qt.CheckState.Unchecked,
+    "partial": Qt.CheckState.PartiallyChecked,
+}
 
 
 def test_tree_matches_the_checkpoint_after_quick_toggles_during_a_run(qtbot, window, tiny_dataset):
@@ -27,8 +30,9 @@ def test_tree_matches_the_checkpoint_after_quick_toggles_during_a_run(qtbot, win
     configure_fast_run(window, qtbot, tiny_dataset, epochs=4)
     layers = window.layer_panel
     # Backbone layers only: a run with nothing left to train is another matter.
-    names = [name for name in layers._items
-             if name.startswith("backbone") and layers.item_for(name).isCheckable()]
+    names = [
+        name for name in layers._items if name.startswith("backbone") and layers.item_for(name).isCheckable()
+    ]
     rng = random.Random(3)
     assert window.start_training()
     # Clicks start at once: a run on a fast machine can be over before its first batch
@@ -66,7 +70,9 @@ def test_tree_matches_the_checkpoint_after_quick_toggles_during_a_run(qtbot, win
     assert trainable_state(fresh) == saved["freeze_map"]
 
 
-BROKEN_BACKBONE = GOOD_HEADER + '''
+BROKEN_BACKBONE = (
+    GOOD_HEADER
+    + '''
 def _create(model_name, weights):
     raise RuntimeError("the lab licence server is unreachable")
 
@@ -76,10 +82,12 @@ def dtl_backbone_providers():
         id="licensed", display_name="Licensed nets", list_models=lambda: ["net1"],
         create=_create, weights_status=lambda name: WeightsStatus(True, "package"))]
 '''
+)
 
 
 def test_start_is_disabled_with_the_reason_when_the_model_cannot_be_built(
-        qtbot, tmp_path, monkeypatch, settings, runs_dir, tiny_dataset):
+    qtbot, tmp_path, monkeypatch, settings, runs_dir, tiny_dataset
+):
     from desktop_tl.core.config import RunConfig
     from desktop_tl.gui.background import cancel_and_wait_all
     from desktop_tl.gui.main_window import MainWindow
@@ -96,16 +104,22 @@ def test_start_is_disabled_with_the_reason_when_the_model_cannot_be_built(
     qtbot.addWidget(window)
     window.show()
     try:
-        window.set_backend(host, {"available": {"auto": True, "cpu": True, "cuda": False,
-                                                "mps": False}, "auto": "cpu"})
+        window.set_backend(
+            host, {"available": {"auto": True, "cpu": True, "cuda": False, "mps": False}, "auto": "cpu"}
+        )
         config = RunConfig()
         config.data.path = str(tiny_dataset)
         config.model.backbone = "licensed:net1"
         config.model.weights = "none"
         window.load_config(config)
-        qtbot.waitUntil(lambda: "could not be built" in window.layer_panel.placeholder.text()
-                        and window.data_panel.prepared is not None
-                        and not window.model_panel.busy, timeout=60_000)
+        qtbot.waitUntil(
+            lambda: (
+                "could not be built" in window.layer_panel.placeholder.text()
+                and window.data_panel.prepared is not None
+                and not window.model_panel.busy
+            ),
+            timeout=60_000,
+        )
 
         start = window.training_panel.start_button
         assert not start.isEnabled()

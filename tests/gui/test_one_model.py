@@ -35,9 +35,28 @@ def trained(tmp_path_factory):
         folder = root / f"runs{epochs}"
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("DTL_RUNS_DIR", str(folder))
-            code = main(["train", "--data", str(data), "--backbone", FAST_BACKBONE, "--weights", "none",
-                         "--epochs", str(epochs), "--batch-size", "8", "--lr", "0.01", "--device", "cpu",
-                         "--precision", "fp32", "--quiet"])
+            code = main(
+                [
+                    "train",
+                    "--data",
+                    str(data),
+                    "--backbone",
+                    FAST_BACKBONE,
+                    "--weights",
+                    "none",
+                    "--epochs",
+                    str(epochs),
+                    "--batch-size",
+                    "8",
+                    "--lr",
+                    "0.01",
+                    "--device",
+                    "cpu",
+                    "--precision",
+                    "fp32",
+                    "--quiet",
+                ]
+            )
             assert code == 0
         (runs[epochs],) = folder.iterdir()
     run = runs[3]
@@ -51,14 +70,22 @@ def _epoch(run: Path, kind: str) -> int:
 
 
 def _wait_for(qtbot, view, kind: str) -> None:
-    qtbot.waitUntil(lambda: not view.busy and view.evaluation is not None
-                    and view.evaluation.checkpoint == kind, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: not view.busy and view.evaluation is not None and view.evaluation.checkpoint == kind,
+        timeout=TIMEOUT_MS,
+    )
 
 
 def _settle(qtbot, window) -> None:
     """Let the thumbnails and predictions still on their way arrive before the window goes."""
-    qtbot.waitUntil(lambda: not window.evaluation_view.thumbnails.busy and not window.prediction_view.busy
-                    and not window.evaluation_view.busy, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: (
+            not window.evaluation_view.thumbnails.busy
+            and not window.prediction_view.busy
+            and not window.evaluation_view.busy
+        ),
+        timeout=TIMEOUT_MS,
+    )
 
 
 def _shot(widget, name: str) -> None:
@@ -88,8 +115,10 @@ def test_evaluation_and_prediction_use_the_chosen_checkpoint(window, qtbot, trai
     prediction.add_images([image])
 
     def agree(kind: str) -> None:
-        qtbot.waitUntil(lambda: prediction.rows()[0].status == "done"
-                        and prediction.predictor.checkpoint == kind, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(
+            lambda: prediction.rows()[0].status == "done" and prediction.predictor.checkpoint == kind,
+            timeout=TIMEOUT_MS,
+        )
         scored = evaluation.evaluation.probabilities[image]
         top = max(range(len(scored)), key=scored.__getitem__)
         name, probability = prediction.rows()[0].top[0]
@@ -209,7 +238,9 @@ def test_a_missing_or_damaged_checkpoint_and_gone_images_get_a_message(window, q
     split = json.loads((gone / "split.json").read_text())
     split["root"] = str(tmp_path / "moved")
     for subset in ("train", "val", "test"):
-        split[subset] = [[str(tmp_path / "moved" / Path(p).name), label] for p, label in split.get(subset, [])]
+        split[subset] = [
+            [str(tmp_path / "moved" / Path(p).name), label] for p, label in split.get(subset, [])
+        ]
     (gone / "split.json").write_text(json.dumps(split))
     image = str(sorted((trained["data"] / "val" / "red").iterdir())[0])
     prediction.load_run(gone, label="saved run: gone", checkpoint="best")

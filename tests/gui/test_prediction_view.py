@@ -141,13 +141,21 @@ def test_load_saved_run_then_predict_dropped_images(qtbot, tmp_path, trained_run
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(trained_run["new"]))])
     enter = QDragEnterEvent(
-        QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        QPoint(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     QApplication.sendEvent(view, enter)
     assert enter.isAccepted()
     assert view._list.drop_active
     drop = QDropEvent(
-        QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+        QPoint(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
     )
     QApplication.sendEvent(view, drop)
     assert not view._list.drop_active

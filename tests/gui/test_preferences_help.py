@@ -25,8 +25,11 @@ def launch_folders(tmp_path, monkeypatch, runs_dir):
     environment is put back after the test whatever Preferences set)."""
     monkeypatch.setenv("DTL_CACHE_DIR", str(tmp_path / "launch-cache"))
     monkeypatch.setenv("DTL_WEIGHTS_DIR", str(tmp_path / "launch-weights"))
-    return {"DTL_RUNS_DIR": runs_dir, "DTL_CACHE_DIR": tmp_path / "launch-cache",
-            "DTL_WEIGHTS_DIR": tmp_path / "launch-weights"}
+    return {
+        "DTL_RUNS_DIR": runs_dir,
+        "DTL_CACHE_DIR": tmp_path / "launch-cache",
+        "DTL_WEIGHTS_DIR": tmp_path / "launch-weights",
+    }
 
 
 @pytest.fixture
@@ -51,6 +54,7 @@ def press(qtbot, dialog, which):
 
 def answer_next_question(button_text: str) -> None:
     """Click ``button_text`` in the question box that is about to open."""
+
     def click() -> None:
         box = QApplication.activeModalWidget()
         assert isinstance(box, QMessageBox), f"expected a question, found {box!r}"
@@ -67,8 +71,9 @@ def feature_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
 
-def test_a_chosen_runs_and_cache_folder_take_the_next_run(qtbot, launch_folders, window,
-                                                         tiny_dataset, tmp_path):
+def test_a_chosen_runs_and_cache_folder_take_the_next_run(
+    qtbot, launch_folders, window, tiny_dataset, tmp_path
+):
     chosen_runs = tmp_path / "chosen" / "runs"
     chosen_cache = tmp_path / "chosen" / "cache"
     dialog = open_preferences(qtbot, window)
@@ -202,7 +207,10 @@ def test_the_shortcut_list_is_the_windows_own(qtbot, launch_folders, window):
     table = dialog.shortcut_table
     shown = [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount())]
     assert len(shown) == len(dialog.shortcuts)
-    assert ("Start training", QKeySequence("Ctrl+R").toString(QKeySequence.SequenceFormat.NativeText)) in shown
+    assert (
+        "Start training",
+        QKeySequence("Ctrl+R").toString(QKeySequence.SequenceFormat.NativeText),
+    ) in shown
     save_screenshot(dialog, "help-shortcuts")
 
     # Read from the window, not a copy: an action added later shows up at once.

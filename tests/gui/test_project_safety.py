@@ -28,8 +28,9 @@ def edit_epochs(window, epochs: int) -> None:
 def answer(qtbot, window, button: QMessageBox.StandardButton | str) -> QMessageBox:
     """Press ``button`` (a standard button, or the text of a custom one) in the question
     the window shows now."""
-    qtbot.waitUntil(lambda: window.project.question is not None
-                    and window.project.question.isVisible(), timeout=5_000)
+    qtbot.waitUntil(
+        lambda: window.project.question is not None and window.project.question.isVisible(), timeout=5_000
+    )
     box = window.project.question
     if isinstance(button, str):
         target = next(b for b in box.buttons() if b.text() == button)
@@ -174,11 +175,17 @@ os._exit(3)  # a crash: no close, no clean-up
 
 
 def crash_with_unsaved_changes(settings, project: Path, tmp_path: Path) -> Path:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DTL_RUNS_DIR=str(tmp_path / "runs"),
-               OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", CRASHING_SESSION, settings.file_name,
-                           str(project)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = dict(
+        os.environ, QT_QPA_PLATFORM="offscreen", DTL_RUNS_DIR=str(tmp_path / "runs"), OMP_NUM_THREADS="1"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_SESSION, settings.file_name, str(project)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 3, done.stderr
     autosave = Path(settings.file_name).parent / "autosave" / "unsaved-project.toml"
     assert autosave.is_file()
@@ -210,8 +217,7 @@ def write_project(tmp_path: Path) -> Path:
     return path
 
 
-def test_after_a_crash_the_unsaved_work_is_offered_back(qtbot, settings, gui_backend,
-                                                        runs_dir, tmp_path):
+def test_after_a_crash_the_unsaved_work_is_offered_back(qtbot, settings, gui_backend, runs_dir, tmp_path):
     project = write_project(tmp_path)
     autosave = crash_with_unsaved_changes(settings, project, tmp_path)
     window = start_window(qtbot, settings, gui_backend)

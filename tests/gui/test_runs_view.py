@@ -27,9 +27,26 @@ def shared_runs(tmp_path_factory):
     folder = root / "runs"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DTL_RUNS_DIR", str(folder))
-        code = main(["train", "--data", str(data), "--backbone", FAST_BACKBONE, "--weights", "none",
-                     "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--precision", "fp32",
-                     "--quiet"])
+        code = main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--backbone",
+                FAST_BACKBONE,
+                "--weights",
+                "none",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--precision",
+                "fp32",
+                "--quiet",
+            ]
+        )
         assert code == 0
     (cli_run,) = folder.iterdir()
     return {"folder": folder, "data": data, "cli_run": cli_run}
@@ -57,8 +74,9 @@ def _select(view, qtbot, *paths):
     qtbot.waitUntil(lambda: len(view.selected_runs()) == len(paths), timeout=5_000)
 
 
-def test_runs_from_the_cli_and_the_window_compared_and_exported(window, qtbot, shared_runs,
-                                                                runs_dir, tmp_path, trash, monkeypatch):
+def test_runs_from_the_cli_and_the_window_compared_and_exported(
+    window, qtbot, shared_runs, runs_dir, tmp_path, trash, monkeypatch
+):
     cli_run = shared_runs["cli_run"]
     configure_fast_run(window, qtbot, shared_runs["data"], epochs=3, lr=3e-3)
     with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
@@ -134,6 +152,7 @@ def test_runs_from_the_cli_and_the_window_compared_and_exported(window, qtbot, s
     # open the folder (the desktop's file manager is not called in a test)
     opened = []
     from PySide6.QtGui import QDesktopServices
+
     monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url) or True)
     view.open_folder_button.click()
     assert opened and opened[0].toLocalFile() == str(window_run_path)
@@ -173,8 +192,9 @@ def test_bad_run_folders_each_get_a_clear_message(window, qtbot, shared_runs, tm
     summary["versions"]["desktop_tl"] = "99.1"
     (extra / "newer" / "summary.json").write_text(json.dumps(summary))
     (extra / "no_metrics" / "metrics.csv").unlink()
-    (extra / "no_metrics" / "summary.json").write_text(json.dumps({"status": "cancelled",
-                                                                   "reason": "stopped by the user"}))
+    (extra / "no_metrics" / "summary.json").write_text(
+        json.dumps({"status": "cancelled", "reason": "stopped by the user"})
+    )
     summary = json.loads((extra / "other_data" / "summary.json").read_text())
     summary["classes"] = ["cyan", "magenta", "yellow"]
     (extra / "other_data" / "summary.json").write_text(json.dumps(summary))

@@ -57,8 +57,9 @@ def test_new_project_clears_the_last_run(qtbot, window, tiny_dataset, runs_dir):
     assert_no_results(window)
     assert "Choose a dataset folder" in window.training_panel.status_label.text()
     # The model is rebuilt without a dataset: no class count from the old one.
-    qtbot.waitUntil(lambda: not window.model_panel.busy and window.model_panel.built is not None,
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: not window.model_panel.busy and window.model_panel.built is not None, timeout=60_000
+    )
     assert "3 classes" not in window.model_panel.params_label.text()
     assert "until a dataset is chosen" in window.model_panel.params_label.text()
     save_screenshot(window, "issue11-after-new-project")
@@ -70,9 +71,13 @@ def test_another_dataset_clears_the_last_run(qtbot, window, tiny_dataset, tmp_pa
     train_one_epoch(qtbot, window, tiny_dataset)
     other = make_tiny_dataset(tmp_path / "other", classes=("cat", "dog"))
     window.open_dataset(other)
-    qtbot.waitUntil(lambda: window.data_panel.prepared is not None
-                    and window.data_panel.prepared.class_names == ["cat", "dog"],
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.data_panel.prepared is not None
+            and window.data_panel.prepared.class_names == ["cat", "dog"]
+        ),
+        timeout=30_000,
+    )
     assert_no_results(window)
     qtbot.waitUntil(window.is_ready, timeout=60_000)
     assert "for 2 classes" in window.model_panel.params_label.text()

@@ -27,11 +27,13 @@ def test_start_uses_the_data_the_panel_checked(qtbot, gui_backend, settings, run
     assert finished.status == "completed", finished.reason
     assert host.loads == checked  # the engine trained on what the panel had checked
     assert finished.summary["num_train"] + finished.summary["num_val"] == sum(
-        sum(counts.values()) for counts in window.data_panel.prepared.counts().values())
+        sum(counts.values()) for counts in window.data_panel.prepared.counts().values()
+    )
 
 
-def test_a_split_changed_just_before_start_is_the_one_trained(qtbot, gui_backend, settings, runs_dir,
-                                                              tmp_path):
+def test_a_split_changed_just_before_start_is_the_one_trained(
+    qtbot, gui_backend, settings, runs_dir, tmp_path
+):
     """Start pressed before the panel's re-check began: the engine sees that the checked
     data was split otherwise and splits again, so the run has the split on screen."""
     from helpers_data import make_image_folder

@@ -17,8 +17,7 @@ from window_helpers import FAST_BACKBONE, configure_fast_run, make_tiny_dataset,
 from helpers_data import make_image_folder, truncate_file
 
 
-def test_the_window_says_it_is_loading_until_the_backend_is_ready(qtbot, settings,
-                                                                   gui_backend, runs_dir):
+def test_the_window_says_it_is_loading_until_the_backend_is_ready(qtbot, settings, gui_backend, runs_dir):
     from desktop_tl.gui.main_window import MainWindow
 
     win = MainWindow(settings)
@@ -45,14 +44,16 @@ def test_dark_palette(qtbot, window, tiny_dataset):
     app = QApplication.instance()
     light = app.palette()
     dark = QPalette()
-    for role, colour in ((QPalette.ColorRole.Window, "#2b2b2b"),
-                         (QPalette.ColorRole.WindowText, "#e6e6e6"),
-                         (QPalette.ColorRole.Base, "#1e1e1e"),
-                         (QPalette.ColorRole.AlternateBase, "#262626"),
-                         (QPalette.ColorRole.Text, "#e6e6e6"),
-                         (QPalette.ColorRole.Button, "#353535"),
-                         (QPalette.ColorRole.ButtonText, "#e6e6e6"),
-                         (QPalette.ColorRole.PlaceholderText, "#8a8a8a")):
+    for role, colour in (
+        (QPalette.ColorRole.Window, "#2b2b2b"),
+        (QPalette.ColorRole.WindowText, "#e6e6e6"),
+        (QPalette.ColorRole.Base, "#1e1e1e"),
+        (QPalette.ColorRole.AlternateBase, "#262626"),
+        (QPalette.ColorRole.Text, "#e6e6e6"),
+        (QPalette.ColorRole.Button, "#353535"),
+        (QPalette.ColorRole.ButtonText, "#e6e6e6"),
+        (QPalette.ColorRole.PlaceholderText, "#8a8a8a"),
+    ):
         dark.setColor(role, QColor(colour))
     try:
         app.setPalette(dark)
@@ -109,8 +110,10 @@ def test_classes_counts_and_skipped_files(qtbot, window, tmp_path):
 
     table = panel.class_table
     assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["blue", "green", "red"]
-    counts = {table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 2).text())
-              for r in range(table.rowCount())}
+    counts = {
+        table.item(r, 0).text(): (table.item(r, 1).text(), table.item(r, 2).text())
+        for r in range(table.rowCount())
+    }
     assert counts == {"blue": ("6", "3"), "green": ("6", "3"), "red": ("5", "3")}
     assert table.isColumnHidden(3)  # no test split here
     assert "3 classes" in panel.summary_label.text()
@@ -122,8 +125,10 @@ def test_classes_counts_and_skipped_files(qtbot, window, tmp_path):
     assert "1 unreadable" in panel.skipped_button.text()
     panel.skipped_button.click()
     assert panel.skipped_table.isVisible()
-    skipped = {panel.skipped_table.item(r, 0).text(): panel.skipped_table.item(r, 1).text()
-               for r in range(panel.skipped_table.rowCount())}
+    skipped = {
+        panel.skipped_table.item(r, 0).text(): panel.skipped_table.item(r, 1).text()
+        for r in range(panel.skipped_table.rowCount())
+    }
     assert os.path.join("train", "red", "red_000.png") in skipped
     assert skipped[os.path.join("train", "red", "red_000.png")]  # the reason is given
     save_screenshot(window, "window-09-skipped-files")
@@ -138,8 +143,7 @@ def test_a_random_split_follows_the_validation_share(qtbot, window, tmp_path):
     assert panel.prepared.split_source == "stratified"
     assert len(panel.prepared.val) == 4  # 20 % of each class
     panel.val_spin.setValue(40)  # re-split after a short pause
-    qtbot.waitUntil(lambda: panel.prepared is not None and len(panel.prepared.val) == 8,
-                    timeout=30_000)
+    qtbot.waitUntil(lambda: panel.prepared is not None and len(panel.prepared.val) == 8, timeout=30_000)
     assert window.current_config().data.val_fraction == pytest.approx(0.4)
 
 
@@ -159,8 +163,13 @@ def test_checking_images_can_be_cancelled(qtbot, window, tmp_path):
 def test_dropping_a_folder_on_the_window_opens_it(qtbot, window, tiny_dataset):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(tiny_dataset))])
-    drop = QDropEvent(QPointF(400, 300), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(400, 300),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     window.dropEvent(drop)
     assert drop.isAccepted()
     qtbot.waitUntil(lambda: window.data_panel.prepared is not None, timeout=30_000)
@@ -172,8 +181,7 @@ def test_project_save_and_open_round_trip(qtbot, window, tiny_dataset, tmp_path)
     panel = window.training_panel
     panel.schedule_combo.setCurrentIndex(panel.schedule_combo.findData("cosine"))
     panel.lr_mult_spin.setValue(0.25)
-    window.data_panel.augment_combo.setCurrentIndex(
-        window.data_panel.augment_combo.findData("light"))
+    window.data_panel.augment_combo.setCurrentIndex(window.data_panel.augment_combo.findData("light"))
     window.layer_panel.last_spin.setValue(2)  # choosing N picks the "last N blocks" preset
     head = window.model_panel.head_combo
     head.setCurrentIndex(head.findData("mlp"))
@@ -206,8 +214,7 @@ def test_project_save_and_open_round_trip(qtbot, window, tiny_dataset, tmp_path)
     assert window.current_config().train.epochs == 7
 
 
-def test_layer_ticks_before_training_become_the_freeze_configuration(qtbot, window,
-                                                                     tiny_dataset):
+def test_layer_ticks_before_training_become_the_freeze_configuration(qtbot, window, tiny_dataset):
     configure_fast_run(window, qtbot, tiny_dataset)
     layers = window.layer_panel
     assert layers.check_state("backbone") == Qt.CheckState.Unchecked
@@ -230,24 +237,26 @@ def test_layer_ticks_before_training_become_the_freeze_configuration(qtbot, wind
     save_screenshot(window, "window-10-layer-tree")
 
 
-def test_missing_weights_offer_import_or_random_initialisation(qtbot, window, tiny_dataset,
-                                                              tmp_path, monkeypatch):
+def test_missing_weights_offer_import_or_random_initialisation(
+    qtbot, window, tiny_dataset, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DTL_WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty hub cache
     configure_fast_run(window, qtbot, tiny_dataset)
     model = window.model_panel
-    model.load_from(__import__("desktop_tl.core.config", fromlist=["ModelConfig"]).ModelConfig(
-        backbone="torchvision:resnet18", weights="auto"))
+    model.load_from(
+        __import__("desktop_tl.core.config", fromlist=["ModelConfig"]).ModelConfig(
+            backbone="torchvision:resnet18", weights="auto"
+        )
+    )
     assert model.weights_label.level == "error"
     assert "No pretrained weights for resnet18" in model.weights_label.text()
     assert "Import weights" in model.weights_label.text()
     assert "resnet18-" in model.weights_label.text()  # the usual file name
     assert model.import_button.isVisible()
     assert not window.training_panel.start_button.isEnabled()
-    qtbot.waitUntil(lambda: not model.busy and model.built.model_name == "resnet18",
-                    timeout=60_000)
-    assert "import weights or tick Random initialisation" in \
-        window.training_panel.status_label.text()
+    qtbot.waitUntil(lambda: not model.busy and model.built.model_name == "resnet18", timeout=60_000)
+    assert "import weights or tick Random initialisation" in window.training_panel.status_label.text()
     save_screenshot(window, "window-11-weights-missing")
 
     model.random_check.setChecked(True)
@@ -260,11 +269,19 @@ def test_missing_weights_offer_import_or_random_initialisation(qtbot, window, ti
     # Import a (randomly initialised, but correctly shaped) resnet18 weights file.
     # as .safetensors: random weights are refused under the published .pth name
     weights_file = tmp_path / "my-resnet18.safetensors"
-    subprocess.run([sys.executable, "-c", (
-        "import torch, torchvision, sys; torch.manual_seed(0); "
-        "from safetensors.torch import save_file; "
-        "save_file(torchvision.models.resnet18().state_dict(), sys.argv[1])"),
-        str(weights_file)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import torch, torchvision, sys; torch.manual_seed(0); "
+                "from safetensors.torch import save_file; "
+                "save_file(torchvision.models.resnet18().state_dict(), sys.argv[1])"
+            ),
+            str(weights_file),
+        ],
+        check=True,
+    )
     model.import_weights(str(weights_file))
     qtbot.waitUntil(lambda: model.weights_label.level == "good", timeout=60_000)
     assert "local weights folder" in model.weights_label.text()
@@ -273,8 +290,9 @@ def test_missing_weights_offer_import_or_random_initialisation(qtbot, window, ti
     assert window.current_config().model.weights == "auto"
 
 
-def test_a_weights_file_for_another_model_is_refused_in_the_panel(qtbot, window, tiny_dataset,
-                                                                tmp_path, monkeypatch):
+def test_a_weights_file_for_another_model_is_refused_in_the_panel(
+    qtbot, window, tiny_dataset, tmp_path, monkeypatch
+):
     monkeypatch.setenv("DTL_WEIGHTS_DIR", str(tmp_path / "weights"))
     configure_fast_run(window, qtbot, tiny_dataset)
     wrong = tmp_path / "wrong.pth"
@@ -292,8 +310,13 @@ def test_head_options_get_matching_widgets(qtbot, window):
         model.head_combo.setCurrentIndex(model.head_combo.findData(head_id))
         for option in head_type.options:
             widget = model.head_form.widget(option.name)
-            expected = {"int": QSpinBox, "float": QDoubleSpinBox, "bool": QCheckBox,
-                        "choice": QComboBox, "int_list": QLineEdit}[option.kind]
+            expected = {
+                "int": QSpinBox,
+                "float": QDoubleSpinBox,
+                "bool": QCheckBox,
+                "choice": QComboBox,
+                "int_list": QLineEdit,
+            }[option.kind]
             assert isinstance(widget, expected), (head_id, option.name)
             if option.kind == "int_list":
                 assert widget.validator() is not None
@@ -307,8 +330,9 @@ def test_the_model_list_is_searchable(qtbot, window):
     model.provider_combo.setCurrentIndex(model.provider_combo.findData("torchvision"))
     completer = model.model_combo.completer()
     completer.setCompletionPrefix("net_v3")
-    matches = [completer.completionModel().index(i, 0).data()
-               for i in range(completer.completionModel().rowCount())]
+    matches = [
+        completer.completionModel().index(i, 0).data() for i in range(completer.completionModel().rowCount())
+    ]
     assert "mobilenet_v3_small" in matches and "mobilenet_v3_large" in matches
     assert all("net_v3" in m for m in matches)
 

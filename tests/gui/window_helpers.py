@@ -25,8 +25,13 @@ def save_screenshot(widget, name: str) -> Path:
     return path
 
 
-def make_tiny_dataset(root: Path, per_class_train: int = 8, per_class_val: int = 4,
-                      classes=("red", "green", "blue"), size=(32, 32)) -> Path:
+def make_tiny_dataset(
+    root: Path,
+    per_class_train: int = 8,
+    per_class_val: int = 4,
+    classes=("red", "green", "blue"),
+    size=(32, 32),
+) -> Path:
     """A predefined train/val split of small noisy colour images, one colour per class."""
     from helpers_data import make_image_folder
 
@@ -35,9 +40,18 @@ def make_tiny_dataset(root: Path, per_class_train: int = 8, per_class_val: int =
     return root
 
 
-def configure_fast_run(window, qtbot, data: Path, *, epochs: int = 2, batch_size: int = 8,
-                       lr: float = 1e-3, preset: str = "head-only",
-                       backbone: str = FAST_BACKBONE, weights: str = "none") -> None:
+def configure_fast_run(
+    window,
+    qtbot,
+    data: Path,
+    *,
+    epochs: int = 2,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    preset: str = "head-only",
+    backbone: str = FAST_BACKBONE,
+    weights: str = "none",
+) -> None:
     """Point the window at ``data`` (by default with the fast backbone from random
     weights) and wait until Start is possible."""
     from desktop_tl.core.config import RunConfig
