@@ -27,8 +27,11 @@ def draw_master(size: int = MASTER) -> Image.Image:
     image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     unit = size / 16
-    draw.rounded_rectangle((unit * 0.5, unit * 0.5, size - unit * 0.5, size - unit * 0.5),
-                           radius=unit * 3, fill=(32, 56, 100, 255))
+    draw.rounded_rectangle(
+        (unit * 0.5, unit * 0.5, size - unit * 0.5, size - unit * 0.5),
+        radius=unit * 3,
+        fill=(32, 56, 100, 255),
+    )
     columns = [unit * 3.2, unit * 6.4, unit * 9.6, unit * 12.8]
     rows_per_column = [4, 4, 3, 2]
     nodes = []
@@ -55,7 +58,8 @@ def main() -> None:
     master = draw_master()
     for size in PNG_SIZES:
         master.resize((size, size), Image.Resampling.LANCZOS).save(
-            ICON_DIR / f"desktop-tl-{size}.png", optimize=True)
+            ICON_DIR / f"desktop-tl-{size}.png", optimize=True
+        )
     master.save(ICON_DIR / "desktop-tl.ico", sizes=[(s, s) for s in ICO_SIZES])
     master.save(ICON_DIR / "desktop-tl.icns")
     print(f"wrote icons to {ICON_DIR}")

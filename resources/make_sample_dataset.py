@@ -39,8 +39,9 @@ def load_photo(name: str) -> Image.Image:
     return Image.fromarray(getattr(data, name)())
 
 
-def cut_patch(photo: Image.Image, region: tuple[int, int], size: int,
-              rng: np.random.Generator) -> Image.Image:
+def cut_patch(
+    photo: Image.Image, region: tuple[int, int], size: int, rng: np.random.Generator
+) -> Image.Image:
     """A randomly placed, scaled and rotated square patch lying wholly inside ``region``."""
     left, right = region
     height = photo.height
@@ -59,8 +60,7 @@ def cut_patch(photo: Image.Image, region: tuple[int, int], size: int,
     return patch.resize((size, size), Image.Resampling.LANCZOS)
 
 
-def make_dataset(out: Path, *, seed: int, size: int, counts: dict[str, int],
-                 quality: int) -> int:
+def make_dataset(out: Path, *, seed: int, size: int, counts: dict[str, int], quality: int) -> int:
     written = 0
     for class_index, name in enumerate(CLASSES):
         photo = load_photo(name)
@@ -73,25 +73,27 @@ def make_dataset(out: Path, *, seed: int, size: int, counts: dict[str, int],
             rng = np.random.default_rng([seed, class_index, list(counts).index(subset)])
             for i in range(count):
                 patch = cut_patch(photo, REGIONS[subset], size, rng)
-                patch.save(folder / f"{name}_{subset}_{i:03d}.jpg", quality=quality,
-                           optimize=True)
+                patch.save(folder / f"{name}_{subset}_{i:03d}.jpg", quality=quality, optimize=True)
                 written += 1
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).resolve().parent / "sample_dataset")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "sample_dataset")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=128, help="patch side in pixels")
     parser.add_argument("--train", type=int, default=80, help="training images per class")
     parser.add_argument("--val", type=int, default=25, help="validation images per class")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
     args = parser.parse_args(argv)
-    written = make_dataset(args.out, seed=args.seed, size=args.size,
-                           counts={"train": args.train, "val": args.val},
-                           quality=args.quality)
+    written = make_dataset(
+        args.out,
+        seed=args.seed,
+        size=args.size,
+        counts={"train": args.train, "val": args.val},
+        quality=args.quality,
+    )
     total = sum(p.stat().st_size for p in args.out.rglob("*.jpg"))
     print(f"wrote {written} images to {args.out} ({total / 1e6:.2f} MB)")
     return 0
