@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 from .background import JobFailure, JobQueue
 from .explanation_view import ExplanationDialog
 from .icons import mix, semantic_colour
+from .prediction_filter import PredictionFilterBar, row_visible, sort_key, summary_text
 from .prediction_rows import (
     ROW_ROLE,
     THUMBNAIL_SIDE,
@@ -240,10 +241,16 @@ class PredictionView(QWidget):
         self._list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self._list.customContextMenuRequested.connect(self._row_menu)
 
+        # Sorting and filtering by label and confidence, with counts per predicted label.
+        self.filter_bar = PredictionFilterBar(self)
+        self.filter_bar.changed.connect(self._apply_view)
+        self._added: dict[str, int] = {}  # path -> when it was added ("Order added")
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.addLayout(bar)
         layout.addWidget(self.status_label)
+        layout.addWidget(self.filter_bar)
         layout.addWidget(self._list, 1)
 
         self.setAcceptDrops(True)
@@ -259,6 +266,7 @@ class PredictionView(QWidget):
             source_label = "latest trained model"
         self._jobs.cancel_pending()
         self._predictor = predictor
+        self.filter_bar.set_classes(list(getattr(predictor, "class_names", []) or []))
         self._source_label = source_label if predictor is not None else ""
         if not getattr(predictor, "checkpoint", ""):
             self._run_folder = None  # a model in memory: no checkpoint to choose
@@ -347,6 +355,7 @@ class PredictionView(QWidget):
             item.setEditable(False)
             self._rows.append(row)
             self._items[key] = item
+            self._added[key] = len(self._added)
             self._model.appendRow(item)
             new.append(key)
         if new:
@@ -375,6 +384,7 @@ class PredictionView(QWidget):
         self._delegate.forget()
         self._rows.clear()
         self._items.clear()
+        self._added.clear()
         self._model.clear()
         self._show_status("")
         self._update_progress()
@@ -607,7 +617,33 @@ class PredictionView(QWidget):
         self._list.doItemsLayout()
         self._refresh_rows()
 
+    def _apply_view(self) -> None:
+        """Order and show the rows as the filter bar says; the summary counts them all."""
+        bar = self.filter_bar
+        wanted = sorted(self._rows, key=sort_key(bar.sort(), self._added))
+        if [r.path for r in wanted] != [r.path for r in self._rows]:
+            current = self._list.currentIndex()
+            keep = self._rows[current.row()].path if current.isValid() else None
+            items = [self._model.takeRow(0)[0] for _ in range(self._model.rowCount())]
+            by_path = {item.data(Qt.ItemDataRole.DisplayRole): item for item in items}
+            self._rows = wanted
+            for row in wanted:
+                self._model.appendRow(by_path[row.path])
+            if keep is not None:
+                self._list.setCurrentIndex(self._model.indexFromItem(self._items[keep]))
+        shown = 0
+        for index, row in enumerate(self._rows):
+            visible = row_visible(row, bar.label(), bar.min_confidence())
+            self._list.setRowHidden(index, not visible)
+            shown += visible
+        bar.summary_label.setText(summary_text(self._rows, shown))
+
+    def shown_rows(self) -> list[PredictionRow]:
+        """The rows the filter lets through, in the order shown (copies)."""
+        return [r for i, r in enumerate(self.rows()) if not self._list.isRowHidden(i)]
+
     def _update_progress(self) -> None:
+        self._apply_view()
         self.clear_button.setEnabled(bool(self._rows))
         self._update_explain_button()
         if self._loading_run is not None:
@@ -654,6 +690,7 @@ class PredictionView(QWidget):
         for r in rows:
             row = self._rows.pop(r)
             self._items.pop(row.path, None)
+            self._added.pop(row.path, None)
             self._model.removeRow(r)
         self._update_progress()
 

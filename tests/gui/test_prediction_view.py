@@ -303,3 +303,54 @@ def test_a_run_loaded_for_the_window_says_where_it_came_from(qtbot, trained_run)
     qtbot.waitUntil(lambda: view.predictor is not None, timeout=60_000)
     assert "just trained · run (best epoch)" in view.model_label.text()
     assert "saved run" not in view.model_label.text()
+
+
+def test_predictions_sort_and_filter_by_label_and_confidence_with_a_summary(qtbot, tmp_path, trained_run):
+    from collections import Counter
+
+    from desktop_tl.core.predict import Predictor
+
+    view = PredictionView()
+    qtbot.addWidget(view)
+    view.resize(980, 620)
+    view.show()
+    predictor = Predictor.from_run_dir(trained_run["run"])
+    view.set_predictor(predictor, "saved run: run")
+    images = tmp_path / "many"
+    images.mkdir()
+    for name in TEXTURES:
+        for i, tile in enumerate(texture_tiles(name, 4, offset=14)):
+            tile.save(images / f"{name}_{i}.png")
+    (images / "broken.png").write_bytes(b"not a png")
+    assert view.add_images([images]) == 13
+    qtbot.waitUntil(lambda: all(r.status in ("done", "error") for r in view.rows()), timeout=60_000)
+    done = [r for r in view.rows() if r.status == "done"]
+    counts = Counter(r.top[0][0] for r in done)
+    bar = view.filter_bar
+    summary = bar.summary_label.text()
+    assert summary.startswith("Predicted:") and "showing" not in summary
+    for name, n in counts.items():
+        assert f"{name} {n}" in summary
+    assert len(view.shown_rows()) == 13  # no filter: everything, the unreadable file too
+
+    label, n = counts.most_common(1)[0]
+    bar.set_filter(label=label)
+    shown = view.shown_rows()
+    assert len(shown) == n and all(r.top[0][0] == label for r in shown)
+    assert f"(showing {n} of 13)" in bar.summary_label.text()
+
+    median = sorted(r.top[0][1] for r in done)[len(done) // 2]
+    bar.set_filter(min_percent=int(median * 100))
+    shown = view.shown_rows()
+    assert shown and all(r.top[0][1] >= int(median * 100) / 100 for r in shown)
+    assert len(shown) < 13
+
+    bar.set_filter(sort="confidence-desc")
+    order = [r.top[0][1] for r in view.rows() if r.status == "done"]
+    assert order == sorted(order, reverse=True)
+    assert view.rows()[-1].status == "error"  # rows without a result go last
+    bar.set_filter(sort="added")
+    assert [Path(r.path).name for r in view.rows()] == [
+        Path(p).name for p in sorted(map(str, images.iterdir()))
+    ]
+    save_screenshot(view, "prediction-sorted-filtered")
