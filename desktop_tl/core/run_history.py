@@ -456,6 +456,8 @@ def format_share(value: float | None) -> str:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 0.5:  # a run on cached features can take less; "0 s" reads as broken
+        return "under 1 s"
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"

@@ -161,3 +161,11 @@ def test_move_to_trash_moves_the_folder_and_refuses_a_running_run(runs, tmp_path
     assert running.exists()
     with pytest.raises(rh.RunHistoryError, match="not a run folder"):
         rh.move_to_trash(tmp_path)
+
+
+def test_durations_read_as_a_person_would_say_them():
+    assert rh.format_duration(None) == ""
+    assert rh.format_duration(0.3) == "under 1 s"  # a run on cached features, not "0 s"
+    assert rh.format_duration(1.4) == "1 s"
+    assert rh.format_duration(75) == "1 min 15 s"
+    assert rh.format_duration(3 * 3600 + 120) == "3 h 02 min"
