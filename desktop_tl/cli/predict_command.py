@@ -61,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_run_dir(args.run_dir, device=str(resolve_device(args.device)))
     results = predictor.predict(images, top_k=args.top_k)
     if args.csv:
-        _write_csv(Path(args.csv), results, min(args.top_k, len(predictor.class_names)))
+        from ..core.predict import write_predictions_csv
+
+        write_predictions_csv(Path(args.csv), results, min(args.top_k, len(predictor.class_names)))
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -73,26 +75,6 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         _write_explanations(Path(args.explain), predictor, results)
     return 1 if all(r.error for r in results) else 0
-
-
-def _write_csv(path: Path, results, top_k: int) -> None:
-    import csv
-    import io
-
-    from ..core.atomic import atomic_write_text
-
-    table = io.StringIO()
-    writer = csv.writer(table)
-    writer.writerow(
-        ["path", *[f"{what}_{k}" for k in range(1, top_k + 1) for what in ("label", "probability")], "error"]
-    )
-    for r in results:
-        cells = [cell for name, prob in r.top for cell in (name, f"{prob:.6f}")]
-        writer.writerow([r.path, *cells, *[""] * (2 * top_k - len(cells)), r.error or ""])
-    try:
-        atomic_write_text(path, table.getvalue())
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_explanations(folder: Path, predictor, results) -> None:

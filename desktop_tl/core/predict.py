@@ -225,3 +225,26 @@ class Predictor:
             for (i, _), vals, idxs in zip(ready, values, indices):
                 results[i].top = [(self.class_names[int(j)], float(v)) for v, j in zip(vals, idxs)]
         return results
+
+
+def write_predictions_csv(path: str | Path, results: Sequence[Any], top_k: int) -> None:
+    """A prediction table: the image's path, then label and probability for each of the
+    top ``top_k``, then why it could not be read (empty when it was). ``results`` are
+    :class:`Prediction`-like (``path``, ``top``, ``error``)."""
+    import csv
+    import io
+
+    from .atomic import atomic_write_text
+
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(
+        ["path", *[f"{what}_{k}" for k in range(1, top_k + 1) for what in ("label", "probability")], "error"]
+    )
+    for r in results:
+        cells = [cell for name, prob in list(r.top)[:top_k] for cell in (name, f"{prob:.6f}")]
+        writer.writerow([r.path, *cells, *[""] * (2 * top_k - len(cells)), r.error or ""])
+    try:
+        atomic_write_text(Path(path), table.getvalue())
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any, Sequence
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
 
 ALL_LABELS = ""
 SORTS = {
@@ -66,6 +66,7 @@ class PredictionFilterBar(QWidget):
     """Show: [label] [at least N %] · Sort: [order] · the summary."""
 
     changed = Signal()
+    save_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +83,11 @@ class PredictionFilterBar(QWidget):
         self.sort_combo = QComboBox(self)
         for value, text in SORTS.items():
             self.sort_combo.addItem(text, value)
+        self.save_button = QPushButton("Save table…", self)
+        self.save_button.setToolTip(
+            "Save the results shown as CSV: path, then label and probability for each of the top classes"
+        )
+        self.save_button.clicked.connect(self.save_requested)
         self.summary_label = QLabel(self)
         self.summary_label.setObjectName("predictionSummary")
         self.set_classes([])
@@ -95,6 +101,7 @@ class PredictionFilterBar(QWidget):
         layout.addWidget(self.sort_combo)
         layout.addSpacing(12)
         layout.addWidget(self.summary_label, 1)
+        layout.addWidget(self.save_button)
         self.label_combo.currentIndexChanged.connect(lambda _i: self.changed.emit())
         self.confidence_spin.valueChanged.connect(lambda _v: self.changed.emit())
         self.sort_combo.currentIndexChanged.connect(lambda _i: self.changed.emit())

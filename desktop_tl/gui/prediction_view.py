@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..errors import UserError
 from .background import JobFailure, JobQueue
 from .explanation_view import ExplanationDialog
 from .icons import mix, semantic_colour
@@ -244,6 +245,7 @@ class PredictionView(QWidget):
         # Sorting and filtering by label and confidence, with counts per predicted label.
         self.filter_bar = PredictionFilterBar(self)
         self.filter_bar.changed.connect(self._apply_view)
+        self.filter_bar.save_requested.connect(self._choose_csv)
         self._added: dict[str, int] = {}  # path -> when it was added ("Order added")
 
         layout = QVBoxLayout(self)
@@ -637,6 +639,30 @@ class PredictionView(QWidget):
             self._list.setRowHidden(index, not visible)
             shown += visible
         bar.summary_label.setText(summary_text(self._rows, shown))
+        bar.save_button.setEnabled(any(r.status in ("done", "error") for r in self._rows))
+
+    def save_csv(self, path: str | os.PathLike[str]) -> int:
+        """Write the rows shown (filtered, in the order shown) as a prediction table;
+        returns how many rows were written. Raises UserError when it cannot be written."""
+        from ..core.predict import write_predictions_csv
+
+        rows = [r for r in self.shown_rows() if r.status in ("done", "error")]
+        write_predictions_csv(path, rows, self._top_k)
+        return len(rows)
+
+    def _choose_csv(self) -> None:
+        start = self._start_folder("last_image_folder", self._fallback_folder)
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the prediction table", str(Path(start or ".") / "predictions.csv"), "CSV file (*.csv)"
+        )
+        if not path:
+            return
+        try:
+            written = self.save_csv(path)
+        except UserError as exc:
+            self._show_status(str(exc), "error")
+            return
+        self._show_status(f"{written} predictions saved to {path}")
 
     def shown_rows(self) -> list[PredictionRow]:
         """The rows the filter lets through, in the order shown (copies)."""

@@ -349,6 +349,22 @@ def test_predictions_sort_and_filter_by_label_and_confidence_with_a_summary(qtbo
     order = [r.top[0][1] for r in view.rows() if r.status == "done"]
     assert order == sorted(order, reverse=True)
     assert view.rows()[-1].status == "error"  # rows without a result go last
+    # The table saved is what is shown: filtered, in the order shown.
+    import csv
+
+    from desktop_tl.errors import UserError
+
+    bar.set_filter(min_percent=int(median * 100), sort="confidence-desc")
+    table = tmp_path / "predictions.csv"
+    assert view.save_csv(table) == len(view.shown_rows())
+    saved = list(csv.DictReader(table.open()))
+    assert [row["path"] for row in saved] == [r.path for r in view.shown_rows()]
+    probabilities = [float(row["probability_1"]) for row in saved]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(p >= int(median * 100) / 100 for p in probabilities)
+    (tmp_path / "a-file").write_text("a file where a folder should be")
+    with pytest.raises(UserError, match="cannot write"):
+        view.save_csv(tmp_path / "a-file" / "t.csv")
     bar.set_filter(sort="added")
     assert [Path(r.path).name for r in view.rows()] == [
         Path(p).name for p in sorted(map(str, images.iterdir()))
