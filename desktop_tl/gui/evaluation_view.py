@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from shiboken6 import isValid
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QFont, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
@@ -304,6 +305,8 @@ class EvaluationView(QWidget):
         return self._explanation_model[0]
 
     def _on_evaluated(self, result: CheckpointEvaluation) -> None:
+        if not isValid(self) or not isValid(self.matrix):
+            return  # the window closed while the checkpoint was being scored
         self._task = None
         self._pending = None
         report = result.report
@@ -345,6 +348,8 @@ class EvaluationView(QWidget):
     def _on_evaluation_failed(self, kind: str, exc: BaseException) -> None:
         from ..errors import UserError
 
+        if not isValid(self) or not isValid(self.matrix):
+            return  # the window closed while the checkpoint was being scored
         self._task = None
         self._pending = None
         self._evaluation = None

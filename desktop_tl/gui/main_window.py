@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         self.run_dir = ""  # the folder of the latest run
         self.launcher: Any = None  # the app's start-up helper (desktop_tl.gui.app.Launcher)
         self.class_names: list[str] = []
+        self._run_class_names: list[str] = []  # of the run going, as the engine sent them
         self.run_state = "loading"  # loading, idle, running, paused, stopping
         #: Called instead of the question box when the window is closed during a run;
         #: returns True to stop the run and close (tests set it).
@@ -624,6 +625,7 @@ class MainWindow(QMainWindow):
         )
         self.device_label.setText(f"Device: {event.device} ({event.precision})")
         self.class_names = list(event.class_names)
+        self._run_class_names = list(event.class_names)  # the panel may re-check data meanwhile
         if self.run_state == "running":
             self.training_panel.show_message("info", f"Training in {event.run_dir}")
         self.run_dir = event.run_dir
@@ -647,7 +649,7 @@ class MainWindow(QMainWindow):
         confusion = metrics.get("confusion")
         if confusion:
             self.evaluation_view.set_results(
-                self.class_names,
+                self._run_class_names,
                 confusion,
                 metrics.get("per_class_precision", []),
                 metrics.get("per_class_recall", []),
