@@ -147,3 +147,32 @@ def test_predict_output_mistakes_are_refused_before_any_work(trained, tmp_path, 
     err = capsys.readouterr().err
     assert code == 2 and words in err
     assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        "torchvision:resnet18",
+        "torchvision:mobilenet_v3_small",
+        "torchvision:efficientnet_b0",
+        "torchvision:convnext_tiny",
+        "torchvision:regnet_y_400mf",
+        "timm:resnet10t.c3_in1k",
+    ],
+)
+def test_every_convolutional_family_gets_a_map_from_its_staged_blocks(backbone, trained):
+    import torch
+
+    from desktop_tl.core.model import TransferModel
+    from desktop_tl.plugin.manager import get_host
+
+    provider, name = get_host().resolve_backbone(backbone)
+    built = provider.create(name, "none")  # the structure is what matters, not the weights
+    torch.manual_seed(0)
+    model = TransferModel(built.module, torch.nn.Linear(built.feature_dim, 2)).eval()
+    explainer = Explainer(model, ["brick", "grass"], built.preprocessing, backbone_name=backbone)
+    assert explainer.layer_name.startswith("backbone.")
+    image = sorted((trained["photos"] / "val" / "brick").iterdir())[0]
+    for explanation in explainer.explain(image, ["brick", "grass"]):
+        assert explanation.heatmap.shape == Image.open(image).size[::-1]
+        assert np.isfinite(explanation.heatmap).all()
