@@ -487,6 +487,21 @@ class ExplainedImage(QWidget):
         self._fit_pixmap()
 
 
+def preview_labels(parent: QWidget) -> tuple[QLabel, QLabel]:
+    """The enlarged views' caption (centred, a little larger) and selectable path line."""
+    caption = QLabel(parent)
+    caption.setObjectName("previewCaption")
+    caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    caption_font = QFont(caption.font())
+    caption_font.setPointSizeF(caption_font.pointSizeF() * 1.15)
+    caption.setFont(caption_font)
+    path_label = QLabel(parent)
+    path_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    path_label.setWordWrap(True)
+    return caption, path_label
+
+
 class ExplanationDialog(QDialog):
     """One predicted image, large, with where the model looked for its top classes."""
 
@@ -495,17 +510,8 @@ class ExplanationDialog(QDialog):
         self.setWindowTitle("Where the model looked")
         self.resize(760, 700)
         self.view = ExplainedImage(self)
-        self.caption = QLabel(self)
-        self.caption.setObjectName("previewCaption")
-        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.caption, self.path_label = preview_labels(self)
         self.caption.setTextFormat(Qt.TextFormat.RichText)
-        caption_font = QFont(self.caption.font())
-        caption_font.setPointSizeF(caption_font.pointSizeF() * 1.15)
-        self.caption.setFont(caption_font)
-        self.path_label = QLabel(self)
-        self.path_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.path_label.setWordWrap(True)
         close_button = QPushButton("Close", self)
         close_button.clicked.connect(self.close)
         buttons = QHBoxLayout()

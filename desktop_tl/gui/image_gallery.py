@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QFont, QKeySequence, QPainter, QPaintEvent, QPalette, QPen, QShortcut
+from PySide6.QtGui import QKeySequence, QPainter, QPaintEvent, QPalette, QPen, QShortcut
 from PySide6.QtWidgets import (
     QDialog,
     QHBoxLayout,
@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .explanation_view import ExplainedImage
+from .explanation_view import ExplainedImage, preview_labels
 from .icons import mix, semantic_colour
 from .thumbnails import ThumbnailLoader, ThumbnailPainter
 
@@ -145,16 +145,7 @@ class ImagePreviewDialog(QDialog):
 
         self.view = ExplainedImage(self)
         self.image_label = self.view.image_label
-        self.caption = QLabel(self)
-        self.caption.setObjectName("previewCaption")
-        self.caption.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        caption_font = QFont(self.caption.font())
-        caption_font.setPointSizeF(caption_font.pointSizeF() * 1.15)
-        self.caption.setFont(caption_font)
-        self.path_label = QLabel(self)
-        self.path_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.path_label.setWordWrap(True)
+        self.caption, self.path_label = preview_labels(self)
 
         self.previous_button = QPushButton("◀ Previous", self)
         self.next_button = QPushButton("Next ▶", self)
