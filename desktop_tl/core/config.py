@@ -231,6 +231,11 @@ def _merge_into(obj: Any, data: dict[str, Any], prefix: str) -> None:
             if not isinstance(value, dict):
                 raise ConfigError(f"{name} must be a table")
             setattr(obj, key, dict(value))
+        elif isinstance(current, list):
+            # The entries' own shape is checked by validate(), which knows what they hold.
+            if not isinstance(value, list):
+                raise ConfigError(f"{name} must be a list (in TOML: [ ... ] or [[{name}]] tables)")
+            setattr(obj, key, list(value))
         else:
             setattr(obj, key, _coerce(name, current, value))
 

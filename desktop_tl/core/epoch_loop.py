@@ -180,8 +180,8 @@ class EpochLoop:
         self.prefix.set_modes()
         stale = self.caches.stale()
         if stale:
-            unfrozen = ", ".join(n for n, v in changes.items() if v) or "a stage"
-            self.caches.leave(f"{unfrozen} unfrozen", step, stale)
+            trainable_now = ", ".join(n for n, v in changes.items() if v) or "a stage"
+            self.caches.leave(f"{trainable_now} trainable", step, stale)
             note = "left"
         else:
             note = "on" if self.caches.caches["train"] is not None else "off"

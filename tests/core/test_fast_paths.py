@@ -286,7 +286,7 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
         ("advanced", "train", "backbone.flatten"),  # epoch 4 starts
     ]
     left = events_of(finished.summary, "left")[0]
-    assert left["reason"] == "backbone.blocks.2 unfrozen" and left["step"] == 4
+    assert left["reason"] == "backbone.blocks.2 trainable" and left["step"] == 4
     metrics = metric_rows(out)
     assert [row["feature_cache"] for row in metrics] == [
         "on@backbone.flatten",
@@ -295,7 +295,7 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
         "on@backbone.flatten",
     ]
     run_log = (out / "run.log").read_text()
-    assert "feature cache left (train, val): backbone.blocks.2 unfrozen" in run_log
+    assert "feature cache left (train, val): backbone.blocks.2 trainable" in run_log
     assert "moved from after backbone.blocks.1 to after backbone.flatten" in run_log
     assert finished.summary["freeze_changes"][0]["feature_cache"] == "left"
 
