@@ -23,7 +23,7 @@ import torch
 
 from .distributed import SINGLE, Distributed
 from .feature_cache import FeatureStore
-from .run_context import RunCancelled, RunContext
+from .run_context import RunContext
 
 SUBSETS = ("train", "val")
 
@@ -244,7 +244,7 @@ class CachePlanner:
         )
 
     def _extract(self, subset: str, k: int, key: str | None = None) -> FeatureStore:
-        from .feature_cache import FeatureCacheCancelled, FeatureRangeError, extract_features, features_dir
+        from .feature_cache import FeatureRangeError, extract_features, features_dir
 
         prefix = self.prefix
         items = self.reader.items(subset)
@@ -282,8 +282,6 @@ class CachePlanner:
                     progress=progress,
                     should_stop=self.ctx.should_stop,
                 )
-            except FeatureCacheCancelled:
-                raise RunCancelled() from None
             except FeatureRangeError:
                 if dtype == torch.bfloat16:
                     raise

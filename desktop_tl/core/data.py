@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset
 from .atomic import atomic_write_text
+from .cancelled import Cancelled
 from .images import IMAGE_EXTENSIONS, max_image_pixels, probe_image
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -35,10 +36,6 @@ MANIFEST_FORMAT = "desktop_tl-split"
 MANIFEST_VERSION = 1
 
 ProgressCallback = Callable[[int, int], None]
-
-
-class DataPreparationCancelled(Exception):
-    """``should_stop`` asked :func:`prepare_data` to stop; nothing was prepared."""
 
 
 # --------------------------------------------------------------------------- prepared data
@@ -174,7 +171,7 @@ def prepare_data(
 
     ``host`` provides ``dataset_loaders() -> dict[id, DatasetLoader]`` (the plugin host).
     ``progress(done, total)`` is called while images are decoded, a few times a second at
-    most; ``should_stop()`` returning true raises :class:`DataPreparationCancelled`.
+    most; ``should_stop()`` returning true raises :class:`~desktop_tl.core.cancelled.Cancelled`.
     Raises :class:`DatasetError` when the data cannot be trained on.
     """
     raw = (cfg.path or "").strip()
@@ -454,7 +451,7 @@ def _probe_all(
         for done, reason in enumerate(executor.map(probe_image, paths), start=1):
             reasons[done - 1] = reason
             if should_stop is not None and should_stop():
-                raise DataPreparationCancelled("data preparation was cancelled")
+                raise Cancelled("data preparation was cancelled")
             now = time.monotonic()
             if progress is not None and (done == total or now - last_report >= 0.1):
                 last_report = now

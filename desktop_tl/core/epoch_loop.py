@@ -28,7 +28,8 @@ from .frozen_prefix import FrozenPrefix
 from .image_batches import ImageReader
 from .layers import apply_freeze_map, check_freeze_names, count_params, ordered_freeze_map, trainable_state
 from .optimisation import Optimisation
-from .run_context import RunCancelled, RunContext
+from .cancelled import Cancelled
+from .run_context import RunContext
 from .run_progress import RunProgress
 from .time_left import LoopPlan, TimeLeft
 
@@ -131,7 +132,7 @@ class EpochLoop:
                     continue
                 break
             if isinstance(command, ev.Cancel):
-                raise RunCancelled()
+                raise Cancelled()
             if isinstance(command, ev.Pause) and not self.paused:
                 self.paused = True
                 self.time_left.paused()

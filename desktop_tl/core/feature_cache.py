@@ -42,6 +42,8 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from .cancelled import Cancelled
+
 ENTRY_SUFFIX = ".dtlf"
 MAGIC = b"DTLFEAT1"
 KEY_FORMAT = "desktop_tl.features/1"
@@ -49,10 +51,6 @@ DEFAULT_KEEP_MB = 2048
 STALE_TEMP_SECONDS = 24 * 3600
 _TRAILER = struct.Struct("<Q8s")
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-class FeatureCacheCancelled(Exception):
-    """``should_stop`` asked an extraction to stop; nothing was kept."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -580,7 +578,7 @@ def extract_features(
     should_stop: Callable[[], bool] | None = None,
 ) -> FeatureStore:
     """Run ``run_prefix`` once over ``batches`` of (images, labels, item indices) and
-    keep its outputs. Raises :class:`FeatureCacheCancelled` when ``should_stop`` asks to
+    keep its outputs. Raises :class:`~desktop_tl.core.cancelled.Cancelled` when ``should_stop`` asks to
     stop part-way and :class:`FeatureRangeError` when fp16 cannot hold the features;
     either way nothing is kept."""
     writer = FeatureWriter(
@@ -596,7 +594,7 @@ def extract_features(
     try:
         for images, labels, indices in batches:
             if should_stop is not None and should_stop():
-                raise FeatureCacheCancelled()
+                raise Cancelled()
             writer.add(run_prefix(images), labels, indices)
             done += len(labels)
             if progress is not None:

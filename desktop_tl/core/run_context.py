@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 
 from . import events as ev
+from .cancelled import Cancelled
 from .run_folder import RunLog
 
 EventCallback = Callable[[object], None]
@@ -21,10 +22,6 @@ EventCallback = Callable[[object], None]
 logger = logging.getLogger("desktop_tl.engine")
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-
-
-class RunCancelled(Exception):
-    """The run was asked to stop (Stop, a Cancel command); it ends as ``cancelled``."""
 
 
 class RunContext:
@@ -100,7 +97,7 @@ class RunContext:
 
     def check_stop(self) -> None:
         if self._cancel.is_set():
-            raise RunCancelled()
+            raise Cancelled()
 
     def next_command(self, wait: bool = False) -> object | None:
         """The next queued command, or None; ``wait`` blocks up to a tenth of a second

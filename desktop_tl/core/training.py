@@ -44,7 +44,8 @@ from .resuming import (
     restore_best,
     resume_checkpoint,
 )
-from .run_context import EventCallback, RunCancelled, RunContext
+from .cancelled import Cancelled
+from .run_context import EventCallback, RunContext
 from .run_folder import (
     CHECKPOINTS,
     RUN_FILE,
@@ -135,7 +136,7 @@ class Trainer:
         try:
             try:
                 finished = self._run()
-            except RunCancelled:
+            except Cancelled:
                 finished = self._finish("cancelled", "stopped by the user")
             except KeyboardInterrupt:  # Ctrl+C: the same as Stop, the run stays resumable
                 finished = self._finish("cancelled", "interrupted (Ctrl+C)")
@@ -257,7 +258,7 @@ class Trainer:
                 if progress.stopped_early(patience):
                     status, reason = "early-stopped", progress.early_stop_reason()
                     break
-        except (RunCancelled, KeyboardInterrupt) as exc:
+        except (Cancelled, KeyboardInterrupt) as exc:
             status = "cancelled"
             reason = "interrupted (Ctrl+C)" if isinstance(exc, KeyboardInterrupt) else "stopped by the user"
             del progress.history[saved_epochs:]  # an epoch whose checkpoint was not written is not done
@@ -375,7 +376,7 @@ class Trainer:
     def _prepare_data(self):
         """The run's data: its saved split when resuming, the data given to the Trainer
         when it was prepared with the run's settings, else checked and split now."""
-        from .data import DataPreparationCancelled, PreparedData, prepare_data
+        from .data import PreparedData, prepare_data
 
         cfg, ctx = self.config, self._ctx
         ctx.stage("data", "Checking images…")
@@ -390,15 +391,12 @@ class Trainer:
                 ctx.log(
                     "info", "the data settings changed since the images were checked; checking them again"
                 )
-            try:
-                prepared = prepare_data(
-                    cfg.data,
-                    self.host,
-                    should_stop=ctx.should_stop,
-                    progress=lambda done, total: ctx.stage("data", "Checking images…", done, total),
-                )
-            except DataPreparationCancelled:
-                raise RunCancelled() from None
+            prepared = prepare_data(
+                cfg.data,
+                self.host,
+                should_stop=ctx.should_stop,
+                progress=lambda done, total: ctx.stage("data", "Checking images…", done, total),
+            )
         self.prepared = prepared
         for path, reason in prepared.bad_files:
             ctx.log("warning", f"skipped unreadable image {path}: {reason}")

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from desktop_tl.core import data, loaders
+from desktop_tl.core.cancelled import Cancelled
 from desktop_tl.core.config import DataConfig
-from desktop_tl.core.data import DataPreparationCancelled, PreparedData, prepare_data, stratified_split
+from desktop_tl.core.data import PreparedData, prepare_data, stratified_split
 from desktop_tl.core.transforms import build_transform
 from desktop_tl.core.loaders import default_num_workers, ImageDataset, make_loader
 from desktop_tl.plugin.descriptors import DatasetError, DescriptorError, Preprocessing
@@ -261,7 +262,7 @@ def test_progress_is_reported_and_stopping_cancels(tmp_path):
         DataConfig(path=str(tmp_path)), LoaderHost(), progress=lambda done, total: calls.append((done, total))
     )
     assert calls[-1] == (6, 6)
-    with pytest.raises(DataPreparationCancelled):
+    with pytest.raises(Cancelled):
         prepare_data(DataConfig(path=str(tmp_path)), LoaderHost(), should_stop=lambda: True)
 
 

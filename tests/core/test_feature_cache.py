@@ -15,9 +15,9 @@ from torch import nn
 
 from desktop_tl.core.transforms import build_transform
 from desktop_tl.core.loaders import ImageDataset, make_loader
+from desktop_tl.core.cancelled import Cancelled
 from desktop_tl.core.feature_cache import (
     ENTRY_SUFFIX,
-    FeatureCacheCancelled,
     FeatureRangeError,
     FeatureWriter,
     MemoryBudget,
@@ -197,7 +197,7 @@ def test_an_interrupted_extraction_leaves_no_entry_and_no_file(net, images, tmp_
     assert list(tmp_path.iterdir()) == [] and budget.used == 0
 
     calls = iter(range(100))
-    with pytest.raises(FeatureCacheCancelled):
+    with pytest.raises(Cancelled):
         extract_features(
             lambda x: net(x).detach(),
             batches(images),
