@@ -67,6 +67,11 @@ class FreezeConfig:
 
     preset: str = "head-only"
     overrides: dict[str, bool] = field(default_factory=dict)
+    #: Changes made during the run: ``{epoch = E, changes = {name = bool, ...}}`` tables
+    #: (``[[freeze.schedule]]`` in TOML), each applied at the start of epoch E (counted
+    #: from 1) as a live change sent then would be; entries of one epoch in their order.
+    #: A distributed run takes freeze changes only from here.
+    schedule: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -173,10 +178,43 @@ class RunConfig:
                 raise ConfigError(
                     f"freeze.overrides[{name!r}] = {trainable!r} must be true (trainable) or false (frozen)"
                 )
+        check_freeze_schedule(self.freeze.schedule, self.train.epochs)
         _range("train.cache_budget_mb", self.train.cache_budget_mb, 0, 1_000_000)
         _range("train.seed", self.train.seed, 0, MAX_SEED)
         _range("data.split_seed", self.data.split_seed, 0, MAX_SEED)
         _range("data.num_workers", self.data.num_workers, -1, 1024)
+
+
+def check_freeze_schedule(schedule: list[Any], epochs: int) -> None:
+    """Raise :class:`ConfigError` naming the first ``freeze.schedule`` entry that is not
+    ``{epoch = E, changes = {name = true/false, ...}}`` with E in [1, ``epochs``]. Whether
+    the names are layers of the model is checked once the model is built."""
+    for number, entry in enumerate(schedule, 1):
+        where = f"freeze.schedule entry {number}"
+        if not isinstance(entry, dict) or set(entry) != {"epoch", "changes"}:
+            raise ConfigError(
+                f"{where} must be a table with exactly the keys epoch and changes, e.g. "
+                '{ epoch = 3, changes = { "backbone.blocks" = true } }; got ' + repr(entry)
+            )
+        epoch, changes = entry["epoch"], entry["changes"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ConfigError(f"{where}: epoch = {epoch!r} must be a whole number (counted from 1)")
+        if not 1 <= epoch <= epochs:
+            raise ConfigError(
+                f"{where}: epoch = {epoch} is outside the run's epochs 1 to {epochs} (train.epochs); "
+                "change the entry's epoch or train.epochs"
+            )
+        if not isinstance(changes, dict) or not changes:
+            raise ConfigError(
+                f"{where} (epoch {epoch}): changes must be a non-empty table of layer names to "
+                "true (trainable) or false (frozen)"
+            )
+        for name, trainable in changes.items():
+            if not isinstance(trainable, bool):
+                raise ConfigError(
+                    f"{where} (epoch {epoch}): changes[{name!r}] = {trainable!r} must be true "
+                    "(trainable) or false (frozen)"
+                )
 
 
 def parse_freeze_preset(preset: str) -> tuple[str, int]:
