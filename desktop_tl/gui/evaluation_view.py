@@ -13,30 +13,24 @@ and hands the same model on (:attr:`EvaluationView.model_ready`) so that predict
 the gallery's heat maps use it too.
 
 The view arranges and connects the parts, each in its own module: the matrix
-(confusion_matrix), the table (class_table) and the gallery with its preview
-(image_gallery).
+(confusion_matrix), the table (class_table), the gallery with its preview
+(image_gallery), the headline and averages (evaluation_summary), and the header that
+chooses and scores a saved run's checkpoint (checkpoint_evaluation).
 """
 
 from __future__ import annotations
 
 import html
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from shiboken6 import isValid
-from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import QFont, QPalette, QStandardItem, QStandardItemModel
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
-    QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QListView,
-    QPushButton,
     QScrollArea,
     QSplitter,
     QStackedWidget,
@@ -44,108 +38,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .background import LatestRequest, run_in_background
+from .checkpoint_choice import checkpoint_text
+from .checkpoint_evaluation import CheckpointEvaluation, CheckpointSource
 from .class_table import PerClassTable
 from .confusion_matrix import ConfusionMatrixWidget
+from .evaluation_summary import averages_html, detailed_from_confusion, rates_from_confusion, summary_html
 from .icons import semantic_colour
-from .image_gallery import (
-    ENTRY_ROLE,
-    THUMBNAIL_SIDE,
-    GalleryDelegate,
-    GalleryView,
-    ImagePreviewDialog,
-    misclassified_label,
-)
-from .prediction_view import CHECKPOINT_CHOICES, checkpoint_text
+from .image_gallery import ImagePreviewDialog, MisclassifiedGallery
 from .thumbnails import ThumbnailLoader
 
-#: Qt's "no maximum size" (QWIDGETSIZE_MAX).
-QWIDGETSIZE_MAX = (1 << 24) - 1
-
 EMPTY_TEXT = "Train a model to see how it does on the validation images"
-
-#: Most misclassified images listed at once (the most confident mistakes first).
-MAX_GALLERY_ITEMS = 500
-
-
-@dataclass(frozen=True)
-class CheckpointEvaluation:
-    """A run's validation split scored with one of its checkpoints."""
-
-    run_dir: str
-    checkpoint: str  # "best" or "last"
-    predictor: Any
-    report: Any  # core.reports.EvaluationReport
-    detailed: Any  # core.metrics.DetailedMetrics
-    probabilities: dict[str, list[float]]  # per scored image, in class order
-    missing: int  # validation images listed in split.json that no longer exist
-    problem: str = ""  # why the checkpoint loaded but could not be scored (report is None)
-
-    @property
-    def epoch(self) -> int | None:
-        return self.predictor.epoch
-
-
-def evaluate_checkpoint(run_dir: str, checkpoint: str) -> CheckpointEvaluation:
-    """Worker thread: load ``checkpoint`` of ``run_dir`` and score the run's validation
-    images (its split.json) with it. A checkpoint that cannot be loaded raises a UserError
-    that says why; one that loads but cannot be scored (images gone) comes back with its
-    ``problem``, since predicting does not need the dataset."""
-    from ..core.predict import Predictor
-    from ..errors import UserError
-
-    predictor = Predictor.from_run_dir(run_dir, checkpoint=checkpoint)
-    try:
-        return _score_validation(run_dir, predictor, checkpoint)
-    except UserError as exc:
-        return CheckpointEvaluation(
-            run_dir, predictor.checkpoint or checkpoint, predictor, None, None, {}, 0, problem=str(exc)
-        )
-
-
-def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> CheckpointEvaluation:
-    from ..core.data import PreparedData
-    from ..core.metrics import detailed_metrics
-    from ..core.run_folder import SPLIT_FILE
-    from ..errors import UserError
-
-    split = Path(run_dir) / SPLIT_FILE
-    if not split.exists():
-        raise UserError(
-            f"{Path(run_dir).name} has no {SPLIT_FILE}, so its validation images are "
-            "not known; train the run again to evaluate it"
-        )
-    prepared = PreparedData.load_manifest(split)
-    if list(prepared.class_names) != list(predictor.class_names):
-        raise UserError(
-            f"the classes in {SPLIT_FILE} differ from the checkpoint's; the run folder "
-            "was changed after training"
-        )
-    items = list(prepared.val)
-    if not items:
-        raise UserError(f"{Path(run_dir).name} has no validation images in {SPLIT_FILE}")
-    present = [item for item in items if os.path.exists(item[0])]
-    if not present:
-        raise UserError(
-            f"none of the {len(items)} validation images of this run exist any more "
-            f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it"
-        )
-    scored = predictor.evaluate_with_probabilities(present)
-    if scored.report is None:
-        raise UserError("none of the run's validation images could be read")
-    detailed = detailed_metrics(scored.report.confusion, scored.probabilities, scored.targets)
-    probabilities = {
-        os.path.abspath(path): row.tolist() for path, row in zip(scored.paths, scored.probabilities)
-    }
-    return CheckpointEvaluation(
-        run_dir,
-        predictor.checkpoint or checkpoint,
-        predictor,
-        scored.report,
-        detailed,
-        probabilities,
-        len(items) - len(present),
-    )
 
 
 # =========================================================================== the view
@@ -164,18 +66,11 @@ class EvaluationView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._run_dir: str | None = None
-        self._run_name = ""
-        self._evaluation: CheckpointEvaluation | None = None
         self._detailed: Any = None
-        self._requests = LatestRequest()
-        self._task: Any = None
         self._class_names: list[str] = []
         self._confusion: list[list[int]] = []
         self._misclassified: list[dict[str, Any]] = []
         self._filter: tuple[str | None, str | None] = (None, None)
-        self._preview: ImagePreviewDialog | None = None
-        self._explanation_model: tuple[Any, str] = (None, "")  # for the preview's heat maps
 
         self._stack = QStackedWidget(self)
         self._stack.addWidget(self._build_empty_page())
@@ -183,35 +78,17 @@ class EvaluationView(QWidget):
         self._stack.addWidget(self._build_message_page())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._build_checkpoint_bar())
+        self._source = CheckpointSource(self)
+        self._source.chosen.connect(self._on_checkpoint_chosen)
+        self._source.evaluated.connect(self._on_evaluated)
+        self._source.failed.connect(self._on_evaluation_failed)
+        self.checkpoint_label = self._source.label
+        self.checkpoint_combo = self._source.combo
+        layout.addWidget(self._source)
         layout.addWidget(self._stack)
         self.clear()
 
     # ------------------------------------------------------------------ checkpoints
-
-    def _build_checkpoint_bar(self) -> QWidget:
-        bar = QWidget(self)
-        self._checkpoint_bar = bar
-        self.checkpoint_label = QLabel(bar)
-        self.checkpoint_label.setObjectName("evaluationCheckpoint")
-        self.checkpoint_label.setTextFormat(Qt.TextFormat.RichText)
-        self.checkpoint_label.setWordWrap(True)
-        self.checkpoint_combo = QComboBox(bar)
-        self.checkpoint_combo.setObjectName("evaluationCheckpointChoice")
-        for kind, text in CHECKPOINT_CHOICES:
-            self.checkpoint_combo.addItem(text, kind)
-        self.checkpoint_combo.setToolTip(
-            "Evaluate the run with its best checkpoint (highest validation accuracy) or its "
-            "last one; the Prediction tab uses the same"
-        )
-        self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
-        layout = QHBoxLayout(bar)
-        layout.setContentsMargins(8, 6, 8, 0)
-        layout.addWidget(self.checkpoint_label, 1)
-        layout.addWidget(QLabel("Model:", bar))
-        layout.addWidget(self.checkpoint_combo)
-        bar.hide()
-        return bar
 
     def _build_message_page(self) -> QWidget:
         page = QWidget(self)
@@ -229,7 +106,7 @@ class EvaluationView(QWidget):
 
     def checkpoint(self) -> str:
         """The checkpoint chosen for runs: "best" (the default) or "last"."""
-        return str(self.checkpoint_combo.currentData())
+        return self.checkpoint_combo.kind()
 
     def set_checkpoint(self, kind: str) -> None:
         """Choose the best or the last checkpoint; the run shown is evaluated again."""
@@ -239,10 +116,10 @@ class EvaluationView(QWidget):
         if index != self.checkpoint_combo.currentIndex():
             self.checkpoint_combo.setCurrentIndex(index)  # -> _on_checkpoint_chosen
 
-    def _on_checkpoint_chosen(self, _index: int) -> None:
-        self.checkpoint_changed.emit(self.checkpoint())
-        if self._run_dir is not None:
-            self.show_run(self._run_dir, name=self._run_name)
+    def _on_checkpoint_chosen(self, kind: str) -> None:
+        self.checkpoint_changed.emit(kind)
+        if self._source.run_dir is not None:
+            self.show_run(self._source.run_dir, name=self._source.run_name)
 
     def show_run(
         self, run_dir: str | os.PathLike[str], *, name: str = "", checkpoint: str | None = None
@@ -250,50 +127,25 @@ class EvaluationView(QWidget):
         """Evaluate the saved run in ``run_dir`` with the chosen checkpoint (or
         ``checkpoint``) off the GUI thread; the results, or why there are none, follow."""
         if checkpoint is not None and checkpoint != self.checkpoint():
-            self.checkpoint_combo.blockSignals(True)  # the run to evaluate is this one
-            self.set_checkpoint(checkpoint)
-            self.checkpoint_combo.blockSignals(False)
+            if not self.checkpoint_combo.show_kind(checkpoint):  # the run to evaluate is this one
+                raise ValueError(f"checkpoint must be 'best' or 'last', not {checkpoint!r}")
             self.checkpoint_changed.emit(checkpoint)
-        folder = os.path.abspath(os.fspath(run_dir))
-        kind = self.checkpoint()
-        current = self._evaluation
-        if (
-            self._run_dir == folder
-            and current is not None
-            and current.checkpoint == kind
-            and self._stack.currentIndex() == 1
-        ) or (self._run_dir == folder and self.busy and self._pending == kind):
-            return  # already on screen (or on its way)
-        self._run_name = name or (self._run_name if folder == self._run_dir else Path(folder).name)
-        self._run_dir = folder
-        self._pending = kind
-        self._checkpoint_bar.show()
-        self.checkpoint_label.setText(
-            f"Evaluating <b>{html.escape(self._run_name)}</b> with its {kind} checkpoint…"
-        )
-        ticket = self._requests.begin()
-        self._task = run_in_background(
-            lambda _task, f=folder, k=kind: evaluate_checkpoint(f, k),
-            on_result=ticket.only_current(self._on_evaluated),
-            on_error=ticket.only_current(lambda exc, _tb, k=kind: self._on_evaluation_failed(k, exc)),
-            name="evaluate checkpoint",
-        )
+        self._source.evaluate(run_dir, name=name, on_screen=self._stack.currentIndex() == 1)
 
     @property
     def busy(self) -> bool:
         """True while a checkpoint is being evaluated."""
-        task = self._task
-        return task is not None and not task.wait(0)
+        return self._source.busy
 
     @property
     def run_dir(self) -> str | None:
         """The saved run shown (or being evaluated); None for results of no saved run."""
-        return self._run_dir
+        return self._source.run_dir
 
     @property
     def evaluation(self) -> CheckpointEvaluation | None:
         """The checkpoint evaluation on screen (None for live or summary results)."""
-        return self._evaluation
+        return self._source.evaluation
 
     def detailed_metrics(self) -> Any:
         """F1, the averages and top-k of the results shown (core.metrics.DetailedMetrics)."""
@@ -302,21 +154,17 @@ class EvaluationView(QWidget):
     @property
     def explanation_model(self) -> Any:
         """The predictor whose heat maps the gallery's enlarged view shows (or None)."""
-        return self._explanation_model[0]
+        return self._gallery_box.explanation_model
 
     def _on_evaluated(self, result: CheckpointEvaluation) -> None:
-        if not isValid(self) or not isValid(self.matrix):
-            return  # the window closed while the checkpoint was being scored
-        self._task = None
-        self._pending = None
         report = result.report
-        label = f"{self._run_name} · {checkpoint_text(result.checkpoint, result.epoch)}"
+        run_name = self._source.run_name
+        label = f"{run_name} · {checkpoint_text(result.checkpoint, result.epoch)}"
         if report is None:
-            self._evaluation = None
             self._show_message(
-                f"Cannot evaluate {self._run_name} with its "
+                f"Cannot evaluate {run_name} with its "
                 f"{checkpoint_text(result.checkpoint, result.epoch)}: {result.problem}",
-                f"<b>{html.escape(self._run_name)}</b>: no evaluation for its "
+                f"<b>{html.escape(run_name)}</b>: no evaluation for its "
                 f"{html.escape(checkpoint_text(result.checkpoint, result.epoch))}",
             )
             self.model_ready.emit(result.predictor, label)  # predicting needs no dataset
@@ -335,12 +183,11 @@ class EvaluationView(QWidget):
             caption=label + missing,
             detailed=result.detailed,
         )
-        self._evaluation = result
         muted = semantic_colour("muted", self.palette()).name()
         self.checkpoint_label.setText(
             f'<span style="color:{muted}">Evaluated with the</span> '
             f"<b>{html.escape(checkpoint_text(result.checkpoint, result.epoch))}</b> "
-            f'<span style="color:{muted}">of {html.escape(self._run_name)}</span>'
+            f'<span style="color:{muted}">of {html.escape(run_name)}</span>'
         )
         self.set_explanation_model(result.predictor, label)
         self.model_ready.emit(result.predictor, label)
@@ -348,25 +195,18 @@ class EvaluationView(QWidget):
     def _on_evaluation_failed(self, kind: str, exc: BaseException) -> None:
         from ..errors import UserError
 
-        if not isValid(self) or not isValid(self.matrix):
-            return  # the window closed while the checkpoint was being scored
-        self._task = None
-        self._pending = None
-        self._evaluation = None
+        run_name = self._source.run_name
         reason = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        text = f"Cannot evaluate {self._run_name} with its {kind} checkpoint: {reason}"
-        self._show_message(
-            text, f"<b>{html.escape(self._run_name)}</b>: no results for its {kind} checkpoint"
-        )
-        self.model_failed.emit(self._run_dir or "", text)
+        text = f"Cannot evaluate {run_name} with its {kind} checkpoint: {reason}"
+        self._show_message(text, f"<b>{html.escape(run_name)}</b>: no results for its {kind} checkpoint")
+        self.model_failed.emit(self._source.run_dir or "", text)
 
     def _show_message(self, text: str, header: str) -> None:
         """A message in place of results; the checkpoint choice stays to try the other."""
         self.checkpoint_label.setText(header)
         self.message_label.setText(text)
         self.set_explanation_model(None, "")
-        if self._preview is not None:
-            self._preview.close()
+        self._gallery_box.close_preview()
         self._stack.setCurrentIndex(2)
 
     def checkpoint_text(self) -> str:
@@ -401,17 +241,9 @@ class EvaluationView(QWidget):
         numbers come from (e.g. "best epoch 7 of 10").
         Results given here are not a saved run's checkpoint: the checkpoint choice is hidden.
         """
-        self._forget_run()
+        self._source.forget()
         self._show(class_names, confusion, precision, recall, misclassified, caption=caption)
         self.set_explanation_model(None, "")  # heat maps come with a saved checkpoint
-
-    def _forget_run(self) -> None:
-        self._requests.drop()
-        self._task = None
-        self._pending = None
-        self._run_dir = None
-        self._evaluation = None
-        self._checkpoint_bar.hide()
 
     def _show(
         self,
@@ -430,7 +262,7 @@ class EvaluationView(QWidget):
             raise ValueError(f"confusion must be {n}x{n} for {n} classes")
         if not precision or not recall:
             # Not reported: derive them from the matrix (the same definitions the engine uses).
-            precision, recall = _rates_from_confusion(confusion)
+            precision, recall = rates_from_confusion(confusion)
         if len(precision) != n or len(recall) != n:
             raise ValueError(f"precision and recall need one value per class ({n})")
         self._class_names = names
@@ -439,63 +271,46 @@ class EvaluationView(QWidget):
             (self._normalise_entry(e) for e in misclassified), key=lambda e: -float(e["prob"])
         )
         self._filter = (None, None)
-        # Keep decoded thumbnails: results arrive every epoch and mostly name the same files.
-        self._thumbnails.cancel_pending()
-        self._gallery_delegate.forget()
+        self._gallery_box.forget_painted()
 
         if detailed is None:
-            detailed = _detailed_from_confusion(self._confusion)
+            detailed = detailed_from_confusion(self._confusion)
         self._detailed = detailed
         self.matrix.set_matrix(names, self._confusion)
         self.table.fill(names, self._confusion, precision, recall, detailed.f1)
-        self._update_averages(detailed)
-        self._update_summary(caption)
+        self.averages_label.setText(averages_html(detailed))
+        muted = semantic_colour("muted", self.palette())
+        self.summary_label.setText(summary_html(names, self._confusion, caption, muted))
         self._fill_gallery()
         self._stack.setCurrentIndex(1)
         self._fit_gallery()
 
     def gallery_is_compact(self) -> bool:
         """True while the gallery is only a line saying why it lists nothing."""
-        return self._gallery_box.maximumHeight() < QWIDGETSIZE_MAX
+        return self._gallery_box.is_compact()
 
     def _fit_gallery(self) -> None:
         """With no misclassified image to list, the gallery shrinks to its title and
         message, and the matrix and table take the room; with images it takes about
-        two fifths of the height. A height limit rather than splitter sizes, which a
-        tab that has never been shown would not keep."""
-        if not self._misclassified:
-            line = self.gallery.fontMetrics().height()
-            height = self._gallery_header_height() + 3 * line + 2 * self.gallery.frameWidth()
-            self._gallery_box.setMaximumHeight(height)
-            self.gallery.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        else:
-            was_compact = self.gallery_is_compact()
-            self._gallery_box.setMaximumHeight(QWIDGETSIZE_MAX)
-            self.gallery.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-            if was_compact:
-                total = sum(self._split.sizes())
-                if total > 0:
-                    gallery = max(220, total * 2 // 5)
-                    self._split.setSizes([max(1, total - gallery), gallery])
-
-    def _gallery_header_height(self) -> int:
-        return max(self.gallery_title.sizeHint().height(), self.show_all_button.sizeHint().height()) + 4
+        two fifths of the height."""
+        was_compact = self._gallery_box.set_compact(not self._misclassified)
+        if self._misclassified and was_compact:
+            total = sum(self._split.sizes())
+            if total > 0:
+                gallery = max(220, total * 2 // 5)
+                self._split.setSizes([max(1, total - gallery), gallery])
 
     def clear(self) -> None:
         """Back to the empty state (no results yet)."""
-        self._forget_run()
+        self._source.forget()
         self._detailed = None
         self._class_names = []
         self._confusion = []
         self._misclassified = []
         self._filter = (None, None)
-        self._thumbnails.clear()
-        self._gallery_delegate.forget()
+        self._gallery_box.clear()
         self.matrix.clear()
         self.table.setRowCount(0)
-        self._gallery_model.clear()
-        if self._preview is not None:
-            self._preview.close()
         self._stack.setCurrentIndex(0)
 
     def has_results(self) -> bool:
@@ -503,10 +318,7 @@ class EvaluationView(QWidget):
 
     def gallery_labels(self) -> list[str]:
         """The labels of the images the gallery lists now, in order."""
-        return [
-            self._gallery_model.item(row).data(Qt.ItemDataRole.DisplayRole)
-            for row in range(self._gallery_model.rowCount())
-        ]
+        return self._gallery_box.labels()
 
     def set_gallery_filter(self, true_name: str | None, pred_name: str | None) -> None:
         """Show only mistakes of ``true_name`` (any prediction when ``pred_name`` is None);
@@ -521,26 +333,15 @@ class EvaluationView(QWidget):
 
     def set_explanation_model(self, predictor: Any, label: str = "") -> None:
         """The model whose heat maps the enlarged view shows (None: none yet)."""
-        self._explanation_model = (predictor, label)
-        if self._preview is not None:
-            self._preview.set_predictor(predictor, label)
+        self._gallery_box.set_explanation_model(predictor, label)
 
     def open_preview(self, row: int) -> ImagePreviewDialog:
         """Enlarge the gallery's image at ``row`` (what a click does)."""
-        if self._preview is None:
-            self._preview = ImagePreviewDialog(self)
-            self._preview.set_predictor(*self._explanation_model)
-        entries = [
-            self._gallery_model.item(r).data(ENTRY_ROLE) for r in range(self._gallery_model.rowCount())
-        ]
-        self._preview.show_entries(entries, row)
-        self._preview.show()
-        self._preview.raise_()
-        return self._preview
+        return self._gallery_box.open_preview(row)
 
     @property
     def thumbnails(self) -> ThumbnailLoader:
-        return self._thumbnails
+        return self._gallery_box.thumbnails
 
     # ------------------------------------------------------------------ construction
 
@@ -625,47 +426,11 @@ class EvaluationView(QWidget):
         top.setChildrenCollapsible(False)
 
         # Misclassified gallery.
-        self._thumbnails = ThumbnailLoader(THUMBNAIL_SIDE, self)
-        self._thumbnails.ready.connect(lambda _path: self.gallery.viewport().update())
-        self._thumbnails.failed.connect(self._on_thumbnail_failed)
-        self._gallery_model = QStandardItemModel(self)
-        self.gallery = GalleryView(page)
-        self.gallery.setObjectName("misclassifiedGallery")
-        self.gallery.setModel(self._gallery_model)
-        self._gallery_delegate = GalleryDelegate(self._thumbnails, self.gallery)
-        self.gallery.setItemDelegate(self._gallery_delegate)
-        self.gallery.setViewMode(QListView.ViewMode.IconMode)
-        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
-        self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setUniformItemSizes(True)
-        self.gallery.setSpacing(4)
-        self.gallery.setWrapping(True)
-        self.gallery.setMouseTracking(True)
-        self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.gallery.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.gallery.clicked.connect(lambda index: self.open_preview(index.row()))
-        self.gallery.activated.connect(lambda index: self.open_preview(index.row()))
-
-        self.gallery_title = QLabel(page)
-        title_font = QFont(self.gallery_title.font())
-        title_font.setBold(True)
-        self.gallery_title.setFont(title_font)
-        self.filter_label = QLabel(page)
-        self.show_all_button = QPushButton("Show all", page)
-        self.show_all_button.setToolTip("Show every misclassified image again")
-        self.show_all_button.clicked.connect(lambda: self.set_gallery_filter(None, None))
-        gallery_header = QHBoxLayout()
-        gallery_header.setContentsMargins(0, 0, 0, 0)
-        gallery_header.addWidget(self.gallery_title)
-        gallery_header.addSpacing(12)
-        gallery_header.addWidget(self.filter_label, 1)
-        gallery_header.addWidget(self.show_all_button)
-        gallery_box = QWidget(page)
+        gallery_box = MisclassifiedGallery(page)
         self._gallery_box = gallery_box
-        gallery_layout = QVBoxLayout(gallery_box)
-        gallery_layout.setContentsMargins(0, 4, 0, 0)
-        gallery_layout.addLayout(gallery_header)
-        gallery_layout.addWidget(self.gallery, 1)
+        self.gallery = gallery_box.view
+        self.show_all_button = gallery_box.show_all_button
+        self.show_all_button.clicked.connect(lambda: self.set_gallery_filter(None, None))
 
         split = QSplitter(Qt.Orientation.Vertical, page)
         split.addWidget(top)
@@ -696,95 +461,12 @@ class EvaluationView(QWidget):
             "prob": float(entry.get("prob", float("nan"))),
         }
 
-    def _update_summary(self, caption: str) -> None:
-        total = sum(sum(row) for row in self._confusion)
-        correct = sum(self._confusion[i][i] for i in range(len(self._confusion)))
-        wrong = total - correct
-        if total == 0:
-            text = "No validation images were evaluated."
-        else:
-            accuracy = correct / total
-            text = (
-                f"Accuracy <b>{accuracy:.1%}</b> on {total} validation image{'s' if total != 1 else ''}"
-                f" &nbsp;·&nbsp; {wrong} misclassified"
-            )
-            weakest = self._weakest_class()
-            if weakest and wrong:
-                text += f" &nbsp;·&nbsp; hardest class: <b>{html.escape(str(weakest[0]))}</b> (recall {weakest[1]:.0%})"
-        if caption:
-            text += f' &nbsp;<span style="color:{semantic_colour("muted", self.palette()).name()}">({html.escape(str(caption))})</span>'
-        self.summary_label.setText(text)
-
-    def _update_averages(self, detailed: Any) -> None:
-        def rates(name: str, r: Any) -> str:
-            return f"<b>{name}</b> precision {r.precision:.1%} · recall {r.recall:.1%} · F1 {r.f1:.1%}"
-
-        lines = [rates("Macro average:", detailed.macro), rates("Weighted average:", detailed.weighted)]
-        if detailed.top_k:
-            lines.append(
-                " · ".join(f"<b>Top-{k} accuracy</b> {v:.1%}" for k, v in sorted(detailed.top_k.items()))
-            )
-        self.averages_label.setText("<br>".join(lines))
-
-    def _weakest_class(self) -> tuple[str, float] | None:
-        best: tuple[str, float] | None = None
-        for i, name in enumerate(self._class_names):
-            total = sum(self._confusion[i])
-            if total:
-                recall = self._confusion[i][i] / total
-                if best is None or recall < best[1]:
-                    best = (name, recall)
-        return best
-
     def _fill_gallery(self) -> None:
         true_name, pred_name = self._filter
-        entries = [
-            e
-            for e in self._misclassified
-            if (true_name is None or e["true"] == true_name) and (pred_name is None or e["pred"] == pred_name)
-        ]
-        shown = entries[:MAX_GALLERY_ITEMS]
-        metrics = self.gallery.fontMetrics()
-        self._gallery_delegate.text_width = max(
-            (metrics.horizontalAdvance(f"predicted: {e['pred']} (p=0.00)") for e in shown), default=0
-        )
-        self._thumbnails.cancel_pending()
-        self._gallery_model.clear()
-        for entry in shown:
-            item = QStandardItem()
-            label = misclassified_label(entry)
-            item.setData(label, Qt.ItemDataRole.DisplayRole)
-            item.setData(entry, ENTRY_ROLE)
-            item.setToolTip(f"{label}\n{os.path.normpath(entry['path'])}\nClick to enlarge")
-            item.setEditable(False)
-            self._gallery_model.appendRow(item)
-
-        total = len(self._misclassified)
-        self.gallery_title.setText(f"Misclassified validation images ({total})")
-        filtered = true_name is not None or pred_name is not None
-        if filtered:
-            what = f"true <b>{html.escape(str(true_name or 'any'))}</b>"
-            if pred_name is not None:
-                what += f", predicted <b>{html.escape(str(pred_name))}</b>"
-            self.filter_label.setText(f"Showing {what}: {len(entries)}")
-        elif len(entries) > len(shown):
-            self.filter_label.setText(f"Showing the {len(shown)} most confident mistakes")
-        else:
-            self.filter_label.setText(
-                "Most confident mistakes first · click an image to enlarge" if shown else ""
-            )
-        self.show_all_button.setVisible(filtered)
         matrix_wrong = sum(sum(row) for row in self._confusion) - sum(
             self._confusion[i][i] for i in range(len(self._confusion))
         )
-        if total == 0 and matrix_wrong:
-            # Per-epoch results carry the counts only; the engine lists the images at the end.
-            self.gallery.placeholder = "The misclassified images are listed here when training finishes."
-        elif total == 0:
-            self.gallery.placeholder = "No validation image was misclassified."
-        else:
-            self.gallery.placeholder = "No mistakes of this kind."
-        self.gallery.viewport().update()
+        self._gallery_box.fill(self._misclassified, true_name, pred_name, matrix_wrong)
 
     # ------------------------------------------------------------------ reactions
 
@@ -793,21 +475,6 @@ class EvaluationView(QWidget):
             self.set_gallery_filter(self._class_names[row], None)
         else:
             self.set_gallery_filter(self._class_names[row], self._class_names[col])
-
-    def _on_thumbnail_failed(self, path: str, reason: str) -> None:
-        for row in range(self._gallery_model.rowCount()):
-            item = self._gallery_model.item(row)
-            entry = item.data(ENTRY_ROLE)
-            if entry and entry["path"] == path:
-                item.setToolTip(
-                    f"{misclassified_label(entry)}\n{os.path.normpath(path)}\nCannot show this image: {reason}"
-                )
-        self.gallery.viewport().update()
-
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
-        super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange and hasattr(self, "gallery"):
-            self.gallery.viewport().update()
 
 
 # =========================================================================== helpers
@@ -830,25 +497,3 @@ def _titled(title: str, content: QWidget, parent: QWidget, extra: QWidget | None
         layout.addLayout(header)
     layout.addWidget(content, 1)
     return box
-
-
-def _detailed_from_confusion(confusion: Sequence[Sequence[int]]) -> Any:
-    """F1 and the averages of results that came as a matrix only (per-epoch results,
-    run summaries); top-k needs the probabilities, so it is left out."""
-    from ..core.metrics import detailed_metrics
-
-    return detailed_metrics([list(row) for row in confusion])
-
-
-def _rates_from_confusion(confusion: Sequence[Sequence[int]]) -> tuple[list[float], list[float]]:
-    """Precision and recall per class, by the engine's own definitions (core.metrics).
-    Only for results that did not carry them (summaries of older runs); torch is loaded
-    by the time any result can arrive."""
-    import torch
-
-    from ..core.metrics import classification_report
-
-    n = len(confusion)
-    cells = torch.repeat_interleave(torch.arange(n * n), torch.tensor(confusion, dtype=torch.int64).flatten())
-    report = classification_report(cells // n, cells % n, n)
-    return report.precision, report.recall

@@ -3,7 +3,8 @@
 The model list is searchable (type any part of a name). The weights line says plainly
 whether the backbone starts pretrained and from where, or that no weights are on this
 machine, with the two ways out: import a file, or explicitly choose random
-initialisation. Head options become proper widgets from their :class:`HeadOption` kinds.
+initialisation (what it says for each choice: weights_choice). Head options become
+proper widgets from their :class:`HeadOption` kinds (head_options_form).
 
 The panel also builds the model off the GUI thread whenever the choice or the number of
 classes changes, so the layer tree and parameter counts are always the real thing. The
@@ -15,21 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QRegularExpression, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QRegularExpressionValidator, QStandardItem, QStandardItemModel
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QCompleter,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -37,114 +35,9 @@ from PySide6.QtWidgets import (
 from ..core.config import ModelConfig, RunConfig
 from ..errors import UserError
 from .background import BackgroundTask, LatestRequest, run_in_background
+from .head_options_form import HeadOptionsForm
 from .notice import Notice
-
-SOURCE_TEXT = {
-    "package": "shipped in an installed Python package",
-    "hub-cache": "found in the torch hub cache",
-    "weights-dir": "found in the local weights folder",
-    "download": "downloaded when training starts",
-    "file": "from the chosen file",
-}
-
-INT_LIST_PATTERN = r"^\s*(\d+\s*(,\s*\d+\s*)*,?)?\s*$"
-
-
-def parse_int_list(text: str) -> list[int]:
-    return [int(part) for part in text.replace(" ", "").split(",") if part]
-
-
-class HeadOptionsForm(QWidget):
-    """Widgets for one head type's options, built from their kinds."""
-
-    changed = Signal()
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._widgets: dict[str, tuple[Any, QWidget]] = {}
-        self._layout = QFormLayout(self)
-        self._layout.setContentsMargins(0, 0, 0, 0)
-        self._layout.setHorizontalSpacing(10)
-        self._layout.setVerticalSpacing(6)
-        self._layout.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-
-    def set_options(self, options: tuple[Any, ...], values: dict[str, Any]) -> None:
-        while self._layout.rowCount():
-            self._layout.removeRow(0)
-        self._widgets.clear()
-        for option in options:
-            value = values.get(option.name, option.default)
-            widget = self._make_widget(option, value)
-            label = option.label or option.name.replace("_", " ").capitalize()
-            if option.help:
-                widget.setToolTip(option.help)
-            self._layout.addRow(label, widget)
-            self._widgets[option.name] = (option, widget)
-        self.setVisible(bool(options))
-
-    def values(self) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for name, (option, widget) in self._widgets.items():
-            if option.kind == "int":
-                result[name] = int(widget.value())
-            elif option.kind == "float":
-                result[name] = float(widget.value())
-            elif option.kind == "bool":
-                result[name] = bool(widget.isChecked())
-            elif option.kind == "choice":
-                result[name] = widget.currentText()
-            elif option.kind == "int_list":
-                result[name] = parse_int_list(widget.text())
-            else:
-                result[name] = widget.text()
-        return result
-
-    def widget(self, name: str) -> QWidget:
-        return self._widgets[name][1]
-
-    def _make_widget(self, option: Any, value: Any) -> QWidget:
-        kind = option.kind
-        if kind == "int":
-            spin = QSpinBox()
-            spin.setRange(
-                int(option.minimum if option.minimum is not None else 0),
-                int(option.maximum if option.maximum is not None else 1_000_000),
-            )
-            spin.setValue(int(value))
-            spin.valueChanged.connect(self.changed)
-            return spin
-        if kind == "float":
-            spin = QDoubleSpinBox()
-            spin.setDecimals(3)
-            spin.setRange(
-                float(option.minimum if option.minimum is not None else 0.0),
-                float(option.maximum if option.maximum is not None else 1e6),
-            )
-            spin.setSingleStep(0.05)
-            spin.setValue(float(value))
-            spin.valueChanged.connect(self.changed)
-            return spin
-        if kind == "bool":
-            box = QCheckBox()
-            box.setChecked(bool(value))
-            box.toggled.connect(self.changed)
-            return box
-        if kind == "choice":
-            combo = QComboBox()
-            combo.addItems([str(c) for c in option.choices])
-            index = combo.findText(str(value))
-            combo.setCurrentIndex(max(0, index))
-            combo.currentIndexChanged.connect(self.changed)
-            return combo
-        edit = QLineEdit()
-        if kind == "int_list":
-            edit.setValidator(QRegularExpressionValidator(QRegularExpression(INT_LIST_PATTERN)))
-            edit.setPlaceholderText("e.g. 256, 128")
-            if isinstance(value, (list, tuple)):
-                value = ", ".join(str(v) for v in value)
-        edit.setText("" if value is None else str(value))
-        edit.editingFinished.connect(self.changed)
-        return edit
+from .weights_choice import describe_weights, weights_ready
 
 
 class ModelPanel(QWidget):
@@ -351,21 +244,7 @@ class ModelPanel(QWidget):
 
     def weights_ok(self) -> tuple[bool, str]:
         """Whether training can start with this weights choice, and why not."""
-        if self._weights_choice == "none":
-            return True, ""
-        if self._weights_choice != "auto":
-            return Path(self._weights_choice).is_file(), (
-                f"the weights file {self._weights_choice} does not exist"
-            )
-        status = self.weights_status
-        if status is None:
-            return False, "the backbone's weights have not been checked yet"
-        if status.available:
-            return True, ""
-        return False, (
-            "no pretrained weights for this backbone on this machine: "
-            "import weights or tick Random initialisation"
-        )
+        return weights_ready(self._weights_choice, self.weights_status)
 
     # ------------------------------------------------------------ building
 
@@ -507,73 +386,19 @@ class ModelPanel(QWidget):
         )
 
     def _refresh_weights(self) -> None:
-        self.weights_status = None
         if self.host is None or not self.model_name():
+            self.weights_status = None
             self.weights_label.show_message("info", "Choose a backbone.")
             self.import_button.setVisible(False)
             return
-        if self._weights_choice == "none":
-            self.weights_label.show_message(
-                "warning",
-                "Random initialisation: the backbone starts untrained. "
-                "Expect to need many more images and epochs.",
-            )
-            self.import_button.setVisible(False)
-            self.weights_changed.emit()
-            return
-        if self._weights_choice != "auto":
-            exists = Path(self._weights_choice).is_file()
-            self.weights_label.show_message(
-                "good" if exists else "error",
-                f"Pretrained, from the file {self._weights_choice} (your choice: it loads "
-                "even if its sha256 fails a check, recorded as unverified)"
-                if exists
-                else f"The weights file {self._weights_choice} does not exist.",
-            )
-            self.import_button.setVisible(True)
-            self.weights_changed.emit()
-            return
-        try:
-            provider, model_name = self.host.resolve_backbone(self.backbone_name())
-            status = provider.weights_status(model_name)
-        except UserError as exc:
-            self.weights_label.show_message("error", str(exc))
-            self.import_button.setVisible(False)
-            self.weights_changed.emit()
-            return
-        except Exception as exc:  # a plugin's bug: say so, keep the window working
-            self.weights_label.show_message(
-                "error", f"The backbone plugin failed to report its weights: {exc}"
-            )
-            self.log.emit("error", f"weights_status({self.backbone_name()}) raised {exc!r}")
-            self.import_button.setVisible(True)
-            self.weights_changed.emit()
-            return
-        self.weights_status = status
-        if status.available:
-            where = SOURCE_TEXT.get(status.source, status.source)
-            text = f"Pretrained ({where})"
-            if status.detail:
-                text += f": {status.detail}"
-            self.weights_label.show_message("good", text)
-            self.weights_label.setToolTip(status.path or "")
-            self.import_button.setVisible(False)
-        else:
-            # The engine's detail is worded for the command line; say it with this
-            # panel's buttons, and keep the detail (it names the folder) as the tooltip.
-            try:
-                usual = list(provider.weight_file_names(model_name))
-            except Exception:  # a plugin's listing problem must not hide the message
-                usual = []
-            example = f" (usually named {usual[0]})" if usual else ""
-            self.weights_label.show_message(
-                "error",
-                f"No pretrained weights for {model_name} on this machine. "
-                f"Use Import weights… to add a weights file{example}, or tick Random "
-                "initialisation to train from scratch.",
-            )
-            self.weights_label.setToolTip(status.detail)
-            self.import_button.setVisible(True)
+        line = describe_weights(self.host, self.backbone_name(), self._weights_choice)
+        self.weights_status = line.status
+        self.weights_label.show_message(line.level, line.text)
+        if line.tooltip is not None:
+            self.weights_label.setToolTip(line.tooltip)
+        if line.plugin_error:
+            self.log.emit("error", line.plugin_error)
+        self.import_button.setVisible(line.can_import)
         self.weights_changed.emit()
 
     def _on_random_toggled(self, checked: bool) -> None:

@@ -1,12 +1,14 @@
 """Predict new images with the current model or a saved run.
 
-(About 580 lines: one view whose parts, model line, dropping, chunked prediction and
-run loading, all act on the same list of rows; the row painting is in prediction_rows.)
+(About 600 lines: one view whose model line, saved-run checkpoint, list, filter bar and
+status line all act on the same rows and model; what stands on its own is elsewhere:
+the rows in prediction_list, the work on worker threads in prediction_jobs, the painting
+in prediction_rows, the files a drop names in image_paths.)
 
 Images are dropped on the view or chosen with a file dialog; each gets a row with its
 thumbnail and the model's top classes as bars; a row opens large with where the model
-looked for its top class (see explanation_view). Prediction and model loading run on a
-worker thread (see :class:`desktop_tl.gui.background.JobQueue`); rows update as results arrive.
+looked for its top class (see explanation_view). Prediction and model loading run on
+worker threads; rows update as results arrive.
 """
 
 from __future__ import annotations
@@ -14,22 +16,11 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from PySide6.QtCore import QEvent, Qt, Signal
-from PySide6.QtGui import (
-    QDragEnterEvent,
-    QDragLeaveEvent,
-    QDropEvent,
-    QKeySequence,
-    QPalette,
-    QShortcut,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent, QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -41,60 +32,17 @@ from PySide6.QtWidgets import (
 )
 
 from ..errors import UserError
-from .background import JobFailure, JobQueue
+from .background import JobFailure
+from .checkpoint_choice import CheckpointCombo, checkpoint_text
 from .explanation_view import ExplanationDialog
 from .icons import mix, semantic_colour
-from .prediction_filter import PredictionFilterBar, row_visible, sort_key, summary_text
-from .prediction_rows import (
-    ROW_ROLE,
-    THUMBNAIL_SIDE,
-    PredictionDelegate,
-    PredictionRow,
-    ResultList,
-    format_probability,
-)
-from .thumbnails import ThumbnailLoader
-
-#: Images predicted per worker job: small enough that results appear steadily and a
-#: change of model or a Clear takes effect quickly.
-CHUNK_SIZE = 8
-#: Most classes the view can show per image.
-MAX_TOP_K = 10
-#: Most images taken from one dropped or chosen folder.
-MAX_IMAGES_PER_FOLDER = 2000
+from .image_paths import MAX_IMAGES_PER_FOLDER, expand_image_paths, image_extensions, local_paths
+from .prediction_filter import PredictionFilterBar, summary_text
+from .prediction_jobs import MAX_TOP_K, PredictionJobs
+from .prediction_list import PredictionList
+from .prediction_rows import PredictionRow
 
 NO_MODEL_TEXT = "No model yet: train one, or use Load saved run… to open a run folder."
-#: Thumbnails read as soon as images are added (the rest when their rows are shown), so
-#: they are ready when the list is first looked at.
-EAGER_THUMBNAILS = 48
-
-
-def _image_extensions() -> tuple[str, ...]:
-    from ..core.images import IMAGE_EXTENSIONS
-
-    return IMAGE_EXTENSIONS
-
-
-def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str], int]:
-    """Files as given; folders replaced by the image files inside them (recursively,
-    sorted). Returns the paths and how many were left out over the per-folder limit."""
-    extensions = _image_extensions()
-    result: list[str] = []
-    left_out = 0
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
-            left_out += max(0, len(found) - MAX_IMAGES_PER_FOLDER)
-            result.extend(found[:MAX_IMAGES_PER_FOLDER])
-        else:
-            result.append(str(path))
-    return result, left_out
-
-
-def _predict_chunk(predictor: Any, paths: Sequence[str], top_k: int) -> list[Any]:
-    """Worker thread: the predictor is used by one job at a time (the queue runs one)."""
-    return list(predictor.predict(list(paths), top_k=top_k))
 
 
 def _runs_folder() -> str:
@@ -102,22 +50,6 @@ def _runs_folder() -> str:
     from ..core.run_folder import runs_dir
 
     return str(runs_dir())
-
-
-def _load_predictor(path: str, checkpoint: str) -> Any:
-    """Worker thread: read a run folder's chosen checkpoint (best or last) into a predictor."""
-    from ..core.predict import Predictor
-
-    return Predictor.from_run_dir(path, checkpoint=checkpoint)
-
-
-#: The checkpoints of a run a user can choose between, as the combo boxes list them.
-CHECKPOINT_CHOICES = (("best", "Best checkpoint"), ("last", "Last checkpoint"))
-
-
-def checkpoint_text(kind: str, epoch: int | None) -> str:
-    """How the views name a run's checkpoint: "best checkpoint, epoch 7"."""
-    return f"{kind} checkpoint" + (f", epoch {epoch}" if epoch is not None else "")
 
 
 # =========================================================================== the view
@@ -144,10 +76,7 @@ class PredictionView(QWidget):
         self._settings = settings
         self._predictor: Any = None
         self._source_label = ""
-        self._rows: list[PredictionRow] = []
-        self._items: dict[str, QStandardItem] = {}
         self._top_k = 5
-        self._loading_run: str | None = None
         self._loading_label = ""
         self._fallback_folder = ""
         self._run_folder: str | None = None  # the run whose checkpoint predicts, if any
@@ -155,24 +84,22 @@ class PredictionView(QWidget):
         #: (the window's Evaluation tab); a choice is then only announced.
         self.loads_own_checkpoints = True
 
-        self._jobs = JobQueue(self)
-        self._loads = JobQueue(self)
-        self._thumbnails = ThumbnailLoader(THUMBNAIL_SIDE, self)
-        self._thumbnails.ready.connect(lambda _path: self._list.viewport().update())
-        self._thumbnails.failed.connect(lambda _path, _reason: self._list.viewport().update())
+        self._work = PredictionJobs(self)
+        self._work.predicted.connect(self._on_predicted)
+        self._work.predict_failed.connect(self._on_predict_failed)
+        self._work.run_loaded.connect(self._on_run_loaded)
+        self._work.run_failed.connect(self._on_run_failed)
 
         # Model line and actions.
         self.model_label = QLabel(self)
         self.model_label.setObjectName("predictionModelLabel")
         self.model_label.setTextFormat(Qt.TextFormat.RichText)
-        self.checkpoint_combo = QComboBox(self)
-        self.checkpoint_combo.setObjectName("predictionCheckpoint")
-        for kind, text in CHECKPOINT_CHOICES:
-            self.checkpoint_combo.addItem(text, kind)
-        self.checkpoint_combo.setToolTip(
+        self.checkpoint_combo = CheckpointCombo(
             "Predict with the run's best checkpoint (highest validation accuracy) or its "
-            "last one; the Evaluation tab uses the same"
+            "last one; the Evaluation tab uses the same",
+            self,
         )
+        self.checkpoint_combo.setObjectName("predictionCheckpoint")
         self.checkpoint_combo.setEnabled(False)
         self.checkpoint_combo.currentIndexChanged.connect(self._on_checkpoint_chosen)
         self.choose_button = QPushButton("Choose images…", self)
@@ -227,16 +154,8 @@ class PredictionView(QWidget):
         bar.addWidget(self.clear_button)
 
         # Rows.
-        self._model = QStandardItemModel(self)
-        self._list = ResultList(self)
+        self._list = PredictionList(self)
         self._list.setObjectName("predictionList")
-        self._list.setModel(self._model)
-        self._delegate = PredictionDelegate(self, self._thumbnails)
-        self._list.setItemDelegate(self._delegate)
-        self._list.setUniformItemSizes(True)
-        self._list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self._list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self._list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self._list.activated.connect(lambda index: self.explain_row(index.row()))
         self._list.selectionModel().currentChanged.connect(lambda *_: self._update_explain_button())
         self._list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -246,7 +165,6 @@ class PredictionView(QWidget):
         self.filter_bar = PredictionFilterBar(self)
         self.filter_bar.changed.connect(self._apply_view)
         self.filter_bar.save_requested.connect(self._choose_csv)
-        self._added: dict[str, int] = {}  # path -> when it was added ("Order added")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -266,7 +184,7 @@ class PredictionView(QWidget):
         ``source_label`` says where it came from ("current model", "saved run …")."""
         if predictor is not None and not source_label:
             source_label = "latest trained model"
-        self._jobs.cancel_pending()
+        self._work.use(predictor)
         self._predictor = predictor
         self.filter_bar.set_classes(list(getattr(predictor, "class_names", []) or []))
         self._source_label = source_label if predictor is not None else ""
@@ -292,13 +210,9 @@ class PredictionView(QWidget):
             self.top_k_spin.setMaximum(max(1, min(MAX_TOP_K, count)))
         self.top_k_spin.setEnabled(predictor is not None)
         self._list.viewport().update()
-        for row in self._rows:
-            row.status = "waiting" if predictor is not None else "no-model"
-            row.top = []
-            row.error = None
-        self._refresh_rows()
-        if predictor is not None and self._rows:
-            self._predict([row.path for row in self._rows])
+        self._list.clear_results("waiting" if predictor is not None else "no-model")
+        if predictor is not None and self._list.rows:
+            self._predict([row.path for row in self._list.rows])
         else:
             self._update_progress()
         self.predictor_changed.emit(self._source_label)
@@ -318,9 +232,9 @@ class PredictionView(QWidget):
     def explain_row(self, row: int) -> ExplanationDialog | None:
         """Enlarge the image at ``row`` with where the model looked for its top class
         (computed off the GUI thread); None when the row has no prediction yet."""
-        if not 0 <= row < len(self._rows) or self._predictor is None:
+        entry = self._list.row(row)
+        if entry is None or self._predictor is None:
             return None
-        entry = self._rows[row]
         if entry.status != "done" or not entry.top:
             return None
         if self._explanation is None:
@@ -344,28 +258,9 @@ class PredictionView(QWidget):
         """Add image files (folders are searched for images) and predict them; returns how
         many were added (files already listed are skipped)."""
         expanded, left_out = expand_image_paths(paths)
-        new: list[str] = []
-        for path in expanded:
-            key = os.path.abspath(path)
-            if key in self._items:
-                continue
-            row = PredictionRow(key, status="waiting" if self._predictor is not None else "no-model")
-            item = QStandardItem()
-            item.setData(row, ROW_ROLE)
-            item.setData(key, Qt.ItemDataRole.DisplayRole)
-            item.setToolTip(key)
-            item.setEditable(False)
-            self._rows.append(row)
-            self._items[key] = item
-            self._added[key] = len(self._added)
-            self._model.appendRow(item)
-            new.append(key)
-        if new:
-            self._list.scrollTo(self._model.indexFromItem(self._items[new[0]]))
-            for path in new[:EAGER_THUMBNAILS]:
-                self._thumbnails.request(path)
-            if self._predictor is not None:
-                self._predict(new)
+        new = self._list.add(expanded, "waiting" if self._predictor is not None else "no-model")
+        if new and self._predictor is not None:
+            self._predict(new)
         if left_out:
             self._show_status(
                 f"{left_out} images were left out: a folder adds at most {MAX_IMAGES_PER_FOLDER}.", "warning"
@@ -377,17 +272,12 @@ class PredictionView(QWidget):
 
     def rows(self) -> list[PredictionRow]:
         """The listed images and their results, in order (copies)."""
-        return [PredictionRow(r.path, r.status, list(r.top), r.error) for r in self._rows]
+        return self._list.copies()
 
     def clear(self) -> None:
         """Remove every image (predictions in progress are dropped)."""
-        self._jobs.cancel_pending()
-        self._thumbnails.clear()
-        self._delegate.forget()
-        self._rows.clear()
-        self._items.clear()
-        self._added.clear()
-        self._model.clear()
+        self._work.cancel_predictions()
+        self._list.remove_all()
         self._show_status("")
         self._update_progress()
 
@@ -398,15 +288,11 @@ class PredictionView(QWidget):
 
     def checkpoint(self) -> str:
         """The checkpoint chosen for runs: "best" or "last"."""
-        return str(self.checkpoint_combo.currentData())
+        return self.checkpoint_combo.kind()
 
     def show_checkpoint(self, kind: str, run_folder: str | os.PathLike[str] | None = None) -> None:
         """Mirror a checkpoint chosen elsewhere (the Evaluation tab) without reloading."""
-        index = self.checkpoint_combo.findData(kind)
-        if index >= 0 and index != self.checkpoint_combo.currentIndex():
-            self.checkpoint_combo.blockSignals(True)
-            self.checkpoint_combo.setCurrentIndex(index)
-            self.checkpoint_combo.blockSignals(False)
+        self.checkpoint_combo.show_kind(kind)
         if run_folder is not None:
             self._run_folder = os.path.abspath(os.fspath(run_folder))
         self.checkpoint_combo.setEnabled(self._run_folder is not None)
@@ -427,7 +313,7 @@ class PredictionView(QWidget):
     def _on_checkpoint_chosen(self, _index: int) -> None:
         kind = self.checkpoint()
         self.checkpoint_requested.emit(kind)
-        if self.loads_own_checkpoints and self._run_folder is not None and not self._loads.busy:
+        if self.loads_own_checkpoints and self._run_folder is not None and not self._work.loading:
             self.load_run(self._run_folder, checkpoint=kind)
 
     def load_run(
@@ -440,21 +326,12 @@ class PredictionView(QWidget):
         folder = os.path.abspath(os.fspath(path))
         if checkpoint is not None:
             self.show_checkpoint(checkpoint)
-        checkpoint = self.checkpoint()
-        self._loads.cancel_pending()
-        self._loading_run = folder
         self._loading_label = label or f"saved run: {Path(folder).name}"
+        self._work.load_run(folder, self.checkpoint())
         self.load_run_button.setEnabled(False)
         self._show_status(f"Loading the model of {folder}…")
         self.progress.setRange(0, 0)
         self.progress.show()
-        self._loads.submit(
-            _load_predictor,
-            folder,
-            checkpoint,
-            on_result=lambda predictor, f=folder: self._on_run_loaded(f, predictor),
-            on_error=lambda failure, f=folder: self._on_run_failed(f, failure),
-        )
 
     def set_fallback_folder(self, folder: str | os.PathLike[str]) -> None:
         """Where Choose images… starts when no image has been chosen before (the
@@ -463,13 +340,12 @@ class PredictionView(QWidget):
 
     def thumbnail_ready(self, path: str | os.PathLike[str]) -> bool:
         """True once the row's thumbnail has been read (or found unreadable)."""
-        key = os.path.abspath(os.fspath(path))
-        return self._thumbnails.image(key) is not None or self._thumbnails.error(key) is not None
+        return self._list.thumbnail_ready(os.path.abspath(os.fspath(path)))
 
     @property
     def busy(self) -> bool:
         """True while a model loads or images are being predicted."""
-        return self._jobs.busy or self._loads.busy
+        return self._work.busy
 
     def status_text(self) -> str:
         return self.status_label.text()
@@ -477,58 +353,28 @@ class PredictionView(QWidget):
     # ------------------------------------------------------------------ prediction
 
     def _predict(self, paths: list[str]) -> None:
-        predictor = self._predictor
-        want = max(1, min(MAX_TOP_K, len(predictor.class_names)))
-        for start in range(0, len(paths), CHUNK_SIZE):
-            chunk = paths[start : start + CHUNK_SIZE]
-            self._jobs.submit(
-                _predict_chunk,
-                predictor,
-                chunk,
-                want,
-                on_result=lambda results, p=predictor: self._on_predicted(p, results),
-                on_error=lambda failure, p=predictor, c=chunk: self._on_predict_failed(p, c, failure),
-            )
+        self._work.predict(paths)
         self._update_progress()
 
-    def _on_predicted(self, predictor: Any, results: list[Any]) -> None:
-        if predictor is not self._predictor:
-            return
+    def _on_predicted(self, results: list[Any]) -> None:
         for prediction in results:
-            item = self._items.get(os.path.abspath(prediction.path))
-            if item is None:
-                continue
-            row: PredictionRow = item.data(ROW_ROLE)
             if prediction.error:
-                row.status, row.error, row.top = (
-                    "error",
-                    _readable_error(prediction.path, prediction.error),
-                    [],
-                )
+                error = _readable_error(prediction.path, prediction.error)
+                self._list.set_result(os.path.abspath(prediction.path), "error", error, [])
             else:
-                row.status, row.error, row.top = "done", None, [(str(n), float(p)) for n, p in prediction.top]
-            self._refresh_item(item, row)
+                top = [(str(n), float(p)) for n, p in prediction.top]
+                self._list.set_result(os.path.abspath(prediction.path), "done", None, top)
         self._update_progress()
 
-    def _on_predict_failed(self, predictor: Any, chunk: list[str], failure: JobFailure) -> None:
-        if predictor is not self._predictor:
-            return
+    def _on_predict_failed(self, chunk: list[str], failure: JobFailure) -> None:
         for path in chunk:
-            item = self._items.get(path)
-            if item is None:
-                continue
-            row: PredictionRow = item.data(ROW_ROLE)
-            row.status, row.error, row.top = "error", f"Prediction failed: {failure}", []
-            self._refresh_item(item, row)
+            self._list.set_result(path, "error", f"Prediction failed: {failure}", [])
         self._show_status(f"Prediction failed: {failure}", "error", details=failure.traceback)
         self._update_progress()
 
     # ------------------------------------------------------------------ run loading
 
     def _on_run_loaded(self, folder: str, predictor: Any) -> None:
-        if folder != self._loading_run:
-            return
-        self._loading_run = None
         self.load_run_button.setEnabled(True)
         self._show_status("")
         if self._settings is not None:
@@ -555,9 +401,6 @@ class PredictionView(QWidget):
         self.run_loaded.emit(folder)
 
     def _on_run_failed(self, folder: str, failure: JobFailure) -> None:
-        if folder != self._loading_run:
-            return
-        self._loading_run = None
         self.load_run_button.setEnabled(True)
         reason = str(failure).strip()
         if not reason.endswith((".", "?", "!")):
@@ -580,25 +423,9 @@ class PredictionView(QWidget):
 
     # ------------------------------------------------------------------ UI helpers
 
-    def _refresh_rows(self) -> None:
-        for row in self._rows:
-            item = self._items.get(row.path)
-            if item is not None:
-                self._refresh_item(item, row)
-
-    def _refresh_item(self, item: QStandardItem, row: PredictionRow) -> None:
-        if row.status == "done" and row.top:
-            lines = "\n".join(f"{name}: {format_probability(p)}" for name, p in row.top[: self._top_k])
-            item.setToolTip(f"{row.path}\n{lines}")
-        elif row.status == "error":
-            item.setToolTip(f"{row.path}\n{row.error}")
-        else:
-            item.setToolTip(row.path)
-        item.setData(row, ROW_ROLE)  # tells the view to repaint the row
-
     def _update_explain_button(self) -> None:
-        row = self._list.currentIndex().row()
-        ready = 0 <= row < len(self._rows) and self._rows[row].status == "done"
+        row = self._list.current_row()
+        ready = row is not None and row.status == "done"
         self.explain_button.setEnabled(self._predictor is not None and ready)
 
     def _row_menu(self, position) -> None:
@@ -609,7 +436,7 @@ class PredictionView(QWidget):
             return
         menu = QMenu(self)
         action = menu.addAction("Show where the model looked")
-        row = self._rows[index.row()]
+        row = self._list.row(index.row())
         action.setEnabled(self._predictor is not None and row.status == "done")
         action.triggered.connect(lambda: self.explain_row(index.row()))
         menu.exec(self._list.viewport().mapToGlobal(position))
@@ -617,36 +444,22 @@ class PredictionView(QWidget):
     def _set_top_k(self, value: int) -> None:
         self._top_k = int(value)
         self._list.doItemsLayout()
-        self._refresh_rows()
+        self._list.refresh()
 
     def _apply_view(self) -> None:
         """Order and show the rows as the filter bar says; the summary counts them all."""
         bar = self.filter_bar
-        wanted = sorted(self._rows, key=sort_key(bar.sort(), self._added))
-        if [r.path for r in wanted] != [r.path for r in self._rows]:
-            current = self._list.currentIndex()
-            keep = self._rows[current.row()].path if current.isValid() else None
-            items = [self._model.takeRow(0)[0] for _ in range(self._model.rowCount())]
-            by_path = {item.data(Qt.ItemDataRole.DisplayRole): item for item in items}
-            self._rows = wanted
-            for row in wanted:
-                self._model.appendRow(by_path[row.path])
-            if keep is not None:
-                self._list.setCurrentIndex(self._model.indexFromItem(self._items[keep]))
-        shown = 0
-        for index, row in enumerate(self._rows):
-            visible = row_visible(row, bar.label(), bar.min_confidence())
-            self._list.setRowHidden(index, not visible)
-            shown += visible
-        bar.summary_label.setText(summary_text(self._rows, shown))
-        bar.save_button.setEnabled(any(r.status in ("done", "error") for r in self._rows))
+        shown = self._list.arrange(bar.sort(), bar.label(), bar.min_confidence())
+        rows = self._list.rows
+        bar.summary_label.setText(summary_text(rows, shown))
+        bar.save_button.setEnabled(any(r.status in ("done", "error") for r in rows))
 
     def save_csv(self, path: str | os.PathLike[str]) -> int:
         """Write the rows shown (filtered, in the order shown) as a prediction table;
         returns how many rows were written. Raises UserError when it cannot be written."""
         from ..core.predict import write_predictions_csv
 
-        rows = [r for r in self.shown_rows() if r.status in ("done", "error")]
+        rows = [r for r in self._list.shown_rows() if r.status in ("done", "error")]
         write_predictions_csv(path, rows, self._top_k)
         return len(rows)
 
@@ -666,16 +479,17 @@ class PredictionView(QWidget):
 
     def shown_rows(self) -> list[PredictionRow]:
         """The rows the filter lets through, in the order shown (copies)."""
-        return [r for i, r in enumerate(self.rows()) if not self._list.isRowHidden(i)]
+        return self._list.shown_rows()
 
     def _update_progress(self) -> None:
         self._apply_view()
-        self.clear_button.setEnabled(bool(self._rows))
+        rows = self._list.rows
+        self.clear_button.setEnabled(bool(rows))
         self._update_explain_button()
-        if self._loading_run is not None:
+        if self._work.loading_run is not None:
             return
-        total = len(self._rows)
-        done = sum(1 for r in self._rows if r.status in ("done", "error"))
+        total = len(rows)
+        done = sum(1 for r in rows if r.status in ("done", "error"))
         waiting = self._predictor is not None and done < total
         if waiting:
             self.progress.setRange(0, total)
@@ -685,7 +499,7 @@ class PredictionView(QWidget):
         else:
             self.progress.hide()
             if self.status_label.property("kind") in ("", "info"):
-                failed = sum(1 for r in self._rows if r.status == "error")
+                failed = sum(1 for r in rows if r.status == "error")
                 predicted = total - failed
                 if total and self._predictor is not None:
                     text = f"{predicted} image{'s' if predicted != 1 else ''} predicted"
@@ -712,12 +526,7 @@ class PredictionView(QWidget):
         self.status_label.setVisible(bool(text))
 
     def _remove_selected(self) -> None:
-        rows = sorted({index.row() for index in self._list.selectionModel().selectedIndexes()}, reverse=True)
-        for r in rows:
-            row = self._rows.pop(r)
-            self._items.pop(row.path, None)
-            self._added.pop(row.path, None)
-            self._model.removeRow(r)
+        self._list.remove_selected()
         self._update_progress()
 
     def _start_folder(self, kind: str, fallback: str = "") -> str:
@@ -728,7 +537,7 @@ class PredictionView(QWidget):
         return ""
 
     def _choose_images(self) -> None:
-        extensions = " ".join(f"*{ext}" for ext in _image_extensions())
+        extensions = " ".join(f"*{ext}" for ext in image_extensions())
         paths, _ = QFileDialog.getOpenFileNames(
             self,
             "Choose images to predict",
@@ -751,7 +560,7 @@ class PredictionView(QWidget):
     # ------------------------------------------------------------------ drag and drop
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
-        if _local_paths(event.mimeData()):
+        if local_paths(event.mimeData()):
             event.acceptProposedAction()
             self._list.drop_active = True
             self._list.viewport().update()
@@ -759,7 +568,7 @@ class PredictionView(QWidget):
             event.ignore()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if _local_paths(event.mimeData()):
+        if local_paths(event.mimeData()):
             event.acceptProposedAction()
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802 - Qt override
@@ -770,7 +579,7 @@ class PredictionView(QWidget):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
         self._list.drop_active = False
         self._list.viewport().update()
-        paths = _local_paths(event.mimeData())
+        paths = local_paths(event.mimeData())
         if not paths:
             event.ignore()
             return
@@ -782,12 +591,6 @@ class PredictionView(QWidget):
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange and hasattr(self, "_list"):
             self._list.viewport().update()
-
-
-def _local_paths(mime) -> list[str]:
-    if mime is None or not mime.hasUrls():
-        return []
-    return [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
 
 
 def _readable_error(path: str, error: str) -> str:

@@ -14,7 +14,8 @@ from PIL import Image
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QPalette
 
-from desktop_tl.gui.evaluation_view import EMPTY_TEXT, EvaluationView, misclassified_label
+from desktop_tl.gui.evaluation_view import EMPTY_TEXT, EvaluationView
+from desktop_tl.gui.image_gallery import ImagePreviewDialog, misclassified_label
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -175,7 +176,7 @@ def test_clicking_a_cell_filters_and_an_image_enlarges(qtbot, digit_results):
     index = view.gallery.model().index(0, 0)
     rect = view.gallery.visualRect(index)
     qtbot.mouseClick(view.gallery.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
-    dialog = view._preview
+    dialog = view.findChild(ImagePreviewDialog)
     assert dialog is not None and dialog.isVisible()
     assert dialog.current_entry()["true"] == DIGIT_NAMES[i]
     qtbot.waitUntil(dialog.has_image, timeout=10_000)

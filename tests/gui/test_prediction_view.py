@@ -84,7 +84,7 @@ def trained_run(tmp_path_factory):
 
 def wait_idle(qtbot, view: PredictionView) -> None:
     qtbot.waitUntil(lambda: not view.busy, timeout=60_000)
-    qtbot.waitUntil(lambda: not view._thumbnails.busy, timeout=10_000)
+    qtbot.waitUntil(lambda: not view._list.thumbnails.busy, timeout=10_000)
     view._list.viewport().update()
     qtbot.wait(30)
 
@@ -241,7 +241,7 @@ def test_a_folder_that_is_not_a_run_is_explained(qtbot, tmp_path):
 
 
 def test_probabilities_never_round_to_a_full_or_empty_bar():
-    from desktop_tl.gui.prediction_view import format_probability
+    from desktop_tl.gui.prediction_rows import format_probability
 
     assert format_probability(0.998) == "99.8%"
     assert format_probability(0.9996) == ">99.9%"  # not "100.0%" beside a bar short of full
@@ -254,7 +254,7 @@ def test_probabilities_never_round_to_a_full_or_empty_bar():
 def test_the_best_class_is_written_as_its_bar_says(qtbot, trained_run):
     """The headline beside the thumbnail and the bar's number use the same rounding."""
     from desktop_tl.core.predict import Predictor
-    from desktop_tl.gui.prediction_view import format_probability
+    from desktop_tl.gui.prediction_rows import format_probability
 
     view = PredictionView()
     qtbot.addWidget(view)
@@ -265,7 +265,7 @@ def test_the_best_class_is_written_as_its_bar_says(qtbot, trained_run):
     wait_idle(qtbot, view)
     row = view.rows()[0]
     best, probability = row.top[0]
-    tooltip = view._items[row.path].toolTip()
+    tooltip = view._list.model().item(0).toolTip()
     assert f"{best}: {format_probability(probability)}" in tooltip
     assert view.top_k_spin.value() >= 1
 
