@@ -1,32 +1,18 @@
 """Preferences: where runs, weights and cached features go, the theme, and the memory
-budget new projects start with; the dialog that edits them and the code that applies them.
+budget new projects start with; the dialog that edits them and the Preferences… action.
 
-The engine finds its folders through environment variables (``DTL_RUNS_DIR``,
-``DTL_WEIGHTS_DIR``, ``DTL_CACHE_DIR``; see :mod:`desktop_tl.core.run_folder` and
-:mod:`desktop_tl.plugin.weights`), read each time it needs one. A folder chosen here is
-therefore honoured by setting that variable in the window's own process: once at
-start-up, before any run, and again whenever the choice changes. A folder chosen here
-wins over the same variable set when the app was launched; clearing the choice brings
-the launch value (or the platform's default) back. Runs started from the window, the
-run history and weight look-ups all see the same folders as ``desktop-tl`` on the command
-line would with those variables set.
-
-The theme is applied to the whole application at once: the colour-scheme hint (which
-native styles follow) and an explicit palette (which every other style follows), or,
-for "system", neither, so the desktop's own scheme shows.
+The folders are applied by :mod:`desktop_tl.gui.app_preferences` (through the engine's
+environment variables) and the theme by :mod:`desktop_tl.gui.theme`.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from PySide6.QtCore import QObject, Qt
-from PySide6.QtGui import QAction, QColor, QKeySequence, QPalette
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -45,103 +31,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import RunConfig, TrainConfig
-from ..core.run_folder import cache_dir, runs_dir
+from ..core.config import TrainConfig
+from ..core.run_folder import runs_dir
 from ..first_start import unwritable_place
-from ..plugin.weights import WEIGHTS_DIR_ENV, weights_dir
+from .app_preferences import FOLDERS, AppPreferences, FolderPreference
+from .app_preferences import new_project_config as new_project_config  # File > New imports it here
 from .notice import Notice
 from .settings import THEMES
+from .theme import apply_theme
 
 THEME_LABELS = {"system": "Follow the system", "light": "Light", "dark": "Dark"}
 #: Run states in which the engine may be reading the folders (see MainWindow.run_state).
 _RUN_GOING = ("running", "paused", "stopping")
-
-
-@dataclass(frozen=True)
-class FolderPreference:
-    """One folder the engine reads from an environment variable."""
-
-    key: str  # the name under which AppSettings keeps the choice
-    label: str
-    variable: str
-    engine_folder: Callable[[], Path]  # the engine's answer for the current environment
-    purpose: str
-
-
-FOLDERS = (
-    FolderPreference(
-        "runs",
-        "Runs folder",
-        "DTL_RUNS_DIR",
-        runs_dir,
-        "Each run started from this window gets a new folder here; the run history lists the runs in it.",
-    ),
-    FolderPreference(
-        "weights",
-        "Weights folder",
-        WEIGHTS_DIR_ENV,
-        weights_dir,
-        "Pretrained weights files are looked up here (after the torch hub "
-        "cache), and Import weights… copies files into it.",
-    ),
-    FolderPreference(
-        "cache",
-        "Cache folder",
-        "DTL_CACHE_DIR",
-        cache_dir,
-        "Features of frozen layers are kept here (in features/) so that a "
-        "later run on the same images skips the frozen part.",
-    ),
-)
-
-
-# --------------------------------------------------------------------------- applying
-
-
-class AppPreferences(QObject):
-    """The preferences of one window's process: what the launch environment said, and
-    applying the stored choices on top of it."""
-
-    def __init__(self, settings: Any, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.settings = settings
-        # Captured before any choice is applied, so that clearing a choice restores them.
-        self.launch_environment = {f.variable: os.environ.get(f.variable) for f in FOLDERS}
-        self.default_folders = {f.key: f.engine_folder() for f in FOLDERS}
-
-    def chosen(self, folder: FolderPreference) -> str:
-        return self.settings.chosen_folder(folder.key) if self.settings is not None else ""
-
-    def default_note(self, folder: FolderPreference) -> str:
-        """Where the folder is when nothing is chosen, and why."""
-        origin = f"from {folder.variable}" if self.launch_environment[folder.variable] else "the default"
-        return f"{self.default_folders[folder.key]} ({origin})"
-
-    def apply_folders(self) -> None:
-        """Point the engine's variables at the chosen folders (or back to the launch values)."""
-        for folder in FOLDERS:
-            chosen = self.chosen(folder)
-            launch = self.launch_environment[folder.variable]
-            if chosen:
-                os.environ[folder.variable] = chosen
-            elif launch is None:
-                os.environ.pop(folder.variable, None)
-            else:
-                os.environ[folder.variable] = launch
-
-    def new_project_config(self) -> RunConfig:
-        """An empty project, with the memory budget chosen for new projects."""
-        config = RunConfig()
-        budget = self.settings.new_project_cache_budget_mb if self.settings is not None else None
-        if budget is not None:
-            config.train.cache_budget_mb = budget
-        return config
-
-
-def new_project_config(window: Any) -> RunConfig:
-    """What File > New starts from: the window's preferences applied to an empty project."""
-    preferences = getattr(window, "preferences", None)
-    return preferences.new_project_config() if preferences is not None else RunConfig()
 
 
 def install_preferences(window: Any, menu: QMenu, before: QAction | None = None) -> QAction:
@@ -176,79 +77,6 @@ def open_preferences(window: Any) -> "PreferencesDialog":
     window.preferences_dialog = dialog
     dialog.open()
     return dialog
-
-
-# --------------------------------------------------------------------------- theme
-
-
-_DARK = {
-    QPalette.ColorRole.Window: "#202124",
-    QPalette.ColorRole.WindowText: "#e8eaed",
-    QPalette.ColorRole.Base: "#17181a",
-    QPalette.ColorRole.AlternateBase: "#24262a",
-    QPalette.ColorRole.Text: "#e8eaed",
-    QPalette.ColorRole.Button: "#2d2f33",
-    QPalette.ColorRole.ButtonText: "#e8eaed",
-    QPalette.ColorRole.BrightText: "#ffffff",
-    QPalette.ColorRole.Highlight: "#4c8bf5",
-    QPalette.ColorRole.HighlightedText: "#ffffff",
-    QPalette.ColorRole.Link: "#8ab4f8",
-    QPalette.ColorRole.PlaceholderText: "#9aa0a6",
-    QPalette.ColorRole.ToolTipBase: "#2d2f33",
-    QPalette.ColorRole.ToolTipText: "#e8eaed",
-    QPalette.ColorRole.Light: "#4a4d52",
-    QPalette.ColorRole.Midlight: "#3a3d41",
-    QPalette.ColorRole.Mid: "#2a2c30",
-    QPalette.ColorRole.Dark: "#101113",
-    QPalette.ColorRole.Shadow: "#000000",
-}
-_LIGHT = {
-    QPalette.ColorRole.Window: "#efefef",
-    QPalette.ColorRole.WindowText: "#1f1f1f",
-    QPalette.ColorRole.Base: "#ffffff",
-    QPalette.ColorRole.AlternateBase: "#f5f5f5",
-    QPalette.ColorRole.Text: "#1f1f1f",
-    QPalette.ColorRole.Button: "#efefef",
-    QPalette.ColorRole.ButtonText: "#1f1f1f",
-    QPalette.ColorRole.BrightText: "#ffffff",
-    QPalette.ColorRole.Highlight: "#3072c4",
-    QPalette.ColorRole.HighlightedText: "#ffffff",
-    QPalette.ColorRole.Link: "#1a5fb4",
-    QPalette.ColorRole.PlaceholderText: "#757575",
-    QPalette.ColorRole.ToolTipBase: "#ffffdc",
-    QPalette.ColorRole.ToolTipText: "#1f1f1f",
-    QPalette.ColorRole.Light: "#ffffff",
-    QPalette.ColorRole.Midlight: "#e3e3e3",
-    QPalette.ColorRole.Mid: "#b8b8b8",
-    QPalette.ColorRole.Dark: "#9f9f9f",
-    QPalette.ColorRole.Shadow: "#767676",
-}
-
-
-def theme_palette(theme: str) -> QPalette:
-    """The palette of the ``light`` or ``dark`` theme (disabled text dimmed)."""
-    colours = _DARK if theme == "dark" else _LIGHT
-    palette = QPalette()
-    for role, colour in colours.items():
-        palette.setColor(role, QColor(colour))
-    dimmed = QColor(colours[QPalette.ColorRole.PlaceholderText])
-    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
-        palette.setColor(QPalette.ColorGroup.Disabled, role, dimmed)
-    return palette
-
-
-def apply_theme(theme: str) -> None:
-    """Switch the whole application to ``theme`` ("system", "light" or "dark") now."""
-    if theme not in THEMES:
-        raise ValueError(f"unknown theme {theme!r}; choose one of {', '.join(THEMES)}")
-    app = QApplication.instance()
-    hints = app.styleHints()
-    if theme == "system":
-        hints.unsetColorScheme()
-        app.setPalette(QPalette())  # an empty palette: back to the platform's own
-        return
-    hints.setColorScheme(Qt.ColorScheme.Dark if theme == "dark" else Qt.ColorScheme.Light)
-    app.setPalette(theme_palette(theme))
 
 
 # --------------------------------------------------------------------------- the cache

@@ -36,7 +36,7 @@ def launch_folders(tmp_path, monkeypatch, runs_dir):
 def system_theme():
     """Whatever a test chose, the next test starts with the platform's palette."""
     yield
-    from desktop_tl.gui.preferences_dialog import apply_theme
+    from desktop_tl.gui.theme import apply_theme
 
     apply_theme("system")
 
@@ -85,9 +85,9 @@ def test_a_chosen_runs_and_cache_folder_take_the_next_run(
     assert window.settings.chosen_folder("runs") == str(chosen_runs)
 
     configure_fast_run(window, qtbot, tiny_dataset)
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         window.start_action.trigger()
-    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=10_000)
     assert blocker.args[0].status == "completed", blocker.args[0].reason
 
     run_dir = Path(window.run_dir)
