@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QFont, QPalette, QStandardItem, QStandardItemModel
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QFont, QPainter, QPalette, QPen, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QButtonGroup,
     QHBoxLayout,
     QHeaderView,
@@ -21,10 +22,15 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QStackedWidget,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
+
+from .icons import is_dark, mix
 
 COLUMNS = ("Layer", "Type", "Parameters", "Trainable")
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -121,6 +127,7 @@ class LayerTreePanel(QWidget):
 
         self.view = _LayerView()
         self.view.setModel(self.model)
+        self.view.setItemDelegateForColumn(0, _CheckBoxBorderDelegate(self.view))
         self.view.setAlternatingRowColors(True)
         self.view.setUniformRowHeights(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -408,6 +415,33 @@ class LayerTreePanel(QWidget):
     def _on_last_spin(self, value: int) -> None:
         self.last_button.setChecked(True)
         self.preset_chosen.emit(f"last:{value}")
+
+
+class _CheckBoxBorderDelegate(QStyledItemDelegate):
+    """Draws the name column, and on a dark palette a border round its check box that
+    stands out from the row: Fusion draws that border in the window colour darkened,
+    which on a dark base all but vanishes, and an unticked (frozen) layer then shows no
+    box at all. Native styles draw boxes of their own that stay visible."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        super().paint(painter, option, index)
+        if index.data(Qt.ItemDataRole.CheckStateRole) is None or not is_dark(option.palette):
+            return
+        widget = option.widget
+        style = widget.style() if widget is not None else QApplication.style()
+        if style.name().lower() != "fusion":
+            return
+        item = QStyleOptionViewItem(option)
+        self.initStyleOption(item, index)
+        box = style.subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, item, widget)
+        palette = item.palette
+        border = mix(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text), 0.5)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        painter.setPen(QPen(border, 1))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawRect(box.adjusted(0, 0, -1, -1))
+        painter.restore()
 
 
 class _LayerView(QTreeView):

@@ -4,12 +4,15 @@ modules with tri-state parents and turns clicks into the fewest freeze changes."
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QObject, Qt, Signal
 
 from desktop_tl.gui.layer_tree import LayerTreePanel, format_count, freeze_changes
 from desktop_tl.gui.plots import REDRAW_INTERVAL_MS, TrainingPlots
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 
 
 def test_plots_redraw_on_the_timer_only_when_something_arrived(qtbot):
@@ -124,6 +127,70 @@ def test_layer_tree_shows_states_and_reports_clicks(qtbot, small_model):
     panel.last_spin.setValue(2)
     panel.head_only_button.click()
     assert presets == ["none", "last:2", "head-only"]
+
+
+def _contrast(a, b) -> float:
+    """WCAG contrast ratio of two colours (1: the same, 21: black on white)."""
+
+    def luminance(colour) -> float:
+        def channel(value: int) -> float:
+            c = value / 255
+            return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+        return (
+            0.2126 * channel(colour.red())
+            + 0.7152 * channel(colour.green())
+            + 0.0722 * channel(colour.blue())
+        )
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_unticked_boxes_stand_out_in_the_dark_palette(qtbot, small_model):
+    from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
+
+    from desktop_tl.core.layers import layer_tree
+    from desktop_tl.gui.theme import theme_palette
+
+    panel = LayerTreePanel()
+    qtbot.addWidget(panel)
+    panel.setPalette(theme_palette("dark"))
+    panel.resize(640, 300)
+    panel.set_tree(layer_tree(small_model))
+    panel.show()
+    qtbot.waitExposed(panel)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    assert panel.grab().save(str(SCREENSHOTS / "layer_tree_dark.png"))
+
+    view = panel.view
+    image = view.viewport().grab().toImage()
+    for name in ("backbone", "backbone.stem"):  # a parent and a leaf, on rows of both shades
+        assert panel.check_state(name) == Qt.CheckState.Unchecked
+        option = QStyleOptionViewItem()
+        view.initViewItemOption(option)
+        option.rect = view.visualRect(panel.item_for(name).index())
+        option.features |= QStyleOptionViewItem.ViewItemFeature.HasCheckIndicator
+        box = view.style().subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, option, view)
+        middle_x, middle_y = box.center().x(), box.center().y()
+        sides = {
+            "left": (box.left(), middle_y, box.left() - 1, box.left() + 2),
+            "right": (box.right(), middle_y, box.right() + 1, box.right() - 2),
+        }
+        outside_top, inside_top = (
+            image.pixelColor(middle_x, box.top() - 1),
+            image.pixelColor(middle_x, box.top() + 2),
+        )
+        border_top = image.pixelColor(middle_x, box.top())
+        # The border against the row around the box and against the box's own fill: at
+        # least WCAG's 3:1 for parts of a control (it was about 1.05:1, all but invisible).
+        assert _contrast(border_top, outside_top) >= 3, (name, border_top.name(), outside_top.name())
+        assert _contrast(border_top, inside_top) >= 3, (name, border_top.name(), inside_top.name())
+        for side, (x, y, out_x, in_x) in sides.items():
+            border = image.pixelColor(x, y)
+            outside, inside = image.pixelColor(out_x, y), image.pixelColor(in_x, y)
+            assert _contrast(border, outside) >= 3, (name, side, border.name(), outside.name())
+            assert _contrast(border, inside) >= 3, (name, side, border.name(), inside.name())
 
 
 def test_freeze_changes_name_whole_subtrees_once(small_model):
