@@ -1,14 +1,18 @@
-"""The main window: the tabs (window_tabs), the menus, and the flow of a run.
-
-(About 800 lines: starting, pausing and stopping a run, the engine's events and freeze
-changes during a run still live here, until they move into a training controller; the
-project file is handled by project_controller, the layout by window_tabs.)
+"""The main window: the menus, the tabs (laid out by window_tabs) and the wiring between
+the panels.
 
 The window holds no training state of its own. It assembles a
-:class:`~desktop_tl.core.config.RunConfig` from its panels, starts a
-:class:`~desktop_tl.gui.training_worker.TrainingSession`, shows the events the engine
-reports and sends it commands (pause, stop, freeze changes). It is shown before torch is
-imported: the panels wait, disabled, until :meth:`set_backend` hands them the plugin host.
+:class:`~desktop_tl.core.config.RunConfig` from its panels and delegates: the flow of a
+run (Start, Pause, Stop, the engine's events, the run's results on screen) to
+:class:`~desktop_tl.gui.training_controller.TrainingController`, the layer tree's freeze
+edits to :class:`~desktop_tl.gui.freeze_editor.FreezeEditor`, the project file to
+:class:`~desktop_tl.gui.project_controller.ProjectController`. It is shown before torch is
+imported: the panels wait, disabled, until :meth:`MainWindow.set_backend` hands them the
+plugin host.
+
+(About 570 lines: the menus and shortcuts, the signals of seven panels, which actions
+each run state enables, and closing during a run (ask, cancel, wait) are what a window
+is; each is short, and splitting them would only pass the window around further.)
 """
 
 from __future__ import annotations
@@ -18,28 +22,27 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QCoreApplication, QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QStatusBar, QWidget
 
 from ..core.config import RunConfig
-from ..core.events import Cancel, Pause, Resume, SetFreeze
-from ..errors import UserError
 from .background import cancel_and_wait_all
 from .data_panel import DataPanel
 from .evaluation_view import EvaluationView
 from .export_dialog import open_export_dialog
+from .freeze_editor import FreezeEditor
 from .help_dialog import install_help_menu
-from .layer_tree import LayerTreePanel, freeze_changes
+from .layer_tree import LayerTreePanel
 from .log_view import LogView
 from .model_panel import ModelPanel
-from .plots import TrainingPlots, freeze_change_text
+from .plots import TrainingPlots
 from .prediction_view import PredictionView
 from .preferences_dialog import install_preferences
 from .project_controller import ProjectController
 from .runs_view import RunsView
+from .training_controller import TrainingController
 from .training_panel import TrainingPanel
-from .training_worker import TrainingSession
 from .window_tabs import MainTabs, build_train_page
 
 
@@ -49,7 +52,6 @@ class MainWindow(QMainWindow):
 
     backend_ready = Signal()
     ready_to_train = Signal()  # data checked, model built, Start enabled
-    run_finished = Signal(object)  # RunFinished, after the window has shown it
 
     def __init__(self, settings: Any = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,39 +59,27 @@ class MainWindow(QMainWindow):
         self.host: Any = None
         self.devices: dict[str, Any] = {}
         self.config = RunConfig()
-        self.session: TrainingSession | None = None
-        self.last_result: Any = None
         self.run_dir = ""  # the folder of the latest run
         self.launcher: Any = None  # the app's start-up helper (desktop_tl.gui.app.Launcher)
         self.class_names: list[str] = []
-        self._run_class_names: list[str] = []  # of the run going, as the engine sent them
-        self.run_state = "loading"  # loading, idle, running, paused, stopping
         #: Called instead of the question box when the window is closed during a run;
         #: returns True to stop the run and close (tests set it).
         self.confirm_close: Callable[[], bool] | None = None
         self._close_when_stopped = False
         self._pending_config: RunConfig | None = None
-        self._epochs = 0
         self._ready_announced = False
-        # Freeze changes during a run: those sent and not yet taken by the engine (with
-        # the freeze settings from before each), how many it has taken, and the state
-        # it last reported (None until it reports one).
-        self._freeze_unapplied: list[tuple[dict[str, bool], Any]] = []
-        self._freeze_taken = 0
-        self._engine_freeze: dict[str, bool] | None = None
-        # The dataset (path, loader) and model settings the results on screen came from:
-        # another dataset or model clears them (None while no run has shown any).
-        self._results_of: tuple[tuple[str, str], Any] | None = None
 
         self.setWindowTitle("desktop-tl[*]")
         self.setAcceptDrops(True)
         self.project = ProjectController(self, settings)
         self._build_panels()
+        self.training = TrainingController(self)
+        self.freeze_editor = FreezeEditor(self)
         self._build_layout()
         self._build_actions()
         self._build_status_bar()
         self._connect_panels()
-        self._set_state("loading")
+        self._show_run_state()
         self.training_panel.show_message("info", "Loading PyTorch and the plugins…")
         self.resize(1600, 980)
         if settings is not None:
@@ -201,7 +191,8 @@ class MainWindow(QMainWindow):
         self.prediction_view.run_loaded.connect(
             lambda folder: self.evaluation_view.show_run(folder, checkpoint=self.prediction_view.checkpoint())
         )
-        self.run_finished.connect(lambda _event: self.runs_view.refresh())
+        self.training.run_finished.connect(lambda _event: self.runs_view.refresh())
+        self.training.state_changed.connect(self._show_run_state)
         self.data_panel.prepared_changed.connect(self._on_prepared_changed)
         self.data_panel.busy_changed.connect(lambda _busy: self._update_actions())
         self.data_panel.config_changed.connect(self.project.mark_modified)
@@ -211,14 +202,14 @@ class MainWindow(QMainWindow):
         self.model_panel.busy_changed.connect(self._on_model_busy)
         self.model_panel.weights_changed.connect(self._update_actions)
         self.model_panel.log.connect(self.log)
-        self.layer_panel.toggled.connect(self._on_layer_toggled)
-        self.layer_panel.preset_chosen.connect(self._on_preset_chosen)
+        self.layer_panel.toggled.connect(self.freeze_editor.toggle_layer)
+        self.layer_panel.preset_chosen.connect(self.freeze_editor.choose_preset)
         self.training_panel.start_requested.connect(self.start_training)
         self.training_panel.export_requested.connect(self.export_action.trigger)
         self.training_panel.pause_requested.connect(self.toggle_pause)
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.config_changed.connect(self.project.mark_modified)
-        self.training_panel.config_changed.connect(self._preview_epoch_axis)
+        self.training_panel.config_changed.connect(self.training.preview_epoch_axis)
 
     # ================================================================= backend
 
@@ -231,13 +222,13 @@ class MainWindow(QMainWindow):
         available = self.devices.get("available", {})
         auto = self.devices.get("auto", "")
         self.training_panel.set_available_devices(available, auto)
-        self.device_label.setText(f"Device: {auto or 'cpu'}")
+        self.show_device()
         for record in getattr(host, "records", []):
             if record.status in ("failed", "refused"):
                 self.log("warning", f"{record.label} {record.status}: {record.summary or ''}")
         for problem in getattr(host, "problems", []):
             self.log("warning", problem)
-        self._set_state("idle")
+        self._show_run_state()
         pending = self._pending_config or self.config
         self._pending_config = None
         self.load_config(pending, project_path=self.project.path)
@@ -273,17 +264,18 @@ class MainWindow(QMainWindow):
         """Show a configuration in every panel (waits for the backend if need be); the
         previous project's results go."""
         self.project.set_path(project_path)
-        self.clear_results("another project was opened" if project_path else "a new project")
+        self.training.clear_results("another project was opened" if project_path else "a new project")
+        self._update_actions()
         self.prediction_view.clear()
         if self.host is None:
             self._pending_config = config
             self.config = copy.deepcopy(config)
             self.training_panel.load_from(config.train)
-            self._preview_epoch_axis()
+            self.training.preview_epoch_axis()
             return
         self.config = copy.deepcopy(config)
         self.training_panel.load_from(config.train)
-        self._preview_epoch_axis()
+        self.training.preview_epoch_axis()
         self.layer_panel.set_preset(config.freeze.preset, config.freeze.overrides)
         self.model_panel.load_from(config.model)
         self.data_panel.load_from(config.data)
@@ -291,59 +283,8 @@ class MainWindow(QMainWindow):
         self.setWindowModified(False)
         self._update_actions()
 
-    def _preview_epoch_axis(self) -> None:
-        """Before the first run, the empty plots already span the epochs it will train."""
-        if not self._training_active() and self.plots.is_empty():
-            self.plots.set_planned_epochs(self.training_panel.epochs())
-
     def open_dataset(self, path: str | os.PathLike[str]) -> None:
         self.data_panel.set_path(path)
-
-    def clear_curves(self) -> None:
-        """Empty plots for a new project, already spanning the epochs it will train."""
-        self.plots.reset()
-        self.plots.set_message("Curves appear here once training starts.")
-        self._preview_epoch_axis()
-
-    def has_results(self) -> bool:
-        """Whether a run's status, curves or evaluation are on screen."""
-        return self.last_result is not None or not self.plots.is_empty() or self.evaluation_view.has_results()
-
-    def clear_results(self, why: str) -> None:
-        """Take the last run's status line, progress, curves and evaluation off the
-        screen: they belong to another project, dataset or model. The run itself stays
-        in the Runs tab. ``why`` says what changed (for the log)."""
-        if self._training_active():
-            return
-        had_results = self.has_results()
-        self._results_of = None
-        self.last_result = None
-        self.training_panel.reset_progress()
-        self.clear_curves()
-        self.evaluation_view.clear()
-        self.tabs.forget_new_results()
-        if self.host is not None:  # the run's device and precision: not this project's
-            self.device_label.setText(f"Device: {self.devices.get('auto', '') or 'cpu'}")
-        if had_results:
-            self.log(
-                "info",
-                f"cleared the last run's results from the window ({why}); the Runs tab still has that run",
-            )
-        self._update_actions()
-
-    def _results_source(self) -> tuple[tuple[str, str], Any]:
-        """What results shown now would have to come from: the dataset and the model."""
-        config = self.current_config()
-        return (config.data.path, config.data.loader), config.model
-
-    def _clear_results_if_changed(self, what: str) -> None:
-        if self._results_of is None or self._training_active():
-            return
-        data, model = self._results_source()
-        if what == "dataset" and data != self._results_of[0]:
-            self.clear_results("the dataset changed")
-        elif what == "model" and model != self._results_of[1]:
-            self.clear_results("the model changed")
 
     # ================================================================= data and model
 
@@ -352,7 +293,7 @@ class MainWindow(QMainWindow):
         self.class_names = list(prepared.class_names) if prepared is not None else []
         if prepared is None and had_classes:
             self.model_panel.request_build(0)  # no dataset: no class count to show
-        self._clear_results_if_changed("dataset")
+        self.training.clear_results_if_changed("dataset")
         if prepared is not None:
             self.model_panel.request_build(len(self.class_names))
             if self.settings is not None and Path(prepared.root).exists():
@@ -368,7 +309,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_config_changed(self) -> None:
         self.project.mark_modified()
-        self._clear_results_if_changed("model")
+        self.training.clear_results_if_changed("model")
         self.model_panel.request_build(len(self.class_names) or None)
         self._update_actions()
 
@@ -382,368 +323,23 @@ class MainWindow(QMainWindow):
             self.layer_panel.set_tree(
                 None, "The model could not be built; see the message in the Model panel."
             )
-            self._update_actions()
-            return
-        from ..core.layers import apply_freeze, backbone_stage_names, layer_tree
-
-        freeze = self.config.freeze
-        try:
-            apply_freeze(built.model, freeze.preset, freeze.overrides)
-        except UserError as exc:
-            # Layers named for another backbone: keep the preset, drop the hand edits.
-            self.log("warning", f"freeze overrides dropped: {exc}")
-            freeze.overrides = {}
-            apply_freeze(built.model, freeze.preset, {})
-        self.layer_panel.set_stage_names(backbone_stage_names(built.model))
-        self.layer_panel.set_tree(layer_tree(built.model))
-        self.layer_panel.set_preset(freeze.preset, freeze.overrides)
+        else:
+            self.freeze_editor.show_model(built)
         self._update_actions()
 
-    # ----------------------------------------------------------------- freezing
-
-    def _display_model(self) -> Any:
-        built = self.model_panel.built
-        return built.model if built is not None else None
-
-    def _on_layer_toggled(self, name: str, trainable: bool) -> None:
-        model = self._display_model()
-        if model is None:
-            return
-        from ..core.layers import apply_freeze, apply_freeze_map, layer_tree
-
-        freeze_before = copy.deepcopy(self.config.freeze)
-        freeze = self.config.freeze
-        overrides = {k: v for k, v in freeze.overrides.items() if k != name and not k.startswith(name + ".")}
-        overrides[name] = trainable
-        freeze.overrides = overrides
-        if self._training_active():
-            apply_freeze_map(model, {name: trainable})
-            self._send_freeze({name: trainable}, freeze_before)
-        else:
-            apply_freeze(model, freeze.preset, freeze.overrides)
-            self.project.mark_modified()
-        self.layer_panel.update_states(layer_tree(model))
-        self.layer_panel.set_preset(freeze.preset, freeze.overrides)
-
-    def _on_preset_chosen(self, preset: str) -> None:
-        model = self._display_model()
-        freeze_before = copy.deepcopy(self.config.freeze)
-        freeze = self.config.freeze
-        freeze.preset, freeze.overrides = preset, {}
-        self.layer_panel.set_preset(preset, {})
-        if model is None:
-            return
-        from ..core.layers import apply_freeze, layer_tree
-
-        before = layer_tree(model)
-        apply_freeze(model, preset, {})
-        after = layer_tree(model)
-        if self._training_active():
-            changes = freeze_changes(before, after)
-            if changes:
-                self._send_freeze(changes, freeze_before)
-        else:
-            self.project.mark_modified()
-        self.layer_panel.update_states(after)
-
-    def _send_freeze(self, changes: dict[str, bool], freeze_before: Any) -> None:
-        """Send a change the tree already shows; until the engine reports it applied, it
-        is kept with the freeze settings from before it, to undo it if it never is."""
-        assert self.session is not None
-        self.session.send(SetFreeze(dict(changes)))
-        self._freeze_unapplied.append((dict(changes), freeze_before))
-        self.layer_panel.set_pending(changes)
-        described = ", ".join(f"{n} {'trainable' if v else 'frozen'}" for n, v in changes.items())
-        self.log("info", f"freeze change sent: {described} (applies at the next batch)")
-
-    def _show_engine_freeze(self) -> None:
-        """Show in the tree the state the engine last reported, with the changes sent
-        since then on top (marked as applying)."""
-        model = self._display_model()
-        if model is None or self._engine_freeze is None:
-            return
-        from ..core.layers import apply_freeze_map, layer_tree
-
-        apply_freeze_map(model, {"": False})  # the reported state names every parameter
-        apply_freeze_map(model, self._engine_freeze)
-        pending: set[str] = set()
-        for changes, _freeze_before in self._freeze_unapplied:
-            apply_freeze_map(model, changes)
-            pending.update(changes)
-        self.layer_panel.clear_pending()
-        self.layer_panel.set_pending(pending)
-        self.layer_panel.update_states(layer_tree(model))
-
-    def _drop_unapplied_freeze(self) -> None:
-        """At the end of a run, undo the changes the engine never took (sent after its
-        last batch): the tree and the settings then show what the run trained."""
-        if not self._freeze_unapplied:
-            return
-        count = len(self._freeze_unapplied)
-        self.config.freeze = self._freeze_unapplied[0][1]
-        self._freeze_unapplied = []
-        model = self._display_model()
-        if model is not None:
-            from ..core.layers import apply_freeze, layer_tree
-
-            if self._engine_freeze is not None:
-                self._show_engine_freeze()
-            else:  # the engine took no change, so it trained the settings it started with
-                apply_freeze(model, self.config.freeze.preset, self.config.freeze.overrides)
-                self.layer_panel.update_states(layer_tree(model))
-        self.layer_panel.set_preset(self.config.freeze.preset, self.config.freeze.overrides)
-        self.log(
-            "warning",
-            f"{count} freeze change{'s' if count != 1 else ''} came after the "
-            "last batch and {} not applied; the layer tree shows what the run "
-            "trained".format("were" if count != 1 else "was"),
-        )
-
-    # ================================================================= training
-
-    def can_start(self) -> tuple[bool, str]:
-        """Whether Start may be pressed, and what to do first when not."""
-        if self.host is None:
-            return False, "Loading PyTorch and the plugins…"
-        if self._training_active():
-            return False, "A run is going: stop it (Ctrl+.) before starting another."
-        if self.data_panel.busy:
-            return False, "Checking the images…"
-        if self.data_panel.prepared is None:
-            return False, "Choose a dataset folder (1 · Data) to begin: one subfolder per class."
-        if not self.model_panel.model_name():
-            return False, "Choose a backbone (2 · Model)."
-        if not self.model_panel.busy and self.model_panel.build_error:
-            return False, (
-                f"The model could not be built: {self.model_panel.build_error.rstrip('.')}. "
-                "Choose another backbone (2 · Model)."
-            )
-        ok, why = self.model_panel.weights_ok()
-        if not ok:
-            return False, why[0].upper() + why[1:] + "."
-        return True, ""
+    # ================================================================= the Run menu
 
     def start_training(self) -> bool:
-        ok, why = self.can_start()
-        if not ok:
-            if why:
-                if not self._training_active():
-                    self.training_panel.show_message("warning", why)
-                self.state_label.setText("Cannot start training: " + why[0].lower() + why[1:])
-            return False
-        config = self.current_config()
-        config.out = ""  # every Start makes a new run folder
-        try:
-            config.validate()
-        except UserError as exc:
-            self.training_panel.show_message("error", str(exc))
-            return False
-        self.config.freeze = copy.deepcopy(config.freeze)
-        self._epochs = config.train.epochs
-        self.last_result = None
-        self._results_of = ((config.data.path, config.data.loader), copy.deepcopy(config.model))
-        # The old curves go now; the axes are fitted to the run once it has started, not
-        # while the engine is checking the images.
-        self.plots.reset()
-        self.plots.set_message("Preparing the run…")
-        self.show_tab(self.train_page)
-        self.training_panel.show_message("info", "Starting: checking images and building the model…")
-        self.layer_panel.clear_pending()
-        self._freeze_unapplied = []
-        self._freeze_taken = 0
-        self._engine_freeze = None
-        # The data panel has checked and split the images already: the engine reuses
-        # that unless the data settings differ from the ones it checked with.
-        session = TrainingSession(
-            config,
-            self.host,
-            parent=self,
-            prepared=self.data_panel.prepared,
-            prepared_with=self.data_panel.prepared_with,
-        )
-        worker = session.worker
-        worker.stage_changed.connect(self._on_stage)
-        worker.run_started.connect(self._on_run_started)
-        worker.batches_ready.connect(self._on_batches_ready)
-        worker.epoch_ended.connect(self._on_epoch_ended)
-        worker.freeze_applied.connect(self._on_freeze_applied)
-        worker.log_message.connect(self._on_log_message)
-        worker.run_finished.connect(self._on_run_finished)
-        session.stopped.connect(self._on_session_stopped)
-        self.session = session
-        self._set_state("running")
-        self.log(
-            "info",
-            f"starting a run: {config.model.backbone}, "
-            f"{config.train.epochs} epochs, freeze {config.freeze.preset}",
-        )
-        # Paint the new state (panels locked, Stop enabled) now, while the GUI thread has
-        # the CPUs to itself: the engine starts by decoding every image on a pool of
-        # threads, and a repaint competing with them takes several times as long.
-        flush_pending_paint(self)
-        session.start()
-        return True
+        """Start (the Run menu's Start, Ctrl+R): False, and why on screen, when it cannot."""
+        return self.training.start()
 
     def toggle_pause(self) -> None:
-        if self.session is None:
-            return
-        if self.run_state == "running":
-            self.session.send(Pause())
-            self._set_state("paused")
-            self.training_panel.show_message(
-                "info", "Paused. Resume with Space or Ctrl+P; layers can still be ticked."
-            )
-        elif self.run_state == "paused":
-            self.session.send(Resume())
-            self._set_state("running")
-            self.training_panel.show_message("info", "Training…")
+        self.training.toggle_pause()
 
     def stop_training(self) -> None:
-        if self.session is None or self.run_state not in ("running", "paused"):
-            return
-        self.session.send(Cancel())
-        self._set_state("stopping")
-        self.training_panel.show_message("warning", "Stopping after the current batch…")
+        self.training.stop()
 
-    def _training_active(self) -> bool:
-        return self.session is not None and self.run_state in ("running", "paused", "stopping")
-
-    # ----------------------------------------------------------------- engine events
-
-    def _on_stage(self, event: Any) -> None:
-        if self.run_state in ("running", "paused"):
-            self.training_panel.show_stage(event.message, event.done, event.total)
-            self.state_label.setText(event.message)
-
-    def _on_run_started(self, event: Any) -> None:
-        self._epochs = event.epochs
-        self.plots.set_batches_per_epoch(event.batches_per_epoch)
-        self.plots.set_planned_epochs(event.epochs)
-        self.plots.set_message(
-            f"Training {event.num_train:,} images, validating on "
-            f"{event.num_val:,}; the first epoch's points appear after it."
-        )
-        self.device_label.setText(f"Device: {event.device} ({event.precision})")
-        self.class_names = list(event.class_names)
-        self._run_class_names = list(event.class_names)  # the panel may re-check data meanwhile
-        if self.run_state == "running":
-            self.training_panel.show_message("info", f"Training in {event.run_dir}")
-        self.run_dir = event.run_dir
-
-    def _on_batches_ready(self) -> None:
-        if self.session is None:
-            return
-        batches = self.session.worker.take_batches()
-        if not batches:
-            return
-        for batch in batches:
-            self.plots.add_batch(batch.step, batch.loss, batch.batches_per_epoch)
-        last = batches[-1]
-        self.training_panel.show_batch(last, self._epochs, paused=self.run_state == "paused")
-        if self.run_state == "running":
-            self.state_label.setText(f"Training · epoch {last.epoch + 1}/{self._epochs}")
-
-    def _on_epoch_ended(self, event: Any) -> None:
-        metrics = event.metrics
-        self.plots.add_epoch(event.epoch, metrics)
-        confusion = metrics.get("confusion")
-        if confusion:
-            self.evaluation_view.set_results(
-                self._run_class_names,
-                confusion,
-                metrics.get("per_class_precision", []),
-                metrics.get("per_class_recall", []),
-                [],
-                caption=f"after epoch {event.epoch + 1} of {self._epochs}; the misclassified "
-                "images are listed when the run ends",
-            )
-
-    def _on_freeze_applied(self, event: Any) -> None:
-        # The engine counts the commands it took: those are no longer pending.
-        taken = max(0, event.commands - self._freeze_taken)
-        self._freeze_taken = event.commands
-        del self._freeze_unapplied[:taken]
-        self._engine_freeze = dict(event.state)
-        self._show_engine_freeze()
-        if not event.changes:  # every change was refused; the engine logged why
-            return
-        changed = freeze_change_text(event.changes)
-        self.plots.add_freeze_marker(event.step, changed)
-        cache = f"; feature cache {event.feature_cache}" if event.feature_cache else ""
-        self.log(
-            "info",
-            f"freeze change applied at step {event.step} "
-            f"(epoch {event.epoch + 1}): {changed}; {event.trainable_params:,} of "
-            f"{event.total_params:,} parameters trainable{cache}",
-        )
-
-    def _on_log_message(self, event: Any) -> None:
-        self.log(event.level, event.message)
-
-    def _on_run_finished(self, event: Any) -> None:
-        self._on_batches_ready()  # anything still queued
-        self.plots.redraw_if_dirty()
-        self.last_result = event
-        summary = event.summary or {}
-        status = event.status
-        if status in ("completed", "early-stopped"):
-            acc = summary.get("val_acc")
-            best = summary.get("best_val_acc")
-            text = (
-                f"Finished {summary.get('epochs_completed', '?')} epochs"
-                + (f": validation accuracy {acc:.1%}" if acc is not None else "")
-                + (f" (best {best:.1%})" if best is not None else "")
-                + (f". {event.reason}" if event.reason else "")
-                + f". Saved in {event.run_dir}"
-            )
-            self.training_panel.show_message("good", text)
-            self.state_label.setText("Finished")
-        elif status == "cancelled":
-            done = summary.get("epochs_completed") or 0
-            if done:
-                text = f"Stopped after {done} epoch{'' if done == 1 else 's'}; the last checkpoint was kept."
-            else:
-                text = "Stopped before the first epoch ended, so there is no checkpoint."
-            self.training_panel.show_message("warning", text)
-            self.state_label.setText("Stopped")
-        else:
-            self.training_panel.show_message("error", f"Training failed: {event.reason}")
-            self.state_label.setText("Training failed")
-        self.training_panel.show_finished(
-            status,
-            summary.get("epochs_completed") or 0,
-            summary.get("train_seconds"),
-            has_model=bool(event.run_dir) and (Path(event.run_dir) / "checkpoints" / "best").is_dir(),
-        )
-        if summary.get("confusion"):
-            self.evaluation_view.set_results(
-                list(summary.get("classes") or self.class_names),
-                summary["confusion"],
-                summary.get("per_class_precision", []),
-                summary.get("per_class_recall", []),
-                summary.get("misclassified", []),
-                caption=f"after the last epoch ({summary.get('epochs_completed')}) of the run "
-                f"in {Path(event.run_dir).name}",
-            )
-            self.tabs.mark_new_results()
-        if event.run_dir and summary.get("epochs_completed"):
-            self.evaluation_view.show_run(event.run_dir, name=f"just trained · {Path(event.run_dir).name}")
-        # The end of the run is in the log already: the engine (or, for a run that failed
-        # before the engine could report, the worker) wrote it.
-
-    def _on_session_stopped(self, event: Any) -> None:
-        session = self.session
-        self.session = None
-        if session is not None:
-            session.setParent(None)
-            session.deleteLater()
-        self._set_state("idle")
-        self._drop_unapplied_freeze()
-        self.layer_panel.clear_pending()
-        if event is not None:
-            self.run_finished.emit(event)
-        if self._close_when_stopped:
-            QTimer.singleShot(0, self.close)
+    # ================================================================= other tabs
 
     def show_run_evaluation(self, record: Any) -> None:
         """Show a finished run's evaluation (a :class:`~desktop_tl.core.run_history.RunRecord`)."""
@@ -788,8 +384,13 @@ class MainWindow(QMainWindow):
 
     # ================================================================= state
 
-    def _set_state(self, state: str) -> None:
-        self.run_state = state
+    @property
+    def run_state(self) -> str:
+        """loading (until :meth:`set_backend`), then the run's: idle, running, paused or stopping."""
+        return "loading" if self.host is None else self.training.state
+
+    def _show_run_state(self, _state: str = "") -> None:
+        state = self.run_state
         training = state in ("running", "paused", "stopping")
         self.data_panel.setEnabled(self.host is not None and not training)
         self.model_panel.setEnabled(self.host is not None and not training)
@@ -806,9 +407,11 @@ class MainWindow(QMainWindow):
         if state in labels:
             self.state_label.setText(labels[state])
         self._update_actions()
+        if state == "idle" and self._close_when_stopped:
+            QTimer.singleShot(0, self.close)
 
     def _update_actions(self) -> None:
-        ok, why = self.can_start()
+        ok, why = self.training.can_start()
         self.training_panel.set_run_state(
             self.run_state if self.run_state != "loading" else "idle", can_start=ok, why_not=why
         )
@@ -821,7 +424,7 @@ class MainWindow(QMainWindow):
         self.stop_action.setEnabled(self.run_state in ("running", "paused"))
         # A reason not to start is shown even after a run (e.g. another backbone chosen
         # that cannot be built); "Ready" only replaces the message of no finished run.
-        if self.run_state in ("idle", "loading") and (self.last_result is None or not ok):
+        if self.run_state in ("idle", "loading") and (self.training.last_result is None or not ok):
             if ok:
                 self.training_panel.show_message(
                     "info", "Ready. Press Start training (Ctrl+R); the curves appear below."
@@ -840,7 +443,9 @@ class MainWindow(QMainWindow):
 
     def is_ready(self) -> bool:
         """Start is possible and the model shown in the tree is the one that will train."""
-        return self.can_start()[0] and not self.model_panel.busy and self.model_panel.built is not None
+        return (
+            self.training.can_start()[0] and not self.model_panel.busy and self.model_panel.built is not None
+        )
 
     # ================================================================= other windows
 
@@ -856,6 +461,10 @@ class MainWindow(QMainWindow):
         """A short line in the status bar (what just happened)."""
         self.state_label.setText(text)
 
+    def show_device(self, text: str = "") -> None:
+        """The device a run trains on, in the status bar; by default the automatic one."""
+        self.device_label.setText(f"Device: {text or self.devices.get('auto', '') or 'cpu'}")
+
     def log(self, level: str, message: str) -> None:
         self.log_view.append(level, message)
 
@@ -867,7 +476,7 @@ class MainWindow(QMainWindow):
         box.open()
 
     def refuse_while_training(self, what: str) -> bool:
-        if self._training_active():
+        if self.training.is_active():
             self.training_panel.show_message("warning", f"Stop the run before you {what}.")
             return True
         return False
@@ -879,7 +488,7 @@ class MainWindow(QMainWindow):
         if (
             path
             and self.host is not None
-            and not self._training_active()
+            and not self.training.is_active()
             and self.data_panel.accepts_drop(path)
         ):
             event.acceptProposedAction()
@@ -901,15 +510,14 @@ class MainWindow(QMainWindow):
             event.ignore()
             self.project.resolve_unsaved("close the window", self.close)
             return
-        if self.session is not None and self.session.is_running():
+        if self.training.is_active():
             event.ignore()
             if self._close_when_stopped:
                 return
             if not self._ask_stop_and_close():
                 return
             self._close_when_stopped = True
-            self.session.send(Cancel())
-            self._set_state("stopping")
+            self.training.stop()
             self.training_panel.show_message(
                 "warning", "Stopping the run; the window closes when it has stopped."
             )
@@ -946,13 +554,6 @@ class MainWindow(QMainWindow):
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
         return QSize(1600, 980)
-
-
-def flush_pending_paint(window: QWidget) -> None:
-    """Lay out and paint what has changed in ``window`` now, instead of on a later turn
-    of the event loop (only the changed regions, unlike ``repaint()``)."""
-    QCoreApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
-    QCoreApplication.sendPostedEvents(window, QEvent.Type.UpdateRequest)
 
 
 def _action(parent: QWidget, text: str, shortcut: Any, slot: Callable[[], Any]) -> QAction:

@@ -99,7 +99,7 @@ class SmokeRun(QObject):
         self.startup_probe = UiStallProbe(self)
         self.startup_probe.start()
         window.ready_to_train.connect(self._on_ready)
-        window.run_finished.connect(self._on_finished)
+        window.training.run_finished.connect(self._on_finished)
         self._deadline = QTimer(self)
         self._deadline.setSingleShot(True)
         self._deadline.timeout.connect(self._on_deadline)
@@ -145,7 +145,8 @@ class SmokeRun(QObject):
         self.training_probe.start()
         if not self.window.start_training():
             self.fail(
-                "the window refused to start training: " + (self.window.can_start()[1] or "unknown reason")
+                "the window refused to start training: "
+                + (self.window.training.can_start()[1] or "unknown reason")
             )
 
     def _check_problems(self) -> None:
@@ -162,7 +163,7 @@ class SmokeRun(QObject):
     def _on_deadline(self) -> None:
         self.fail(
             f"the window was not ready to train within {READY_TIMEOUT_S:.0f} s: "
-            + (self.window.can_start()[1] or "the model is still being built")
+            + (self.window.training.can_start()[1] or "the model is still being built")
         )
 
     def _on_finished(self, event: Any) -> None:

@@ -49,13 +49,13 @@ def window(qtbot, gui_backend, settings, runs_dir):
     qtbot.waitExposed(win)
     win.set_backend(gui_backend["host"], gui_backend["devices"])
     yield win
-    if win.session is not None:  # never leave a training thread behind
+    if win.training.session is not None:  # never leave a training thread behind
         win.confirm_close = lambda: True
         from desktop_tl.core.events import Cancel
 
-        win.session.send(Cancel())
-        win.session.wait(60_000)
-        qtbot.waitUntil(lambda: win.session is None, timeout=10_000)
+        win.training.session.send(Cancel())
+        win.training.session.wait(60_000)
+        qtbot.waitUntil(lambda: win.training.session is None, timeout=10_000)
     from desktop_tl.gui.background import cancel_and_wait_all
 
     cancel_and_wait_all(30_000)

@@ -38,14 +38,14 @@ def test_tree_matches_the_checkpoint_after_quick_toggles_during_a_run(qtbot, win
     # Clicks start at once: a run on a fast machine can be over before its first batch
     # reaches the plots, and clicks made while it prepares are commands all the same.
     toggles = 0
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         while window.run_state == "running" and toggles < 150:
             for _ in range(rng.randint(1, 6)):  # several clicks between two batches
                 layers.set_trainable(rng.choice(names), rng.random() < 0.5)
                 toggles += 1
             qtbot.wait(rng.randint(0, 40))
     event = blocker.args[0]
-    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=10_000)
     assert event.status == "completed", event.reason
     assert toggles >= 10
 
@@ -129,7 +129,7 @@ def test_start_is_disabled_with_the_reason_when_the_model_cannot_be_built(
         assert "licence server is unreachable" in window.training_panel.status_label.text()
         assert "could not be built" in window.state_label.text()
         assert not window.start_training()
-        assert window.session is None
+        assert window.training.session is None
 
         # A backbone that builds makes Start possible again.
         config.model.backbone = "torchvision:mobilenet_v3_small"

@@ -259,7 +259,7 @@ def test_closing_during_a_run_asks_to_save_then_to_stop(qtbot, window, tiny_data
     answer(qtbot, window, QMessageBox.StandardButton.Cancel)
     assert asked_to_stop == [] and window.run_state == "running"  # nothing touched
 
-    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=120_000) as blocker:
         window.close()
         answer(qtbot, window, QMessageBox.StandardButton.Discard)
     assert asked_to_stop == [True] and blocker.args[0].status == "cancelled"

@@ -79,7 +79,7 @@ def test_runs_from_the_cli_and_the_window_compared_and_exported(
 ):
     cli_run = shared_runs["cli_run"]
     configure_fast_run(window, qtbot, shared_runs["data"], epochs=3, lr=3e-3)
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=RUN_TIMEOUT_MS) as blocker:
         assert window.start_training()
     assert blocker.args[0].status == "completed", blocker.args[0].reason
     window_run = blocker.args[0].run_dir

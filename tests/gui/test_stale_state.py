@@ -14,9 +14,9 @@ RUN_TIMEOUT_MS = 120_000
 
 def train_one_epoch(qtbot, window, data) -> None:
     configure_fast_run(window, qtbot, data, epochs=1)
-    with qtbot.waitSignal(window.run_finished, timeout=RUN_TIMEOUT_MS):
+    with qtbot.waitSignal(window.training.run_finished, timeout=RUN_TIMEOUT_MS):
         assert window.start_training()
-    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=10_000)
     # What a finished run leaves on screen (and what must go afterwards):
     assert window.training_panel.progress.format().startswith("Done after 1 epoch")
     assert window.training_panel.status_label.level == "good"
@@ -34,7 +34,7 @@ def assert_no_results(window) -> None:
     assert window.plots.is_empty()
     assert not window.evaluation_view.has_results()
     assert "new results" not in window.tabs.tabText(window.tabs.index_of(window.evaluation_view))
-    assert window.last_result is None
+    assert window.training.last_result is None
     window.plots.redraw_if_dirty()
     for plot in (window.plots.batch_plot, window.plots.epoch_loss_plot):
         low, high = plot.viewRange()[1]
@@ -89,7 +89,7 @@ def test_another_model_clears_the_last_run(qtbot, window, tiny_dataset):
     train_one_epoch(qtbot, window, tiny_dataset)
     augment = window.data_panel.augment_combo  # a data setting, not another dataset
     augment.setCurrentIndex(augment.findData("light"))
-    assert window.evaluation_view.has_results() and window.last_result is not None
+    assert window.evaluation_view.has_results() and window.training.last_result is not None
     head = window.model_panel.head_combo
     head.setCurrentIndex(head.findData("mlp"))
     assert_no_results(window)

@@ -41,7 +41,7 @@ def test_with_no_dataset_start_says_to_choose_one(qtbot, window):
     press_ctrl_r(qtbot, window)
     assert window.state_label.text().startswith("Cannot start training: choose a dataset folder")
     assert window.training_panel.status_label.level == "warning"
-    assert window.session is None
+    assert window.training.session is None
     save_screenshot(window, "issue11-ctrl-r-without-dataset")
 
 
@@ -77,5 +77,5 @@ def test_during_a_run_start_says_a_run_is_going(qtbot, window, tiny_dataset):
     press_ctrl_r(qtbot, window)
     assert window.state_label.text().startswith("Cannot start training: a run is going")
     window.stop_training()
-    qtbot.waitUntil(lambda: window.session is None, timeout=120_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=120_000)
     assert window.start_action.isEnabled()

@@ -20,9 +20,9 @@ def test_start_uses_the_data_the_panel_checked(qtbot, gui_backend, settings, run
     checked = host.loads
     assert checked >= 1 and window.data_panel.prepared is not None  # the panel's own check
 
-    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=120_000) as blocker:
         qtbot.mouseClick(window.training_panel.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=10_000)
     finished = blocker.args[0]
     assert finished.status == "completed", finished.reason
     assert host.loads == checked  # the engine trained on what the panel had checked
@@ -52,10 +52,10 @@ def test_a_split_changed_just_before_start_is_the_one_trained(
     assert window.data_panel.prepared is not None and len(window.data_panel.prepared.val) == 6
     checked = host.loads
 
-    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
+    with qtbot.waitSignal(window.training.run_finished, timeout=120_000) as blocker:
         window.data_panel.val_spin.setValue(40)  # and Start at once, inside the re-check's delay
         assert window.start_training()
-    qtbot.waitUntil(lambda: window.session is None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.training.session is None, timeout=10_000)
     finished = blocker.args[0]
     assert finished.status == "completed", finished.reason
     assert finished.summary["num_val"] == 12  # 40 % of each class, not the 20 % checked before
