@@ -107,7 +107,12 @@ def test_smoke_mode_trains_through_the_window_and_reports(tmp_path):
     assert 0.0 <= result["val_acc"] <= 1.0
     assert result["plot_redraws"] >= 1
     assert result["batches_plotted"] == 6  # 24 images, batches of 8, 2 epochs
-    assert result["max_ui_stall_ms"] >= 0 and result["ui_probe_ticks"] > 0
+    # The GUI thread never trains, so it is never blocked for long: the longest the
+    # window could not respond during the run stays well under 2 s. Generous on purpose:
+    # on a loaded 2-core machine a repaint or the end-of-run evaluation competing with
+    # the training threads takes a few hundred ms; the probe itself ticks every 10 ms.
+    assert 0 <= result["max_ui_stall_ms"] < 2000, result
+    assert result["ui_probe_ticks"] > 0
     assert 0 < result["window_shown_s"] < 30
     assert result["train_seconds"] > 0
     assert Path(result["run_dir"], "summary.json").is_file()
