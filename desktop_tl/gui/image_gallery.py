@@ -344,6 +344,11 @@ class MisclassifiedGallery(QWidget):
         """True while the gallery is only a line saying why it lists nothing."""
         return self.maximumHeight() < QWIDGETSIZE_MAX
 
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        # Compact, the gallery asks for no more height than its limit allows.
+        hint = super().minimumSizeHint()
+        return QSize(hint.width(), min(hint.height(), self.maximumHeight()))
+
     def set_compact(self, compact: bool) -> bool:
         """Shrink to the title and the line saying why nothing is listed, or take any
         height; returns whether it was compact. A height limit rather than splitter sizes,

@@ -84,7 +84,7 @@ class ModelPanel(QWidget):
         self.model_combo.setToolTip("The pretrained network. Type any part of a name to search.")
         self.model_combo.activated.connect(self._on_model_chosen)
         self.model_combo.lineEdit().editingFinished.connect(self._on_model_chosen)
-        self.with_weights_check = QCheckBox("Only models with weights on this machine")
+        self.with_weights_check = QCheckBox("Only models with weights here")
         self.with_weights_check.setToolTip(
             "List only the backbones whose pretrained weights are on this machine (shown "
             "in bold in the list)."

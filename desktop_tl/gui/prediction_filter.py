@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
+from superqt import QElidingLabel
 
 ALL_LABELS = ""
 SORTS = {
@@ -88,7 +89,8 @@ class PredictionFilterBar(QWidget):
             "Save the results shown as CSV: path, then label and probability for each of the top classes"
         )
         self.save_button.clicked.connect(self.save_requested)
-        self.summary_label = QLabel(self)
+        # Elided (full text on hover): many classes must not widen the window.
+        self.summary_label = QElidingLabel(self)
         self.summary_label.setObjectName("predictionSummary")
         self.set_classes([])
         layout = QHBoxLayout(self)

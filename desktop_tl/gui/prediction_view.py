@@ -13,13 +13,13 @@ worker threads; rows update as results arrive.
 
 from __future__ import annotations
 
-import html
 import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent, QKeySequence, QPalette, QShortcut
+from superqt import QElidingLabel
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -91,9 +91,9 @@ class PredictionView(QWidget):
         self._work.run_failed.connect(self._on_run_failed)
 
         # Model line and actions.
-        self.model_label = QLabel(self)
+        # Elided (full text on hover): a long run name must not widen the window.
+        self.model_label = QElidingLabel(self)
         self.model_label.setObjectName("predictionModelLabel")
-        self.model_label.setTextFormat(Qt.TextFormat.RichText)
         self.checkpoint_combo = CheckpointCombo(
             "Predict with the run's best checkpoint (highest validation accuracy) or its "
             "last one; the Evaluation tab uses the same",
@@ -193,19 +193,15 @@ class PredictionView(QWidget):
         self.checkpoint_combo.setEnabled(self._run_folder is not None)
         if self._explanation is not None:
             self._explanation.close()  # it shows the old model's classes
-        muted = semantic_colour("muted", self.palette()).name()
         if predictor is None:
-            self.model_label.setText(f'<span style="color:{muted}">Model:</span> none yet')
+            self.model_label.setText("Model: none yet")
             self.model_label.setToolTip(NO_MODEL_TEXT)
             self._list.placeholder = NO_MODEL_TEXT + "\n\nYou can already drop images here."
         else:
             count = len(predictor.class_names)
-            label = html.escape(str(source_label or "model"))
-            self.model_label.setText(
-                f'<span style="color:{muted}">Model:</span> <b>{label}</b>'
-                f' <span style="color:{muted}">· {count} classes</span>'
-            )
-            self.model_label.setToolTip(getattr(predictor, "source", "") or source_label)
+            text = f"Model: {source_label or 'model'} · {count} classes"
+            self.model_label.setText(text)
+            self.model_label.setToolTip(f"{text}\n{getattr(predictor, 'source', '') or ''}".strip())
             self._list.placeholder = "Drop images or folders here, or use Choose images…"
             self.top_k_spin.setMaximum(max(1, min(MAX_TOP_K, count)))
         self.top_k_spin.setEnabled(predictor is not None)
@@ -451,7 +447,9 @@ class PredictionView(QWidget):
         bar = self.filter_bar
         shown = self._list.arrange(bar.sort(), bar.label(), bar.min_confidence())
         rows = self._list.rows
-        bar.summary_label.setText(summary_text(rows, shown))
+        summary = summary_text(rows, shown)
+        bar.summary_label.setText(summary)
+        bar.summary_label.setToolTip(summary)
         bar.save_button.setEnabled(any(r.status in ("done", "error") for r in rows))
 
     def save_csv(self, path: str | os.PathLike[str]) -> int:

@@ -99,7 +99,8 @@ class MainTabs(QTabWidget):
         self._log = log
         self._seen_problems = 0
         self.addTab(train_page, "Train")
-        self.addTab(_padded(evaluation), "Evaluation")
+        # Matrix, table and gallery need more height than a 640 px window has: scroll.
+        self.addTab(_padded(VerticalScrollColumn(evaluation)), "Evaluation")
         self.addTab(_padded(prediction), "Prediction")
         self.addTab(_padded(runs), "Runs")
         self.addTab(_padded(log), "Log")

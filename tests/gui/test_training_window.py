@@ -89,6 +89,27 @@ def test_a_run_fills_the_plots_and_the_evaluation(qtbot, window, tiny_dataset):
     window.show_tab(prediction)
     save_screenshot(window, "window-04-prediction-tab")
 
+    # With a finished run's results in them, the Train, Evaluation and Prediction tabs lay
+    # out soundly from the smallest supported window to a 1440p screen (screenshots of
+    # each, to look at).
+    from desktop_tl.gui.layout_check import describe_problems, layout_problems
+
+    val_images = sorted(p for p in (tiny_dataset / "val").rglob("*") if p.is_file())
+    assert prediction.add_images(val_images) == len(val_images) - 1  # the first is listed already
+    qtbot.waitUntil(lambda: all(row.status == "done" for row in prediction.rows()), timeout=30_000)
+    for width, height in [(1024, 640), (1920, 1080), (2560, 1440)]:
+        window.resize(width, height)
+        for view, name in (
+            (window.plots, "train"),
+            (window.evaluation_view, "evaluation"),
+            (prediction, "prediction"),
+        ):
+            window.show_tab(view)
+            qtbot.wait(50)
+            problems = layout_problems(window, (width, height))
+            save_screenshot(window, f"results_{width}x{height}_{name}")
+            assert problems == [], f"{name} at {width}x{height}:\n{describe_problems(problems)}"
+
 
 def test_slots_run_on_the_gui_thread(qtbot, window, tiny_dataset):
     """Every engine event reaches the window on the GUI thread, never the worker's."""
