@@ -28,6 +28,8 @@ SCHEDULES = ("none", "cosine", "step")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FEATURE_CACHE_MODES = ("auto", "off")
+#: Augmented views of one training image kept in the feature cache, at most.
+MAX_AUGMENTED_VIEWS = 64
 #: Seeds go to torch, numpy and Python's random; numpy takes 32-bit seeds only.
 MAX_SEED = 2**32 - 1
 
@@ -45,6 +47,9 @@ class DataConfig:
     split_seed: int = 0
     augment: str = "none"
     num_workers: int = -1  # -1: sized to the machine
+    # Images the user left out of training (the files stay where they are): paths relative
+    # to the dataset folder with / separators (absolute for images outside it).
+    exclude: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -94,6 +99,10 @@ class TrainConfig:
     feature_cache: str = "auto"
     cache_budget_mb: int = 1024  # features and decoded images kept in memory; beyond it, on disk
     feature_cache_reuse: bool = True  # reuse features cached by an earlier run on the same data
+    # With augmentation and a frozen prefix: augmented views per training image extracted
+    # once, one drawn per image each epoch; 0 reads (and augments) the images every epoch.
+    # 2: on photo sets, 1 to 8 views scored alike and each view costs a pass of the prefix.
+    augmented_views: int = 2
     tensorboard: bool = False  # also log scalars and the confusion matrix to <run>/tensorboard
 
 
@@ -180,9 +189,16 @@ class RunConfig:
                 )
         check_freeze_schedule(self.freeze.schedule, self.train.epochs)
         _range("train.cache_budget_mb", self.train.cache_budget_mb, 0, 1_000_000)
+        _range("train.augmented_views", self.train.augmented_views, 0, MAX_AUGMENTED_VIEWS)
+        if not isinstance(self.train.augmented_views, int):
+            raise ConfigError(
+                f"train.augmented_views = {self.train.augmented_views!r} must be a whole number "
+                f"of views per image (0 to {MAX_AUGMENTED_VIEWS}; 0 reads the images every epoch)"
+            )
         _range("train.seed", self.train.seed, 0, MAX_SEED)
         _range("data.split_seed", self.data.split_seed, 0, MAX_SEED)
         _range("data.num_workers", self.data.num_workers, -1, 1024)
+        _string_list("data.exclude", self.data.exclude, "image paths relative to the dataset folder")
 
 
 def check_freeze_schedule(schedule: list[Any], epochs: int) -> None:
@@ -234,6 +250,14 @@ def parse_freeze_preset(preset: str) -> tuple[str, int]:
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} = {value!r} is not one of: {', '.join(allowed)}")
+
+
+def _string_list(key: str, value: Any, what: str) -> None:
+    if not isinstance(value, list):
+        raise ConfigError(f"{key} must be a list of {what}, e.g. [\"cats/img001.jpg\"]; got {value!r}")
+    for position, entry in enumerate(value):
+        if not isinstance(entry, str) or not entry.strip():
+            raise ConfigError(f"{key}[{position}] = {entry!r} must be a non-empty text: one of the {what}")
 
 
 def _range(key: str, value: Any, low: float, high: float, exclusive_low: bool = False) -> None:
