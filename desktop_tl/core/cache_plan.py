@@ -2,8 +2,11 @@
 
 The output of the frozen prefix is cached (:mod:`desktop_tl.core.feature_cache`) wherever
 it cannot change: for validation images whenever a prefix exists, for training images
-when there is also no random augmentation. The cache is left the moment a stage before it
-becomes trainable, rebuilt at the next epoch for the new first trainable stage, and moved
+when there is also no random augmentation. With augmentation, the training cache holds
+``train.augmented_views`` augmented views of each image, one drawn per image each epoch
+(:mod:`desktop_tl.core.augmented_views`), when that costs fewer passes of the prefix
+than the epochs do. The cache is left the moment a stage before it becomes trainable,
+rebuilt at the next epoch for the new first trainable stage, and moved
 deeper (from the cached rows, without the images) when more stages are frozen. A stage
 whose output is larger than the image is not cached (early stages are cheap to run, their
 outputs big). Images that must still be read every epoch are decoded once
@@ -45,6 +48,8 @@ class CachePlanner:
         precision: str,
         device: torch.device,
         distributed: Distributed = SINGLE,
+        augmented_views: int = 0,
+        epochs: int = 0,
     ) -> None:
         from .device import feature_dtype
         from .feature_cache import MemoryBudget, reuse_enabled
@@ -60,6 +65,10 @@ class CachePlanner:
         # Distributed: each process extracts its share and holds the gathered whole; only
         # rank 0 keeps the entry for later runs (its key is a single process's).
         self.distributed = distributed
+        # Augmented training views per image (0: augmented images are read every epoch),
+        # worth extracting only when fewer than the epochs.
+        self.augmented_views = int(augmented_views)
+        self.epochs = int(epochs)
         self.caches: dict[str, FeatureStore | None] = {"train": None, "val": None}
         self.decoded: dict[str, Any] = {"train": None, "val": None}
         self.budget = MemoryBudget(int(budget_mb) * 2**20)
@@ -80,7 +89,15 @@ class CachePlanner:
             return self.broken
         augment = self.reader.augment
         if subset == "train" and augment != "none":
-            return f"augmentation '{augment}' changes images every epoch"
+            views = self.augmented_views
+            changes = f"augmentation '{augment}' changes images every epoch"
+            if views == 0:
+                return changes
+            if views >= self.epochs:
+                return (
+                    f"{changes}, and {views} augmented view{'s' if views > 1 else ''} per image "
+                    f"would cost as many passes as the {self.epochs} epoch{'s' if self.epochs > 1 else ''}"
+                )
         k = self.prefix.first_trainable()
         if k == 0:
             return "the whole backbone is trainable"
@@ -105,6 +122,11 @@ class CachePlanner:
         if self.caches["val"] is not None:
             return f"val@{names[self.caches['val'].chain_index - 1]}"
         return "off"
+
+    def views_of(self, subset: str) -> int:
+        """Augmented views per image that ``subset``'s cache holds; 0 for un-augmented
+        features."""
+        return self.augmented_views if subset == "train" and self.reader.augment != "none" else 0
 
     def stale(self) -> list[str]:
         """Subsets whose cache sits after a stage that now trains."""
@@ -199,6 +221,17 @@ class CachePlanner:
             "precision": self.precision,
             "device": self.device.type,
         }
+        views = self.views_of(subset)
+        if views:
+            from .image_cache import tensor_transform
+
+            # the views depend on the augmentation, their number and the run seed
+            context["augmented_views"] = {
+                "augment": self.reader.augment,
+                "views": views,
+                "seed": self.reader.seed,
+                "transform": repr(tensor_transform(self.reader.preprocessing, self.reader.augment, True)),
+            }
         return feature_key(context, self.reader.items(subset))
 
     def _build(self, subset: str, k: int) -> None:
@@ -211,12 +244,14 @@ class CachePlanner:
         if not self.distributed.all_true(store is not None) and store is not None:
             store.close()  # another process must extract, and extraction is shared
             store = None
+        views = self.views_of(subset)
+        what = (
+            f"{subset} features" if not views else f"{subset} features of {views} augmented views per image"
+        )
         if store is not None:
-            self.ctx.log("info", f"{subset} features after {where} reused from an earlier run")
+            self.ctx.log("info", f"{what} after {where} reused from an earlier run")
         else:
-            self.ctx.log(
-                "info", f"extracting {subset} features once after {where} (the stages before it are frozen)"
-            )
+            self.ctx.log("info", f"extracting {what} once after {where} (the stages before it are frozen)")
             store = self._extract(subset, k, key)
             if store.path is not None:
                 in_use = [s.path for s in self.caches.values() if s is not None and s.path is not None]
@@ -225,6 +260,8 @@ class CachePlanner:
         self._log_store("built", subset, store, time.perf_counter() - t0)
 
     def _log_store(self, event: str, subset: str, store: FeatureStore, seconds: float, **extra) -> None:
+        if self.views_of(subset):
+            extra = {"views": store.views_per_image, "augment": self.reader.augment, **extra}
         self.log.append(
             {
                 "step": self._step,
@@ -261,9 +298,15 @@ class CachePlanner:
 
         dtype = self.feature_dtype
         persist = self.reuse and key is not None and self.distributed.is_main
+        views = self.views_of(subset)
         while True:
             batches, run = self.reader.extraction_batches(items), run_prefix
-            if self.distributed.active:
+            if views and self.distributed.active:
+                batches = self._shared_views(run_prefix, items, views)
+                run = lambda features: features  # noqa: E731 (the prefix ran on each process's share)
+            elif views:
+                batches = self.reader.augmented_batches(items, views)
+            elif self.distributed.active:
                 batches = self.distributed.extraction_batches(
                     run_prefix, self.reader.extraction_batches, items, self.reader.batch_size
                 )
@@ -281,12 +324,41 @@ class CachePlanner:
                     meta={"subset": subset, "at": prefix.names[k - 1]},
                     progress=progress,
                     should_stop=self.ctx.should_stop,
+                    views_per_image=max(1, views),
                 )
             except FeatureRangeError:
                 if dtype == torch.bfloat16:
                     raise
                 dtype = torch.bfloat16
                 self.ctx.log("info", f"{label} features exceed the fp16 range; caching them as bf16")
+
+    def _shared_views(self, run_prefix, items: list, views: int):
+        """Batches of (features, labels, item indices) of every image's ``views`` views, in
+        item and view order, where this process ran ``run_prefix`` on its share of the
+        images only (each view seeded by the image's place in ``items``, as in one process)."""
+        share = self.distributed.shard(torch.arange(len(items)))
+        feats, labels, rows = [], [], []
+        batches = self.reader.augmented_batches([items[i] for i in share.tolist()], views, share.tolist())
+        for images, batch_labels, local in batches:
+            feats.append(run_prefix(images).cpu())
+            labels.append(batch_labels.cpu())
+            # one number per view (a batch holds whole images), so that gathering puts
+            # every image's views together and in view order
+            rows.append(share[local] * views + torch.arange(len(local)) % views)
+        local = None
+        if feats:
+            local = {"features": torch.cat(feats), "labels": torch.cat(labels), "indices": torch.cat(rows)}
+        joined = self.distributed.gather_outputs(local)
+        if joined is None:
+            return
+        size = max(1, self.reader.batch_size // views) * views
+        for start in range(0, len(joined["indices"]), size):
+            end = start + size
+            yield (
+                joined["features"][start:end],
+                joined["labels"][start:end],
+                joined["indices"][start:end] // views,
+            )
 
     def _advance(self, subset: str, k: int) -> None:
         """Move ``subset``'s cache to stage ``k`` by running the newly frozen stages once
@@ -298,7 +370,13 @@ class CachePlanner:
         t0 = time.perf_counter()
         prefix.eval_stages(k)
         prefix.prepare(old.chain_index, k)
-        writer = FeatureWriter(k, budget=self.budget, dtype=old.dtype, directory=features_dir())
+        writer = FeatureWriter(
+            k,
+            budget=self.budget,
+            dtype=old.dtype,
+            directory=features_dir(),
+            views_per_image=old.views_per_image,
+        )
         try:
             for feats, labels, rows in old.batches(max(self.reader.batch_size, 64)):
                 out = prefix.run_frozen(prefix.to_device(feats), old.chain_index, k)

@@ -48,6 +48,37 @@ def launched_by_torchrun() -> bool:
     )
 
 
+#: What torchrun sets in each worker's environment (with TORCHELASTIC_RUN_ID).
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def in_torchrun_environment() -> bool:
+    """Whether torchrun started this process, one worker or several."""
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_torchelastic_launched()
+        and all(name in os.environ for name in TORCHRUN_VARIABLES)
+    )
+
+
+def torchrun_command(train_args: str) -> str:
+    """The command line that starts ``desktop-tl train`` with ``train_args`` on N processes."""
+    return f"torchrun --nproc-per-node N -m desktop_tl train --distributed {train_args}"
+
+
+def not_launched_message(train_args: str) -> str:
+    """Why a ``--distributed`` run cannot start outside torchrun, and how to start it."""
+    missing = [name for name in ("TORCHELASTIC_RUN_ID", *TORCHRUN_VARIABLES) if name not in os.environ]
+    return (
+        "--distributed trains as one of the processes PyTorch's launcher starts, and this "
+        f"process was not started by it ({', '.join(missing)} not set). Start the run with\n"
+        f"    {torchrun_command(train_args)}\n"
+        "where N is the number of processes on this machine (one per GPU, or 2 or more on "
+        "the CPU); on several machines add --nnodes M --rdzv-backend c10d --rdzv-endpoint "
+        "HOST:29500 on each. To train in this one process instead, leave out --distributed"
+    )
+
+
 def environment_rank() -> int:
     """This worker's rank as torchrun set it (0 outside torchrun), before any set-up."""
     return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0

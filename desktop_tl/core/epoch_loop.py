@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import UserError
 from . import events as ev
+from .augmented_views import epoch_rows
 from .cache_plan import CachePlanner
 from .device import autocast, single_threaded
 from .distributed import SINGLE, Distributed
@@ -36,6 +37,34 @@ from .time_left import LoopPlan, TimeLeft
 
 class NonFiniteLoss(Exception):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+class ScheduledFreeze:
+    """The run file's freeze.schedule: the changes due at the start of each epoch.
+
+    Each epoch's entries are handed out once, at the first command poll of that epoch
+    (before its first batch), in the same step on every process. A resumed run starts at
+    the epoch after its checkpoint, whose freeze map already holds the earlier entries.
+    """
+
+    def __init__(self, model: nn.Module, schedule: list[dict]) -> None:
+        self.by_epoch: dict[int, list[dict[str, bool]]] = {}
+        for number, entry in enumerate(schedule, 1):
+            try:
+                check_freeze_names(model, entry["changes"])
+            except UserError as exc:
+                raise UserError(
+                    f"freeze.schedule entry {number} (epoch {entry['epoch']}): {exc}; "
+                    "fix the entry in the run file, then start again"
+                ) from None
+            self.by_epoch.setdefault(entry["epoch"] - 1, []).append(dict(entry["changes"]))
+        self.polled = -1  # the last epoch (0-based) whose entries were handed out
+
+    def due(self, epoch: int) -> list[dict[str, bool]]:
+        if epoch <= self.polled:
+            return []
+        self.polled = epoch
+        return self.by_epoch.get(epoch, [])
 
 
 class EpochLoop:
@@ -98,12 +127,15 @@ class EpochLoop:
             precision=precision,
             device=device,
             distributed=distributed,
+            augmented_views=cfg.train.augmented_views,
+            epochs=cfg.train.epochs,
         )
         self.paused = False
         # SetFreeze changes in the order they came: a later one may undo part of an
         # earlier one, so they are never merged into one unordered map.
         self._pending_freeze: list[dict[str, bool]] = []
         self.freeze_commands = 0  # SetFreeze commands taken this run (FreezeApplied.commands)
+        self.freeze_schedule = ScheduledFreeze(self.model, cfg.freeze.schedule)
         self._t0 = time.perf_counter()
         self.time_left = TimeLeft(self.caches.log)  # the ETA, per phase of the run
         self.remaining_plan = LoopPlan(self)
@@ -124,6 +156,9 @@ class EpochLoop:
 
     def poll_commands(self, epoch: int) -> None:
         ctx = self.ctx
+        scheduled = self.freeze_schedule.due(epoch)
+        if scheduled:
+            self.apply_freeze_change(scheduled, epoch, scheduled=True)
         while True:
             command = ctx.next_command(wait=self.paused)
             if command is None:
@@ -148,11 +183,24 @@ class EpochLoop:
             commands, self._pending_freeze = self._pending_freeze, []
             self.apply_freeze_change(commands, epoch)
 
-    def apply_freeze_change(self, commands: list[dict[str, bool]], epoch: int) -> None:
-        """Apply SetFreeze changes in the order they were sent and report the result."""
+    def apply_freeze_change(
+        self, commands: list[dict[str, bool]], epoch: int, scheduled: bool = False
+    ) -> None:
+        """Apply freeze changes in their order and report the result: SetFreeze commands
+        as sent, or (``scheduled``) the run file's freeze.schedule entries for ``epoch``."""
         ctx, model, step = self.ctx, self.model, self.progress.step
-        self.freeze_commands += len(commands)
         valid = []
+        if not scheduled:
+            self.freeze_commands += len(commands)
+            if self.distributed.active:
+                # The processes must change together at the same step; a command reaches one.
+                ctx.log(
+                    "warning",
+                    "freeze change ignored: live freeze changes do not apply to a distributed "
+                    "run; put them in the run file's freeze.schedule, e.g. under [freeze]: "
+                    'schedule = [{ epoch = 3, changes = { "backbone.blocks" = true } }]',
+                )
+                commands = []
         for command in commands:
             try:
                 check_freeze_names(model, command)
@@ -173,6 +221,10 @@ class EpochLoop:
             )
             return
         apply_freeze_map(model, changes)
+        if self.ddp is not None:
+            # DDP reduces the gradients of the parameters that trained when it was made;
+            # every process makes the new one at the same point (an epoch's start).
+            self.ddp = self.distributed.wrap(self.model, self.forward)
         self.time_left.freeze_changed()
         for param in model.parameters():
             if not param.requires_grad:
@@ -187,21 +239,20 @@ class EpochLoop:
         else:
             note = "on" if self.caches.caches["train"] is not None else "off"
         trainable, total = count_params(model)
-        self.progress.freeze_changes.append(
-            {
-                "step": step,
-                "epoch": epoch + 1,
-                "changes": dict(changes),
-                "trainable_params": trainable,
-                "feature_cache": note,
-            }
-        )
+        record = {
+            "step": step,
+            "epoch": epoch + 1,
+            "changes": dict(changes),
+            "trainable_params": trainable,
+            "feature_cache": note,
+        }
+        self.progress.freeze_changes.append({**record, "scheduled": True} if scheduled else record)
         desc = ", ".join(f"{name} {'trainable' if on else 'frozen'}" for name, on in changes.items())
-        ctx.log(
-            "info",
-            f"freeze change at step {step} (epoch {epoch + 1}): {desc}; "
-            f"{trainable:,}/{total:,} parameters trainable",
-        )
+        count = f"{trainable:,}/{total:,} parameters trainable"
+        if scheduled:
+            ctx.log("info", f"scheduled freeze change at epoch {epoch + 1}: {desc}; {count} (step {step})")
+        else:
+            ctx.log("info", f"freeze change at step {step} (epoch {epoch + 1}): {desc}; {count}")
         ctx.emit(
             ev.FreezeApplied(
                 step,
@@ -252,10 +303,14 @@ class EpochLoop:
         cache = self.caches.caches["train"]
         self.prefix.prepare_from(cache.chain_index if cache is not None else 0)
         self.time_left.training_started()
-        # With the cache, the order is drawn over its rows (readable images only); if the
-        # cache is left mid-epoch, the rest of the order maps back to dataset items.
-        n = len(cache) if cache is not None else len(self.prepared.train)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        # With the cache, the order is drawn over its images (readable ones only), each as
+        # one of its augmented views where it holds several, and given as the cache's rows;
+        # if the cache is left mid-epoch, the rest of the order maps back to dataset items.
+        draws = torch.Generator().manual_seed(seed)
+        if cache is not None:
+            order = epoch_rows(len(cache) // cache.views_per_image, cache.views_per_image, draws)
+        else:
+            order = torch.randperm(len(self.prepared.train), generator=draws)
         order = self.distributed.shard(order)
         n = len(order)
         total_loss = 0.0

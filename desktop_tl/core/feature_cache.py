@@ -2,7 +2,9 @@
 
 With a frozen prefix of the backbone and no random augmentation, the prefix's output for
 an image never changes, so running it every epoch (as the plain recipe does) is wasted
-work. A :class:`FeatureStore` holds those outputs for one list of images.
+work. A :class:`FeatureStore` holds those outputs for one list of images; with
+augmentation, it holds a fixed number of augmented views of each image
+(:mod:`desktop_tl.core.augmented_views`).
 
 Memory stays bounded: rows are kept in memory (fp16, or bf16 where they were computed in
 bf16) while a shared :class:`MemoryBudget` allows, and the rest are read from a file in
@@ -157,6 +159,9 @@ class FeatureStore:
     dtype: torch.dtype
     memory: torch.Tensor  # (memory_rows, *row_shape)
     key: str | None = None
+    # Augmented views per image: rows come in groups of this many, one image's views in
+    # view order (``keep`` repeats the image's index); 1 for un-augmented features.
+    views_per_image: int = 1
     reused: bool = False  # read from an entry another run wrote
     path: Path | None = None  # the entry file, when kept for reuse
     _file: BinaryIO | None = None
@@ -285,8 +290,10 @@ class FeatureWriter:
         directory: Path | None = None,
         persist: bool = False,
         meta: dict[str, Any] | None = None,
+        views_per_image: int = 1,
     ) -> None:
         self.chain_index = chain_index
+        self.views_per_image = int(views_per_image)
         self.budget = budget
         self.dtype = dtype
         self.key = key
@@ -381,6 +388,7 @@ class FeatureWriter:
                     "row_shape": list(self.row_shape),
                     "dtype": _dtype_name(self.dtype),
                     "chain_index": self.chain_index,
+                    "views_per_image": self.views_per_image,
                     "labels": labels.tolist(),
                     "keep": keep.tolist(),
                     "created": time.time(),
@@ -406,6 +414,7 @@ class FeatureWriter:
             dtype=self.dtype,
             memory=memory,
             key=self.key,
+            views_per_image=self.views_per_image,
             path=path,
             _file=file,
             _file_first_row=0 if self.persist else self._file_first_row,
@@ -454,7 +463,8 @@ def open_entry(key: str, budget: MemoryBudget, directory: Path | None = None) ->
         rows = int(meta["rows"])
         labels = torch.tensor(meta["labels"], dtype=torch.long)
         keep = torch.tensor(meta["keep"], dtype=torch.long)
-        if len(labels) != rows or len(keep) != rows:
+        views = int(meta.get("views_per_image", 1))
+        if len(labels) != rows or len(keep) != rows or views < 1 or rows % views:
             raise ValueError("damaged")
         row_bytes = _itemsize(dtype)
         for d in row_shape:
@@ -491,6 +501,7 @@ def open_entry(key: str, budget: MemoryBudget, directory: Path | None = None) ->
         dtype=dtype,
         memory=memory,
         key=key,
+        views_per_image=views,
         reused=True,
         path=path,
         _file=handle,
@@ -576,11 +587,14 @@ def extract_features(
     meta: dict[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    views_per_image: int = 1,
 ) -> FeatureStore:
     """Run ``run_prefix`` once over ``batches`` of (images, labels, item indices) and
-    keep its outputs. Raises :class:`~desktop_tl.core.cancelled.Cancelled` when ``should_stop`` asks to
-    stop part-way and :class:`FeatureRangeError` when fp16 cannot hold the features;
-    either way nothing is kept."""
+    keep its outputs (``views_per_image`` rows per image, when the batches hold each
+    image's augmented views one after the other). Raises
+    :class:`~desktop_tl.core.cancelled.Cancelled` when ``should_stop`` asks to stop
+    part-way and :class:`FeatureRangeError` when fp16 cannot hold the features; either
+    way nothing is kept."""
     writer = FeatureWriter(
         chain_index,
         budget=budget if budget is not None else MemoryBudget(2**62),
@@ -589,6 +603,7 @@ def extract_features(
         directory=directory,
         persist=persist,
         meta=meta,
+        views_per_image=views_per_image,
     )
     done = 0
     try:
@@ -596,7 +611,7 @@ def extract_features(
             if should_stop is not None and should_stop():
                 raise Cancelled()
             writer.add(run_prefix(images), labels, indices)
-            done += len(labels)
+            done += len(labels) // views_per_image
             if progress is not None:
                 progress(done)
         return writer.finish()

@@ -1,5 +1,6 @@
-"""Batches of a run's images for the loop: one pass for feature extraction, or an
-epoch's order over the decoded images, with unreadable images reported once."""
+"""Batches of a run's images for the loop: one pass for feature extraction (of each
+image, or of augmented views of each), or an epoch's order over the decoded images, with
+unreadable images reported once."""
 
 from __future__ import annotations
 
@@ -82,6 +83,28 @@ class ImageReader:
         )
         for batch in self._fetch(loader):
             yield batch.images, batch.labels, batch.indices
+
+    def augmented_batches(self, items, views: int, positions=None):
+        """One pass over ``items`` with ``views`` augmented views of each image, one
+        image's views after the other: (images, labels, indices into ``items``) with
+        ``views`` rows per image. ``positions`` are the items' places in the training
+        list, which seed their views (default: ``items`` is that list); see
+        :mod:`desktop_tl.core.augmented_views`."""
+        from .augmented_views import AugmentedViewsDataset
+        from .loaders import make_loader
+
+        loader = make_loader(
+            AugmentedViewsDataset(items, self.preprocessing, self.augment, views, self.seed, positions),
+            # about batch_size rows a batch, as in a pass without views
+            batch_size=max(1, self.batch_size // views),
+            shuffle=False,
+            num_workers=self.num_workers,
+            seed=0,
+            device=self.device,
+        )
+        for batch in self._fetch(loader):
+            images = batch.images.flatten(0, 1)
+            yield images, batch.labels.repeat_interleave(views), batch.indices.repeat_interleave(views)
 
     def image_batches(self, subset: str, train: bool, order, seed: int, decoded):
         """(images, labels, item indices) over ``subset``'s items in ``order``, from

@@ -316,7 +316,7 @@ def test_unfreezing_before_the_cache_point_mid_run_leaves_it_and_freezing_reente
 
 
 def test_augmentation_caches_validation_features_only_and_decodes_images_once(photos, tmp_path, cache_dir):
-    config = tiny_config(photos, tmp_path / "run", epochs=2)
+    config = tiny_config(photos, tmp_path / "run", epochs=2, augmented_views=0)
     config.data.augment = "light"
     config.freeze.preset = "last:1"
     finished = train(config)
@@ -337,7 +337,7 @@ def test_augmentation_caches_validation_features_only_and_decodes_images_once(ph
 
 def test_resumed_augmented_run_ends_where_an_uninterrupted_one_would(photos, tmp_path, cache_dir):
     def config(out):
-        c = tiny_config(photos, out, epochs=3, seed=11)
+        c = tiny_config(photos, out, epochs=3, seed=11, augmented_views=0)  # images read every epoch
         c.data.augment = "light"
         c.freeze.preset = "last:2"
         return c
