@@ -1,4 +1,5 @@
-"""The ``desktop-tl`` command: GUI, train, predict, plugins, plugin new, models, weights.
+"""The ``desktop-tl`` command: GUI, train, predict, plugins, plugin new, models, weights,
+runs, export, launch-files.
 
 Each subcommand lives in its own module with ``add_parser(subparsers)`` and
 ``run(args) -> int``. A :class:`~desktop_tl.errors.UserError` becomes one line on stderr
@@ -25,6 +26,7 @@ SUBCOMMANDS = (
     "install-launcher",
     "runs",
     "export",
+    "launch-files",
 )
 
 

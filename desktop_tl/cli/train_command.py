@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def add_parser(subparsers) -> None:
         "--demo", action="store_true", help="the bundled sample dataset with EfficientNet-Lite0"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="train as one of the processes torchrun starts "
+        "(torchrun --nproc-per-node N -m desktop_tl train --distributed RUN.toml); "
+        "refused when torchrun did not start this process",
+    )
     parser.set_defaults(run=run)
 
 
@@ -147,7 +155,20 @@ def _refuse_an_unwritable_runs_folder(config: RunConfig, resume: bool) -> None:
             raise ConfigError(f"{problem}; or give --out DIR")
 
 
+def _refuse_distributed_outside_torchrun(args: argparse.Namespace) -> None:
+    from ..core.distributed import in_torchrun_environment, not_launched_message
+
+    if args.distributed and not in_torchrun_environment():
+        what = (
+            f"--resume {shlex.quote(args.resume)}"
+            if args.resume
+            else shlex.quote(args.run_file or "RUN.toml")
+        )
+        raise ConfigError(not_launched_message(what))
+
+
 def run(args: argparse.Namespace) -> int:
+    _refuse_distributed_outside_torchrun(args)
     from ..core.distributed import environment_rank, restarted_by_torchrun
     from ..core.training import Trainer
     from .progress import ProgressPrinter
