@@ -40,6 +40,7 @@ from .plots import TrainingPlots
 from .prediction_view import PredictionView
 from .preferences_dialog import install_preferences
 from .project_controller import ProjectController
+from .run_elsewhere_dialog import open_run_elsewhere_dialog, run_freeze_changes
 from .runs_view import RunsView
 from .training_controller import TrainingController
 from .training_panel import TrainingPanel
@@ -136,6 +137,8 @@ class MainWindow(QMainWindow):
             self, "&Export model…", QKeySequence("Ctrl+E"), lambda: open_export_dialog(self, self.run_dir)
         )
         file_menu.addAction(self.export_action)
+        self.run_elsewhere_action = _action(self, "Run &elsewhere…", None, self.run_elsewhere)
+        file_menu.addAction(self.run_elsewhere_action)
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
 
@@ -250,6 +253,11 @@ class MainWindow(QMainWindow):
         self.log("error", message)
 
     # ================================================================= configuration
+
+    def run_elsewhere(self) -> None:
+        """The project as a run file with launch scripts for torchrun and SLURM, offering
+        the last run's live freeze changes as the run file's schedule."""
+        open_run_elsewhere_dialog(self, self.current_config(), run_freeze_changes(self.training.last_result))
 
     def current_config(self) -> RunConfig:
         """The run configuration the panels describe right now."""
