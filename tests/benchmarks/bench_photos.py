@@ -155,14 +155,20 @@ def make_sample_photos(root: Path, per_class_train: int, per_class_val: int) -> 
 
 
 def scaled_copy(pool: Path, target: Path, count: int) -> Path:
-    """``count`` photos (two thirds train, one third val) copied round-robin from ``pool``."""
+    """``count`` photos (two thirds train, one third val) round-robin from ``pool``: hard
+    links where the file system has them (10,000 camera photos would need about 30 GB as
+    copies; every path is still decoded on its own), else copies."""
     for subset, share in (("train", count - count // 3), ("val", count // 3)):
         originals = sorted(pool.glob(f"{subset}/*/*.JPG"))
         for i in range(share):
             original = originals[i % len(originals)]
             folder = target / subset / original.parent.name
             folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(original, folder / f"{original.stem}_{i:06d}.JPG")
+            name = folder / f"{original.stem}_{i:06d}.JPG"
+            try:
+                os.link(original, name)
+            except OSError:
+                shutil.copyfile(original, name)
     return target
 
 
