@@ -11,11 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from desktop_tl.core import events as ev
 from desktop_tl.core.config import RunConfig
 from desktop_tl.errors import UserError
-from desktop_tl.gui.run_elsewhere_dialog import (
-    RunElsewhereDialog,
-    parse_changes,
-    run_freeze_changes,
-)
+from desktop_tl.gui.run_elsewhere_dialog import RunElsewhereDialog, parse_changes, run_freeze_changes
 
 from helpers_training import lite0_config, sample_subset
 from window_helpers import save_screenshot
