@@ -3,11 +3,16 @@
 :func:`prepare_data` runs before any model is built: it asks a loader plugin for the
 labelled samples, checks every image's header and compressed data to find the unreadable
 ones (without a full decode: see :func:`~desktop_tl.core.images.probe_image`), refuses
-data a classifier cannot learn from with a message that says what to fix, and splits it. The
-split is saved with the run (:meth:`PreparedData.save_manifest`) so that a resumed run
-sees exactly the same images. The transforms that prepare an image for a network are in
+data a classifier cannot learn from with a message that says what to fix, and splits it.
+Images the user left out (``data.exclude``) are set aside before the check and the split
+(:mod:`desktop_tl.core.exclusions`); the files stay where they are. The split is saved
+with the run (:meth:`PreparedData.save_manifest`) so that a resumed run sees exactly the
+same images. The transforms that prepare an image for a network are in
 :mod:`desktop_tl.core.transforms`, the loaders that turn a split into batches in
 :mod:`desktop_tl.core.loaders`.
+
+About 540 lines: the check, the split and the messages that refuse unusable data are one
+path from a folder to a :class:`PreparedData` and read best in order, together.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset
 from .atomic import atomic_write_text
 from .cancelled import Cancelled
+from .exclusions import leave_out
 from .images import IMAGE_EXTENSIONS, max_image_pixels, probe_image
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -49,6 +55,10 @@ class PreparedData:
     folders, a manifest's split column), ``"stratified"`` when it was drawn here.
     ``warnings`` are problems that do not stop training but change what it means (a
     class never validated, a link loop not followed); every front end shows them.
+    ``excluded`` are the ``(path, class index)`` of the images the user left out
+    (``data.exclude``), in no subset; ``excluded_gone`` the entries of ``data.exclude``
+    that match no image of the dataset any more (moved or deleted since): worth a line
+    in the log, not an error.
     """
 
     root: str
@@ -61,6 +71,8 @@ class PreparedData:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     split_source: str = "stratified"
     warnings: list[str] = field(default_factory=list)
+    excluded: list[tuple[str, int]] = field(default_factory=list)
+    excluded_gone: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Images per subset and class, every class listed (zero included)."""
@@ -198,6 +210,7 @@ def prepare_data(
     return check_and_split(
         loaded,
         loader.id,
+        exclude=cfg.exclude,
         val_fraction=cfg.val_fraction,
         test_fraction=cfg.test_fraction,
         split_seed=cfg.split_seed,
@@ -218,13 +231,19 @@ def check_and_split(
     loaded: LoadedDataset,
     loader_id: str,
     *,
+    exclude: Sequence[str] = (),
     val_fraction: float = 0.2,
     test_fraction: float = 0.0,
     split_seed: int = 0,
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PreparedData:
-    """Decode every image of ``loaded``, refuse unusable data, and split it."""
+    """Decode every image of ``loaded``, refuse unusable data, and split it.
+
+    ``exclude`` lists images to leave out (see :mod:`desktop_tl.core.exclusions`); they
+    are neither checked nor split, so the split is the one the remaining images alone
+    would get.
+    """
     root = loaded.root
     class_names = list(loaded.class_names)
     index = {name: i for i, name in enumerate(class_names)}
@@ -266,11 +285,17 @@ def check_and_split(
     warnings += _case_variant_warnings(class_names)
     if not samples:
         raise DatasetError(_no_images_message(root, class_names, ignored))
+    samples, excluded_samples, excluded_gone = leave_out(samples, exclude, root)
+    if not samples:
+        raise DatasetError(
+            f"all {len(excluded_samples)} images in {root} are left out of training "
+            "(data.exclude); bring some back to train on them"
+        )
 
     reasons = _probe_all([s.path for s in samples], progress, should_stop)
     bad_files = [(s.path, r) for s, r in zip(samples, reasons) if r is not None]
     good = [s for s, r in zip(samples, reasons) if r is None]
-    _refuse_unusable_classes(root, class_names, good, bad_files, samples)
+    _refuse_unusable_classes(root, class_names, good, bad_files, samples, excluded_samples)
 
     if loaded.has_predefined_split:
         subsets: dict[str, list[tuple[str, int]]] = {name: [] for name in SUBSETS}
@@ -343,6 +368,8 @@ def check_and_split(
         ignored=ignored,
         split_source=split_source,
         warnings=warnings,
+        excluded=sorted(((s.path, index[s.label]) for s in excluded_samples), key=_item_order),
+        excluded_gone=excluded_gone,
     )
 
 
@@ -461,7 +488,7 @@ def _probe_all(
     return reasons
 
 
-def _refuse_unusable_classes(root, class_names, good, bad_files, samples) -> None:
+def _refuse_unusable_classes(root, class_names, good, bad_files, samples, excluded=()) -> None:
     good_per_class = Counter(s.label for s in good)
     if not good:
         example_path, example_reason = bad_files[0]
@@ -471,17 +498,22 @@ def _refuse_unusable_classes(root, class_names, good, bad_files, samples) -> Non
         )
     label_of = {s.path: s.label for s in samples}
     bad_per_class = Counter(label_of[p] for p, _ in bad_files)
+    left_out_per_class = Counter(s.label for s in excluded)
     empty = [name for name in class_names if good_per_class[name] == 0]
     if empty:
-        described = [
-            f"{name!r} ({bad_per_class[name]} unreadable)" if bad_per_class[name] else repr(name)
-            for name in empty
-        ]
+        described = []
+        for name in empty:
+            why = [f"{bad_per_class[name]} unreadable"] if bad_per_class[name] else []
+            if left_out_per_class[name]:
+                why.append(f"{left_out_per_class[name]} left out by you")
+            described.append(f"{name!r} ({', '.join(why)})" if why else repr(name))
         noun = "class" if len(empty) == 1 else "classes"
+        advice = "add images to its folder or remove the folder"
+        if any(left_out_per_class[name] for name in empty):
+            advice = "bring back some of its left-out images, " + advice
         raise DatasetError(
             f"{noun} {', '.join(described)} in {root} "
-            f"{'has' if len(empty) == 1 else 'have'} no readable images; add "
-            "images to its folder or remove the folder"
+            f"{'has' if len(empty) == 1 else 'have'} no readable images to train on; {advice}"
         )
     if len(class_names) < 2:
         raise DatasetError(

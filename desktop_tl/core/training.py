@@ -31,7 +31,7 @@ from . import events as ev
 from .checkpoints import find_run_checkpoint, save_checkpoint, tensor_bytes, versions
 from .config import DataConfig, RunConfig
 from .device import autocast, resolve_device, resolve_precision
-from .epoch_loop import EpochLoop, NonFiniteLoss
+from .epoch_loop import EpochLoop, NonFiniteLoss, ScheduledFreeze
 from .evaluation import evaluate
 from .layers import apply_freeze, apply_freeze_map, count_params, trainable_state
 from .model import BuiltModel, build_model
@@ -67,7 +67,7 @@ from .run_progress import RunProgress
 __all__ = ["EventCallback", "Trainer", "data_settings_match"]
 
 # The data settings that decide what prepare_data returns (augmentation and workers do not).
-_PREPARATION_FIELDS = ("path", "loader", "val_fraction", "test_fraction", "split_seed")
+_PREPARATION_FIELDS = ("path", "loader", "val_fraction", "test_fraction", "split_seed", "exclude")
 
 
 def data_settings_match(a: DataConfig, b: DataConfig) -> bool:
@@ -400,6 +400,15 @@ class Trainer:
         self.prepared = prepared
         for path, reason in prepared.bad_files:
             ctx.log("warning", f"skipped unreadable image {path}: {reason}")
+        if prepared.excluded:
+            ctx.log("info", f"{len(prepared.excluded)} image(s) left out by you (data.exclude)")
+        if prepared.excluded_gone:
+            ctx.log(
+                "info",
+                f"{len(prepared.excluded_gone)} left-out image(s) are no longer in the dataset: "
+                + ", ".join(prepared.excluded_gone[:5])
+                + (" …" if len(prepared.excluded_gone) > 5 else ""),
+            )
         for message in prepared.warnings:
             ctx.log("warning", message)
         return prepared
@@ -417,6 +426,8 @@ class Trainer:
             log("info", f"weights: {provenance.source} {provenance.path or ''} {provenance.detail}".rstrip())
         if fresh:
             apply_freeze(built.model, cfg.freeze.preset, cfg.freeze.overrides)
+        # A schedule naming no layer of this model is refused now, before the run folder.
+        ScheduledFreeze(built.model, cfg.freeze.schedule)
         self.device = self.distributed.device or resolve_device(cfg.train.device)
         self.precision = resolve_precision(cfg.train.precision, self.device)
         return built
@@ -583,6 +594,7 @@ class Trainer:
             "freeze_changes": progress.freeze_changes,
             "num_train": len(prepared.train),
             "num_val": len(prepared.val),
+            "num_excluded": len(prepared.excluded),
             "skipped_files": [
                 {"path": p, "reason": r} for p, r in [*prepared.bad_files, *loop.unreadable.items()]
             ],

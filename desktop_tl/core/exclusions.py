@@ -1,0 +1,53 @@
+"""The images a user leaves out of training (``data.exclude``): how an entry names an image,
+when two entries name the same file, and setting those images aside before a data check.
+
+The files stay where they are; the project lists them, relative to the dataset folder, so
+a project moved to another machine or system still names the same images.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+
+def exclusion_key(path: str, root: str) -> str:
+    """How ``data.exclude`` names the image at ``path``: relative to the dataset folder
+    ``root`` with ``/`` separators, or the absolute path (``/`` separators) for an image
+    outside it. A project moved to another machine or system still names the same files."""
+    absolute = os.path.abspath(path)
+    try:
+        relative = os.path.relpath(absolute, os.path.abspath(root))
+    except ValueError:  # another drive on Windows
+        relative = os.pardir
+    if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+        return Path(absolute).as_posix()
+    return Path(relative).as_posix()
+
+
+def same_exclusion(entry: str) -> str:
+    """``entry`` of ``data.exclude`` in the form two entries for one file share: either
+    separator, no leading ``./``, letter case folded where the file system ignores it."""
+    entry = entry.strip().replace("\\", "/")
+    while entry.startswith("./"):
+        entry = entry[2:]
+    return os.path.normcase(entry)
+
+
+def leave_out(samples: list, exclude: Sequence[str], root: str) -> tuple[list, list, list[str]]:
+    """``samples`` split into (kept, left out), and the entries of ``exclude`` that name
+    no sample (the image was moved or deleted since it was left out)."""
+    if not exclude:
+        return samples, [], []
+    wanted = {same_exclusion(entry): entry for entry in exclude}
+    kept, left_out, matched = [], [], set()
+    for sample in samples:
+        key = same_exclusion(exclusion_key(sample.path, root))
+        if key in wanted:
+            left_out.append(sample)
+            matched.add(key)
+        else:
+            kept.append(sample)
+    gone = [entry for key, entry in wanted.items() if key not in matched]
+    return kept, left_out, gone
