@@ -1,12 +1,15 @@
 """The data panel: where the images come from, what classes they hold and how they split.
 
-(About 550 lines: one form, half of it the construction of its fields; the image check
-itself runs in core.data on a background task.)
+(About 590 lines: one form, half of it the construction of its fields; the image check
+itself runs in core.data on a background task, and the class counts table and summary line
+are :mod:`~desktop_tl.gui.class_counts`.)
 
 Choosing a folder (picker, typed path or a drop on the window) checks every image off the
 GUI thread with :func:`desktop_tl.core.data.prepare_data`, with progress and a Cancel
 button. The result is shown as a table of classes with image counts per split plus the
 files that were skipped and why; a dataset that cannot be used is explained in the panel.
+"View images…" opens the :class:`~desktop_tl.gui.dataset_browser.DatasetBrowser`, where
+images can be left out of training (the project's ``data.exclude``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from PySide6.QtWidgets import (
 from ..core.config import AUGMENT_PRESETS, DataConfig
 from ..errors import UserError
 from .background import BackgroundTask, LatestRequest, run_in_background
+from .class_counts import ClassCountsTable, fit_table_height, summary_text
 from .notice import Notice
 
 AUTO_LOADER = "auto"
@@ -69,6 +73,11 @@ class DataPanel(QWidget):
         self.prepared_with: DataConfig | None = None
         self._task: BackgroundTask | None = None
         self._latest_check = LatestRequest()
+        #: The project's ``data.exclude``: images the user left out of training.
+        self._exclude: list[str] = []
+        #: Why the last check refused the data ("" when it did not).
+        self.problem = ""
+        self.browser: Any = None  # the dataset browser, made when first opened
 
         self.loader_combo = QComboBox()
         self.loader_combo.addItem("Automatic", AUTO_LOADER)
@@ -164,19 +173,7 @@ class DataPanel(QWidget):
 
         self.notice = Notice()
 
-        self.class_table = QTableWidget(0, 4)
-        self.class_table.setHorizontalHeaderLabels(["Class", "Train", "Validation", "Test"])
-        self.class_table.verticalHeader().setVisible(False)
-        self.class_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.class_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.class_table.setAlternatingRowColors(True)
-        self.class_table.setWordWrap(False)
-        header = self.class_table.horizontalHeader()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for column in (1, 2, 3):
-            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
-        self.class_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
-        self.class_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.class_table = ClassCountsTable()
         self.class_table.setVisible(False)
 
         self.summary_label = QLabel("")
@@ -201,6 +198,19 @@ class DataPanel(QWidget):
         self.skipped_table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.skipped_table.setVisible(False)
 
+        self.view_images_button = QPushButton("View images…")
+        self.view_images_button.setObjectName("viewImages")
+        self.view_images_button.clicked.connect(self.open_browser)
+        self.view_images_button.setToolTip(
+            "See the images by class and split, enlarge them, and leave bad ones out of training"
+        )
+        self.view_images_button.setVisible(False)
+        images_row = QHBoxLayout()
+        images_row.setContentsMargins(0, 0, 0, 0)
+        images_row.addWidget(self.view_images_button)
+        images_row.addWidget(self.skipped_button)
+        images_row.addStretch(1)
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
@@ -209,7 +219,7 @@ class DataPanel(QWidget):
         layout.addWidget(self.notice)
         layout.addWidget(self.summary_label)
         layout.addWidget(self.class_table)
-        layout.addWidget(self.skipped_button)
+        layout.addLayout(images_row)
         layout.addWidget(self.skipped_table)
         layout.addStretch(1)
         self._show_split_hint()
@@ -241,6 +251,7 @@ class DataPanel(QWidget):
         data.val_fraction = round(self.val_spin.value() / 100.0, 4)
         data.split_seed = int(self.seed_spin.value())
         data.augment = self.augment_combo.currentData() or "none"
+        data.exclude = list(self._exclude)
 
     def load_from(self, data: DataConfig, prepare: bool = True) -> None:
         """Show a configuration's data section (and check the images, unless told not to)."""
@@ -256,6 +267,7 @@ class DataPanel(QWidget):
             self.seed_spin.setValue(int(data.split_seed))
             self.augment_combo.setCurrentIndex(max(0, self.augment_combo.findData(data.augment)))
             self._test_fraction = data.test_fraction
+            self._exclude = list(data.exclude)
         finally:
             for widget in (self.val_spin, self.seed_spin, self.loader_combo, self.augment_combo):
                 widget.blockSignals(False)
@@ -269,6 +281,41 @@ class DataPanel(QWidget):
         data = DataConfig(test_fraction=self._test_fraction)
         self.apply_to(data)
         return data
+
+    # ------------------------------------------------------------ leaving images out
+
+    def excluded_images(self) -> list[str]:
+        """The project's ``data.exclude``: the images left out of training."""
+        return list(self._exclude)
+
+    def set_excluded_images(self, keys: list[str]) -> None:
+        """Leave exactly ``keys`` out of training (the project changes), and check again."""
+        keys = list(keys)
+        if keys == self._exclude:
+            return
+        self._exclude = keys
+        self.config_changed.emit()
+        if self.path_edit.text().strip():
+            self.reload()
+
+    def open_browser(self) -> None:
+        """Show the dataset browser (one per panel, kept while the window lives)."""
+        from .dataset_browser import DatasetBrowser
+
+        if self.browser is None:
+            # A window of its own beside the main one, not a child of this panel: the panel
+            # is disabled while training, and browsing should still work then.
+            self.browser = DatasetBrowser(self, self.window())
+            screen = self.window().screen().availableGeometry() if self.window().screen() else None
+            width, height = (
+                (1100, 760)
+                if screen is None
+                else (min(1100, int(screen.width() * 0.85)), min(760, int(screen.height() * 0.85)))
+            )
+            self.browser.resize(width, height)
+        self.browser.show()
+        self.browser.raise_()
+        self.browser.activateWindow()
 
     # ------------------------------------------------------------ choosing data
 
@@ -333,6 +380,7 @@ class DataPanel(QWidget):
         self.cancel(quiet=True)
         path = self.path_edit.text().strip()
         self._checked_path = path
+        self.problem = ""
         self._set_prepared(None)
         if not path:
             self.notice.clear_message()
@@ -397,11 +445,19 @@ class DataPanel(QWidget):
         self._finish_task()
         self._set_prepared(prepared)
         self.prepared_with = checked_with
-        self.log.emit("info", f"dataset {prepared.root}: {self._summary_text(prepared)}")
+        self.log.emit("info", f"dataset {prepared.root}: {summary_text(prepared)}")
+        if prepared.excluded_gone:
+            gone = prepared.excluded_gone
+            self.log.emit(
+                "info",
+                f"{len(gone)} image(s) left out of training are no longer in the dataset "
+                f"(moved or deleted): {', '.join(gone[:5])}{' …' if len(gone) > 5 else ''}",
+            )
         for message in prepared.warnings:
             self.log.emit("warning", message)
 
     def _on_failed(self, exc: BaseException, tb: str) -> None:
+        self.problem = str(exc)  # before busy_changed, so that its listeners can say why
         self._finish_task()
         if isinstance(exc, UserError):
             self.notice.show_message("error", str(exc))
@@ -430,23 +486,16 @@ class DataPanel(QWidget):
             self.summary_label.setText("")
             self._show_skipped([], [])
             self._show_split_hint()
+            # After a refusal the images stay browsable: the way back may be there.
+            self.view_images_button.setVisible(
+                self.browser is not None and bool(self.path_edit.text().strip())
+            )
             self.prepared_changed.emit(None)
             return
-        counts = prepared.counts()
-        subsets = [("train", 1), ("val", 2), ("test", 3)]
-        has_test = bool(prepared.test)
-        self.class_table.setColumnHidden(3, not has_test)
-        self.class_table.setRowCount(len(prepared.class_names))
-        for row, name in enumerate(prepared.class_names):
-            self.class_table.setItem(row, 0, QTableWidgetItem(name))
-            for subset, column in subsets:
-                n = counts.get(subset, {}).get(name, 0)
-                item = QTableWidgetItem(str(n))
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.class_table.setItem(row, column, item)
-        self._fit_table_height(self.class_table, len(prepared.class_names), max_rows=12)
+        self.class_table.show_counts(prepared)
         self.class_table.setVisible(True)
-        self.summary_label.setText(self._summary_text(prepared))
+        self.summary_label.setText(summary_text(prepared))
+        self.view_images_button.setVisible(True)
         self._show_skipped(list(prepared.bad_files), list(prepared.ignored))
         self._show_split_hint()
         problems = []
@@ -465,30 +514,6 @@ class DataPanel(QWidget):
         else:
             self.notice.clear_message()
         self.prepared_changed.emit(prepared)
-
-    @staticmethod
-    def _fit_table_height(table: QTableWidget, rows: int, max_rows: int) -> None:
-        """As tall as its rows (up to ``max_rows``, then it scrolls)."""
-        shown = max(1, min(rows, max_rows))
-        height = (
-            table.horizontalHeader().sizeHint().height()
-            + shown * table.verticalHeader().defaultSectionSize()
-            + 2 * table.frameWidth()
-            + 6
-        )
-        table.setFixedHeight(height)
-
-    @staticmethod
-    def _summary_text(prepared: Any) -> str:
-        total = len(prepared.train) + len(prepared.val) + len(prepared.test)
-        parts = [
-            f"{len(prepared.class_names)} classes",
-            f"{total:,} images",
-            f"{len(prepared.train):,} train / {len(prepared.val):,} validation",
-        ]
-        if prepared.test:
-            parts[-1] += f" / {len(prepared.test):,} test"
-        return "  ·  ".join(parts)
 
     def _show_split_hint(self) -> None:
         prepared = self.prepared
@@ -523,7 +548,7 @@ class DataPanel(QWidget):
             reason_item = QTableWidgetItem(reason)
             reason_item.setToolTip(reason)
             self.skipped_table.setItem(row, 1, reason_item)
-        self._fit_table_height(self.skipped_table, len(rows), max_rows=8)
+        fit_table_height(self.skipped_table, len(rows), max_rows=8)
         if rows:
             parts = []
             if bad:
