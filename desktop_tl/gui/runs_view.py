@@ -2,8 +2,10 @@
 and filterable, with rename, note, open folder and move to trash; the runs selected below
 are shown side by side by the :class:`~desktop_tl.gui.comparison_view.ComparisonView`.
 
-(About 540 lines: the list and the actions on the selected run, rename, note, open,
-trash, save metrics; the drawing of a saved matrix is in confusion_matrix.)
+(About 520 lines: the list and the actions on the selected run, rename, note, open,
+trash, save metrics, which all work on the list's selection and refresh it after; the
+table's columns, rows and filter are in run_rows, the drawing of a saved matrix in
+confusion_matrix.)
 
 Everything here is read from the run folders each time the list is refreshed (reading
 them is cheap: a few small files each); nothing else keeps run state. Loading a model to
@@ -16,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from PySide6.QtCore import QModelIndex, QSortFilterProxyModel, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QStandardItem, QStandardItemModel
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -39,7 +41,6 @@ from ..core.run_folder import runs_dir
 from ..core.run_history import (
     RunHistoryError,
     RunRecord,
-    format_share,
     list_runs,
     move_to_trash,
     read_run,
@@ -50,78 +51,10 @@ from ..core.run_history import (
 from ..errors import UserError
 from .comparison_view import ComparisonView
 from .confusion_matrix import save_matrix_image
-from .icons import semantic_colour
 from .notice import Notice
+from .run_rows import COLUMNS, PATH_ROLE, STATUS_FILTERS, RunFilter, run_row
 
-COLUMNS = (
-    "Name",
-    "Date",
-    "Dataset",
-    "Backbone",
-    "Freeze",
-    "Head",
-    "Epochs",
-    "Val acc",
-    "Best val acc",
-    "Duration",
-    "Status",
-)
-STATUS_FILTERS = (
-    "All statuses",
-    "completed",
-    "early-stopped",
-    "cancelled",
-    "failed",
-    "running",
-    "interrupted",
-    "damaged",
-)
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
-PATH_ROLE = Qt.ItemDataRole.UserRole + 2
 SETTINGS_KEY = "runs/extra_folders"
-_STATUS_COLOUR = {
-    "completed": "good",
-    "early-stopped": "good",
-    "cancelled": "warning",
-    "failed": "bad",
-    "damaged": "bad",
-    "interrupted": "warning",
-    "running": "accent",
-}
-
-
-class _RunFilter(QSortFilterProxyModel):
-    """Rows whose text contains every word typed, with the chosen status."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.words: list[str] = []
-        self.status = ""
-        self.setSortRole(SORT_ROLE)
-
-    def set_filter(self, text: str, status: str) -> None:
-        self.words = text.lower().split()
-        self.status = status
-        self.invalidate()
-
-    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802 - Qt override
-        model = self.sourceModel()
-        record: RunRecord = model.item(row, 0).data(Qt.ItemDataRole.UserRole)
-        if self.status and record.status != self.status:
-            return False
-        haystack = " ".join(
-            [
-                record.name,
-                record.folder_name,
-                record.note,
-                record.dataset,
-                record.backbone,
-                record.head,
-                record.freeze,
-                record.status,
-            ]
-        ).lower()
-        return all(word in haystack for word in self.words)
 
 
 class RunsView(QWidget):
@@ -162,7 +95,7 @@ class RunsView(QWidget):
 
         self.model = QStandardItemModel(0, len(COLUMNS), self)
         self.model.setHorizontalHeaderLabels(list(COLUMNS))
-        self.proxy = _RunFilter(self)
+        self.proxy = RunFilter(self)
         self.proxy.setSourceModel(self.model)
         self.table = QTableView()
         self.table.setObjectName("runsTable")
@@ -278,7 +211,7 @@ class RunsView(QWidget):
         self.table.setSortingEnabled(False)
         self.model.removeRows(0, self.model.rowCount())
         for record in self.records:
-            self.model.appendRow(self._row(record))
+            self.model.appendRow(run_row(record, self.palette()))
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(sorting, order)
         header = self.table.horizontalHeader()
@@ -295,49 +228,6 @@ class RunsView(QWidget):
                 if index.data(PATH_ROLE) in selected:
                     selection.select(index, selection.SelectionFlag.Select | selection.SelectionFlag.Rows)
         self._on_selection()
-
-    def _row(self, record: RunRecord) -> list[QStandardItem]:
-        values = [
-            (record.name, record.name.lower()),
-            (record.date_text, record.started or 0.0),
-            (record.dataset_name, record.dataset_name.lower()),
-            (record.backbone, record.backbone),
-            (record.freeze, record.freeze),
-            (record.head, record.head),
-            (record.epochs_text, record.epochs_completed if record.epochs_completed is not None else -1),
-            (format_share(record.val_acc), record.val_acc if record.val_acc is not None else -1.0),
-            (
-                format_share(record.best_val_acc),
-                record.best_val_acc if record.best_val_acc is not None else -1.0,
-            ),
-            (record.duration_text, record.duration_s if record.duration_s is not None else -1.0),
-            (record.status, record.status),
-        ]
-        items = []
-        for text, key in values:
-            item = QStandardItem(text)
-            item.setData(key, SORT_ROLE)
-            item.setData(str(record.path), PATH_ROLE)
-            items.append(item)
-        items[0].setData(record, Qt.ItemDataRole.UserRole)
-        tips = [str(record.path)]
-        if record.renamed:
-            tips.append(f"folder: {record.folder_name}")
-        if record.note:
-            tips.append(f"note: {record.note}")
-        if record.problem:
-            tips.append(f"problem: {record.problem}")
-        items[0].setToolTip("\n".join(tips))
-        items[2].setToolTip(record.dataset)
-        if record.problem:
-            items[0].setText(f"⚠ {record.name}")
-        status = items[-1]
-        if record.reason or record.problem:
-            status.setToolTip(record.problem or record.reason)
-        colour = _STATUS_COLOUR.get(record.status)
-        if colour:
-            status.setForeground(semantic_colour(colour, self.palette()))
-        return items
 
     def _apply_filter(self) -> None:
         status = self.status_filter.currentText()
