@@ -2,14 +2,15 @@
 
 Every torchvision classification model is checked. Its feature size and output shapes are
 checked without arithmetic worth the name (the meta device, or for RegNets, whose builder
-needs real tensors, uninitialised weights), and the numbers on CPU: every model, vision
-transformers at a small image size (their staging does not depend on it); all but one
-or two per family are marked slow.
+needs real tensors, uninitialised weights), and the numbers on CPU: one or two models per
+family by default, every model with DTL_SLOW_TESTS=1, vision transformers at a small image
+size (their staging does not depend on it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import pytest
 import torch
@@ -84,8 +85,16 @@ def input_size(model: nn.Module, name: str) -> int:
     return 64
 
 
+#: The numbers of every other model (the same staging rule as its family's representative,
+#: up to 645M parameters each, about a minute in all on a small CPU) with DTL_SLOW_TESTS=1.
+ALL_NUMBERS = bool(os.environ.get("DTL_SLOW_TESTS"))
+
+
 def numeric_case(name: str):
-    return name if name in REPRESENTATIVE else pytest.param(name, marks=pytest.mark.slow)
+    if name in REPRESENTATIVE:
+        return name
+    skip = pytest.mark.skipif(not ALL_NUMBERS, reason="set DTL_SLOW_TESTS=1 to compute every model")
+    return pytest.param(name, marks=[pytest.mark.slow, skip])
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
