@@ -277,6 +277,14 @@ class DataPanel(QWidget):
 
     _test_fraction = 0.0
 
+    def set_test_fraction(self, fraction: float) -> None:
+        """The share held out as a test split (an Advanced setting of the Train tab): the
+        images are split again so that the counts shown are the ones a run will use."""
+        if fraction != self._test_fraction:
+            self._test_fraction = fraction
+            if self.path_edit.text().strip():
+                self.reload()
+
     def data_config(self) -> DataConfig:
         data = DataConfig(test_fraction=self._test_fraction)
         self.apply_to(data)

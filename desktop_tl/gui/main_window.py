@@ -213,6 +213,9 @@ class MainWindow(QMainWindow):
         self.training_panel.stop_requested.connect(self.stop_training)
         self.training_panel.config_changed.connect(self.project.mark_modified)
         self.training_panel.config_changed.connect(self.training.preview_epoch_axis)
+        self.training_panel.advanced.data_changed.connect(
+            lambda: self.data_panel.set_test_fraction(self.current_config().data.test_fraction)
+        )
 
     # ================================================================= backend
 
@@ -266,6 +269,7 @@ class MainWindow(QMainWindow):
             self.data_panel.apply_to(config.data)
             self.model_panel.apply_to(config.model)
         self.training_panel.apply_to(config.train)
+        self.training_panel.apply_data_to(config.data)
         return config
 
     def load_config(self, config: RunConfig, project_path: Path | None = None) -> None:
@@ -279,10 +283,12 @@ class MainWindow(QMainWindow):
             self._pending_config = config
             self.config = copy.deepcopy(config)
             self.training_panel.load_from(config.train)
+            self.training_panel.load_data_from(config.data)
             self.training.preview_epoch_axis()
             return
         self.config = copy.deepcopy(config)
         self.training_panel.load_from(config.train)
+        self.training_panel.load_data_from(config.data)
         self.training.preview_epoch_axis()
         self.layer_panel.set_preset(config.freeze.preset, config.freeze.overrides)
         self.model_panel.load_from(config.model)

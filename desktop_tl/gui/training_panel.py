@@ -1,7 +1,9 @@
 """The training panel: how to train, Start/Pause/Stop, and how far the run has got.
 
 The panel only edits :class:`~desktop_tl.core.config.TrainConfig` values and shows what the
-engine reports; the window decides what the buttons do.
+engine reports; the window decides what the buttons do. The common settings are a grid;
+the rest are in its :class:`~desktop_tl.gui.advanced_settings.AdvancedSettings` section
+under it (which also holds the test share and loader workers of the data section).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import math
 from typing import Any
 
 from PySide6.QtCore import QSize, Signal
-from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -26,7 +27,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig
+from ..core.config import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULES, DataConfig, TrainConfig
+from .advanced_settings import AdvancedSettings
+from .decade_spin_box import DecadeSpinBox
 from .notice import Notice
 
 OPTIMIZER_LABELS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD (momentum)"}
@@ -35,51 +38,11 @@ DEVICE_LABELS = {"auto": "Automatic", "cpu": "CPU", "cuda": "CUDA GPU", "mps": "
 PRECISION_LABELS = {"auto": "Automatic", "fp32": "fp32 (full)", "bf16": "bf16", "fp16": "fp16"}
 
 
-class LearningRateSpinBox(QDoubleSpinBox):
-    """A spin box for values spanning decades: shows 0.001 or 1e-05, steps 1-2-5."""
+class LearningRateSpinBox(DecadeSpinBox):
+    """A learning rate: shows 0.001 or 1e-05, steps 1-2-5."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setDecimals(10)
-        self.setRange(1e-7, 10.0)
-        self.setKeyboardTracking(False)
-
-    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
-        return f"{value:.3g}"
-
-    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
-        try:
-            return float(text)
-        except ValueError:
-            return self.value()
-
-    def validate(self, text: str, pos: int) -> object:
-        stripped = text.strip()
-        if not stripped:
-            return QValidator.State.Intermediate, text, pos
-        try:
-            value = float(stripped)
-        except ValueError:
-            if all(c in "0123456789.eE-+" for c in stripped):
-                return QValidator.State.Intermediate, text, pos
-            return QValidator.State.Invalid, text, pos
-        if self.minimum() <= value <= self.maximum():
-            return QValidator.State.Acceptable, text, pos
-        return QValidator.State.Intermediate, text, pos
-
-    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
-        value = self.value()
-        for _ in range(abs(steps)):
-            value = _next_125(value, up=steps > 0)
-        self.setValue(min(max(value, self.minimum()), self.maximum()))
-
-
-def _next_125(value: float, up: bool) -> float:
-    exponent = math.floor(math.log10(value))
-    ladder = [m * 10.0**e for e in (exponent - 1, exponent, exponent + 1) for m in (1, 2, 5)]
-    if up:
-        return next(v for v in ladder if v > value * 1.0001)
-    return next(v for v in reversed(ladder) if v < value * 0.9999)
+        super().__init__(1e-7, 10.0, smallest_step=1e-7, parent=parent)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -160,6 +123,12 @@ class TrainingPanel(QWidget):
                 ("Precision", self.precision_combo),
             )
         ]
+        # Every other run setting, folded away under the grid until asked for.
+        self.advanced = AdvancedSettings()
+        self.advanced.changed.connect(self.config_changed)
+        self.advanced.toggle.toggled.connect(self._on_advanced_toggled)
+        self.optimizer_combo.currentIndexChanged.connect(self._show_dependent_settings)
+        self.schedule_combo.currentIndexChanged.connect(self._show_dependent_settings)
         self.settings_columns = 0
         self._lay_out_settings(4)
         grid = self.settings_grid
@@ -205,6 +174,7 @@ class TrainingPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(8)
         layout.addLayout(grid)
+        layout.addWidget(self.advanced)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.status_label)
@@ -234,6 +204,7 @@ class TrainingPanel(QWidget):
                 grid.addWidget(field, row, column * 2 + 1)
         for column in range(4):
             grid.setColumnStretch(column, 1 if column % 2 and column < grid_columns else 0)
+        self.advanced.set_columns(grid_columns)
         self.settings_columns = grid_columns
         self.updateGeometry()
 
@@ -279,6 +250,7 @@ class TrainingPanel(QWidget):
             columns.append(max(h[0] for h in mine))
             columns.append(max(h[1] for h in mine))
         grid_width = sum(columns) + grid.horizontalSpacing() * (len(columns) - 1)
+        grid_width = max(grid_width, self.advanced.width_needed(grid_columns))
 
         def width(button: QPushButton) -> int:
             return button.minimumSizeHint().width()
@@ -301,9 +273,18 @@ class TrainingPanel(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
         super().resizeEvent(event)
-        wide = event.size().width() >= self._width_needed(4)
+        self._reflow(event.size().width())
+
+    def _reflow(self, width: int) -> None:
+        wide = width >= self._width_needed(4)
         self._lay_out_settings(4 if wide else 2)
         self._lay_out_buttons(wide)
+
+    def _on_advanced_toggled(self, _expanded: bool) -> None:
+        # The form may need more room than the grid: pick the columns again, and let the
+        # column around the panel learn the new minimum width.
+        self._reflow(self.width())
+        self.updateGeometry()
 
     # ------------------------------------------------------------ config
 
@@ -320,6 +301,7 @@ class TrainingPanel(QWidget):
         train.schedule = self.schedule_combo.currentData()
         train.device = self.device_combo.currentData()
         train.precision = self.precision_combo.currentData()
+        self.advanced.apply_to(train)
 
     def load_from(self, train: TrainConfig) -> None:
         widgets = (
@@ -346,7 +328,15 @@ class TrainingPanel(QWidget):
         finally:
             for widget in widgets:
                 widget.blockSignals(False)
+        self.advanced.load_from(train)
         self._show_backbone_lr()
+
+    def apply_data_to(self, data: DataConfig) -> None:
+        """The data settings the advanced section holds (test share, loader workers)."""
+        self.advanced.apply_data_to(data)
+
+    def load_data_from(self, data: DataConfig) -> None:
+        self.advanced.load_data_from(data)
 
     def set_available_devices(self, available: dict[str, bool], auto_device: str = "") -> None:
         """Grey out devices this machine lacks; say what Automatic picks."""
@@ -394,6 +384,7 @@ class TrainingPanel(QWidget):
             self.precision_combo,
         ):
             widget.setEnabled(not running)
+        self.advanced.set_editable(not running)
 
     def show_stage(self, message: str, done: int, total: int) -> None:
         if total > 0:
@@ -448,6 +439,11 @@ class TrainingPanel(QWidget):
     def _changed(self, *_args: Any) -> None:
         self._show_backbone_lr()
         self.config_changed.emit()
+
+    def _show_dependent_settings(self, *_args: Any) -> None:
+        self.advanced.set_optimizer_and_schedule(
+            self.optimizer_combo.currentData(), self.schedule_combo.currentData()
+        )
 
     def _show_backbone_lr(self) -> None:
         rate = self.lr_spin.value() * self.lr_mult_spin.value()
