@@ -239,11 +239,12 @@ def write_launch_files(
 
 
 def schedule_from_freeze_changes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A freeze schedule that repeats a run's freeze changes (its summary's
+    """A freeze schedule that repeats a run's live freeze changes (its summary's
     ``freeze_changes``) at the start of the epochs they took effect in; changes of one
-    epoch stay separate entries, applied in their order."""
+    epoch stay separate entries, applied in their order. Changes the run's own schedule
+    made are left out: that schedule is in the run file already."""
     return [
         {"epoch": change["epoch"], "changes": dict(change["changes"])}
         for change in changes
-        if isinstance(change.get("epoch"), int) and change.get("changes")
+        if isinstance(change.get("epoch"), int) and change.get("changes") and not change.get("scheduled")
     ]

@@ -40,7 +40,7 @@ from .plots import TrainingPlots
 from .prediction_view import PredictionView
 from .preferences_dialog import install_preferences
 from .project_controller import ProjectController
-from .run_elsewhere_dialog import open_run_elsewhere_dialog, run_freeze_changes
+from .run_elsewhere_dialog import open_run_elsewhere_dialog, run_freeze_changes, run_started_freeze
 from .runs_view import RunsView
 from .training_controller import TrainingController
 from .training_panel import TrainingPanel
@@ -260,7 +260,10 @@ class MainWindow(QMainWindow):
     def run_elsewhere(self) -> None:
         """The project as a run file with launch scripts for torchrun and SLURM, offering
         the last run's live freeze changes as the run file's schedule."""
-        open_run_elsewhere_dialog(self, self.current_config(), run_freeze_changes(self.training.last_result))
+        last = self.training.last_result
+        open_run_elsewhere_dialog(
+            self, self.current_config(), run_freeze_changes(last), run_started_freeze(last)
+        )
 
     def current_config(self) -> RunConfig:
         """The run configuration the panels describe right now."""

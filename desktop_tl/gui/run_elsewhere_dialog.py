@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.config import RunConfig
+from ..core.config import FreezeConfig, RunConfig
 from ..core.launch_files import (
     SLURM_SCRIPT,
     TORCHRUN_SCRIPT,
@@ -92,12 +92,16 @@ class RunElsewhereDialog(QDialog):
         config: RunConfig,
         freeze_changes: list[dict[str, Any]] | None = None,
         parent: QWidget | None = None,
+        started_freeze: FreezeConfig | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Run elsewhere")
         self.setMinimumWidth(600)  # room for a folder path and the changes column
         self.config = copy.deepcopy(config)
         self.offered = schedule_from_freeze_changes(freeze_changes or [])
+        # Repeating the last run's changes starts from what that run started with: the
+        # window's own freeze settings already hold the changes made while it trained.
+        self.started_freeze = copy.deepcopy(started_freeze)
         self.written = None  # the WrittenLaunchFiles of the last write
 
         intro = QLabel(
@@ -136,7 +140,9 @@ class RunElsewhereDialog(QDialog):
         form.addRow("", self.replace_check)
 
         schedule_box = QGroupBox("Freeze schedule (live freeze changes do not reach a distributed run)")
-        self.repeat_check = QCheckBox("Repeat this run's freeze changes at the same epochs")
+        self.repeat_check = QCheckBox(
+            "Repeat this run's freeze changes, each from the start of the epoch it was made in"
+        )
         self.repeat_check.setEnabled(bool(self.offered))
         if not self.offered:
             self.repeat_check.setToolTip("the last run made no freeze changes")
@@ -263,7 +269,11 @@ class RunElsewhereDialog(QDialog):
             if not folder:
                 raise UserError("choose the folder to write the launch files into")
             plan = self.plan()
-            written = write_launch_files(self.config, folder, plan, replace=self.replace_check.isChecked())
+            config = copy.deepcopy(self.config)
+            if self.repeat_check.isChecked() and self.started_freeze is not None:
+                config.freeze.preset = self.started_freeze.preset
+                config.freeze.overrides = dict(self.started_freeze.overrides)
+            written = write_launch_files(config, folder, plan, replace=self.replace_check.isChecked())
         except UserError as exc:  # ConfigError included: the bad value, and what to do
             self._show_error(str(exc))
             return False
@@ -299,12 +309,28 @@ class RunElsewhereDialog(QDialog):
         box.open()  # not exec(): a test or the user closes it; the dialog stays responsive
 
 
+def run_started_freeze(last_result: Any) -> FreezeConfig | None:
+    """The freeze settings a finished run started with (its folder's run.toml, written
+    before its first batch); None when there is no run or its file cannot be read."""
+    run_dir = getattr(last_result, "run_dir", None)
+    if not run_dir:
+        return None
+    try:
+        return RunConfig.load(Path(run_dir) / "run.toml").freeze
+    except UserError:
+        return None
+
+
 def open_run_elsewhere_dialog(
-    parent: QWidget, config: RunConfig, freeze_changes: list[dict[str, Any]] | None = None
+    parent: QWidget,
+    config: RunConfig,
+    freeze_changes: list[dict[str, Any]] | None = None,
+    started_freeze: FreezeConfig | None = None,
 ) -> RunElsewhereDialog:
     """Show the dialog for the window's ``config`` and the last run's ``freeze_changes``
-    (see :func:`run_freeze_changes`); kept on ``parent`` so that it is not collected."""
-    dialog = RunElsewhereDialog(config, freeze_changes, parent)
+    (see :func:`run_freeze_changes`) made from ``started_freeze``; kept on ``parent`` so
+    that it is not collected."""
+    dialog = RunElsewhereDialog(config, freeze_changes, parent, started_freeze)
     parent.run_elsewhere_dialog = dialog  # type: ignore[attr-defined]
     dialog.open()
     return dialog

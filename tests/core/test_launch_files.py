@@ -158,3 +158,13 @@ def test_the_torchrun_script_trains_one_run_on_two_cpu_processes(window_config, 
     summary = json.loads((runs[0] / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["processes"] == 2
     assert summary["epochs_completed"] == 1
+
+
+def test_only_live_changes_are_offered_as_a_schedule():
+    from desktop_tl.core.launch_files import schedule_from_freeze_changes
+
+    changes = [
+        {"step": 4, "epoch": 2, "changes": {"backbone.top": True}, "scheduled": True},  # the file's own
+        {"step": 9, "epoch": 3, "changes": {"backbone.blocks.6": True}},  # made while it trained
+    ]
+    assert schedule_from_freeze_changes(changes) == [{"epoch": 3, "changes": {"backbone.blocks.6": True}}]

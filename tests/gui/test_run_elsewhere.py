@@ -3,6 +3,7 @@ freeze changes as the schedule, and writes the launch files."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,12 @@ from PySide6.QtWidgets import QMessageBox
 from desktop_tl.core import events as ev
 from desktop_tl.core.config import RunConfig
 from desktop_tl.errors import UserError
-from desktop_tl.gui.run_elsewhere_dialog import RunElsewhereDialog, parse_changes, run_freeze_changes
+from desktop_tl.gui.run_elsewhere_dialog import (
+    RunElsewhereDialog,
+    parse_changes,
+    run_freeze_changes,
+    run_started_freeze,
+)
 
 from helpers_training import lite0_config, sample_subset
 from window_helpers import save_screenshot
@@ -84,7 +90,13 @@ def test_the_last_runs_freeze_changes_are_offered_as_the_schedule(
     config, finished = finished_with_a_freeze_change
     changes = run_freeze_changes(finished)
     assert [(c["epoch"], c["changes"]) for c in changes] == [(2, {"backbone.top": True})]
-    dialog = RunElsewhereDialog(config, changes)
+    # The window's settings hold the run's last freeze state (the layer ticked while it
+    # trained); repeating its changes must start from what the run started with.
+    window_config = copy.deepcopy(config)
+    window_config.freeze.overrides = {"backbone.top": True}
+    started = run_started_freeze(finished)
+    assert started is not None and started.overrides == {}
+    dialog = RunElsewhereDialog(window_config, changes, started_freeze=started)
     qtbot.addWidget(dialog)
     dialog.show()
     assert dialog.repeat_check.isEnabled() and dialog.repeat_check.isChecked()
@@ -97,6 +109,7 @@ def test_the_last_runs_freeze_changes_are_offered_as_the_schedule(
     assert dialog.write_files()
     written = RunConfig.load(tmp_path / "elsewhere" / "run.toml")
     assert written.freeze.schedule == [{"epoch": 2, "changes": {"backbone.top": True}}]
+    assert written.freeze.overrides == {} and written.freeze.preset == config.freeze.preset
     assert written.train.device == "cpu"
     save_screenshot(dialog, "run-elsewhere")
 
