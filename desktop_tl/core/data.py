@@ -102,6 +102,9 @@ class PreparedData:
             **{subset: [[rel(p), label] for p, label in getattr(self, subset)] for subset in SUBSETS},
             "bad_files": [list(item) for item in self.bad_files],
             "ignored": [list(item) for item in self.ignored],
+            # so that a resumed run still reports what the user left out
+            "excluded": [[rel(p), label] for p, label in self.excluded],
+            "excluded_gone": list(self.excluded_gone),
             "warnings": list(self.warnings),
         }
         atomic_write_text(Path(path), _json_one_item_per_line(data))
@@ -132,7 +135,7 @@ class PreparedData:
             base = Path(root) if root is not None else Path(data["root"])
             class_names = [str(name) for name in data["class_names"]]
             subsets = {}
-            for subset in SUBSETS:
+            for subset in (*SUBSETS, "excluded"):  # a split written before exclusions has none
                 items = []
                 for item_path, label in data.get(subset, []):
                     label = int(label)
@@ -149,6 +152,7 @@ class PreparedData:
                 ignored=[(str(p), str(r)) for p, r in data.get("ignored", [])],
                 split_source=str(data.get("split_source", "stratified")),
                 warnings=[str(message) for message in data.get("warnings", [])],
+                excluded_gone=[str(entry) for entry in data.get("excluded_gone", [])],
                 **subsets,
             )
         except (KeyError, TypeError, ValueError) as exc:

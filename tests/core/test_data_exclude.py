@@ -76,6 +76,18 @@ def test_an_excluded_image_that_is_gone_is_reported_not_refused(tmp_path):
     assert [exclusion_key(p, prepared.root) for p, _ in prepared.excluded] == ["cat/cat_000.png"]
 
 
+def test_the_saved_split_keeps_what_was_left_out_for_a_resumed_run(tmp_path):
+    from desktop_tl.core.data import PreparedData
+
+    make_image_folder(tmp_path / "data", {"cat": 4, "dog": 4})
+    prepared = prepare(tmp_path / "data", exclude=["cat/cat_000.png", "cat/deleted_since.png"])
+    prepared.save_manifest(tmp_path / "split.json")
+    again = PreparedData.load_manifest(tmp_path / "split.json")
+    assert again.excluded == prepared.excluded and len(again.excluded) == 1
+    assert again.excluded_gone == ["cat/deleted_since.png"]
+    assert all_paths(again) == all_paths(prepared)
+
+
 def test_leaving_out_every_image_of_a_class_says_so(tmp_path):
     make_image_folder(tmp_path, {"cat": 2, "dog": 4})
     with pytest.raises(DatasetError) as info:
