@@ -44,6 +44,7 @@ from .resuming import (
     restore_best,
     resume_checkpoint,
 )
+from .allocator import keep_large_buffers_returnable
 from .cancelled import Cancelled
 from .run_context import EventCallback, RunContext
 from .run_folder import (
@@ -99,6 +100,7 @@ class Trainer:
         prepared: Any = None,
         prepared_with: DataConfig | None = None,
     ) -> None:
+        keep_large_buffers_returnable()  # memory bounded by the budget, not the photo count
         self.config = copy.deepcopy(config)
         self.host = host
         self.resume = resume
