@@ -14,7 +14,7 @@ from PySide6.QtGui import QKeySequence, QPixmap, QResizeEvent, QShortcut
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout
 
 from .dataset_items import SUBSET_NAMES, BrowserItem
-from .explanation_view import SHOWN_SIDE, preview_labels
+from .explanation_view import SHOWN_SIDE, fitted_pixmap, preview_labels
 from .icons import semantic_colour
 from .thumbnails import ThumbnailLoader
 
@@ -140,20 +140,7 @@ class ImageDialog(QDialog):
             self.image_label.setText(f"This image cannot be shown:\n{error}" if error else "Loading…")
             return
         self.image_label.setText("")
-        source, area = self._pixmap, self.image_label.size()
-        if source.width() > area.width() or source.height() > area.height():
-            source = source.scaled(
-                area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
-        elif source.width() * 2 <= area.width() and source.height() * 2 <= area.height():
-            # Small images are shown enlarged with their pixels kept sharp.
-            factor = min(area.width() // source.width(), area.height() // source.height())
-            source = source.scaled(
-                source.size() * factor,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.FastTransformation,
-            )
-        self.image_label.setPixmap(source)
+        self.image_label.setPixmap(fitted_pixmap(self._pixmap, self.image_label.size()))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)

@@ -367,24 +367,28 @@ class ExplainedImage(QWidget):
             self.image_label.setText(self._message)
             return
         self.image_label.setText("")
-        area = self.image_label.size()
-        if source.width() > area.width() or source.height() > area.height():
-            source = source.scaled(
-                area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-            )
-        elif source.width() * 2 <= area.width() and source.height() * 2 <= area.height():
-            # Small images are shown enlarged (pixels kept sharp), not as a postage stamp.
-            factor = min(area.width() // source.width(), area.height() // source.height())
-            source = source.scaled(
-                source.size() * factor,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.FastTransformation,
-            )
-        self.image_label.setPixmap(source)
+        self.image_label.setPixmap(fitted_pixmap(source, self.image_label.size()))
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._fit_pixmap()
+
+
+def fitted_pixmap(source: QPixmap, area: QSize) -> QPixmap:
+    """``source`` as an enlarged view shows it in ``area``: shrunk smoothly to fit, or, when
+    small, enlarged by a whole factor with its pixels kept sharp (not a postage stamp)."""
+    if source.width() > area.width() or source.height() > area.height():
+        return source.scaled(
+            area, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
+    if source.width() * 2 <= area.width() and source.height() * 2 <= area.height():
+        factor = min(area.width() // source.width(), area.height() // source.height())
+        return source.scaled(
+            source.size() * factor,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.FastTransformation,
+        )
+    return source
 
 
 def preview_labels(parent: QWidget) -> tuple[QLabel, QLabel]:
