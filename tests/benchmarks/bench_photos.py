@@ -54,7 +54,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -62,7 +61,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_recipe import BATCH_SIZE, LAST_STAGES, LR, ROOT, STAGE_TO_PACKAGE, cpu_seconds, peak_rss_mb  # noqa: E402
+from bench_recipe import (  # noqa: E402
+    BATCH_SIZE,
+    LAST_STAGES,
+    LR,
+    ROOT,
+    STAGE_TO_PACKAGE,
+    cpu_seconds,
+    peak_rss_mb,
+    run_child,
+)
 
 CAMERA_SIZE = (4032, 3024)
 #: EXIF orientation tag, and the transpose that stores an upright image under each value
@@ -437,41 +445,15 @@ def child(args) -> None:
 
 def measure(variant: str, data: Path, args, work: Path) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix=variant.replace(":", "-") + "-", dir=work))
-    result_file = run_dir / "result.json"
-    env = dict(os.environ)
-    env.update(
-        DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"), DTL_FEATURE_CACHE_REUSE="0"
-    )
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [
-        sys.executable,
-        __file__,
-        "--data",
-        str(data),
-        "--child",
-        variant,
-        "--result",
-        str(result_file),
-        "--out",
-        str(run_dir / "run"),
-        "--epochs",
-        str(args.epochs),
-        "--ft-epochs",
-        str(args.ft_epochs),
-        "--aug-epochs",
-        str(args.aug_epochs),
-    ]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
-    t0 = time.perf_counter()
-    subprocess.run(command, env=env, check=True)
-    result = json.loads(result_file.read_text())
+    options = ["--data", str(data), "--epochs", str(args.epochs)]
+    options += ["--ft-epochs", str(args.ft_epochs), "--aug-epochs", str(args.aug_epochs)]
+    result, wall = run_child(__file__, variant, run_dir, options, args.threads)
     shown = {
         k: round(v, 3) if isinstance(v, float) else v
         for k, v in result.items()
         if k not in ("epoch_seconds",)
     }
-    print(f"  {variant:14s} {time.perf_counter() - t0:6.1f} s wall  {shown}", flush=True)
+    print(f"  {variant:14s} {wall:6.1f} s wall  {shown}", flush=True)
     shutil.rmtree(run_dir / "cache", ignore_errors=True)
     return result
 

@@ -243,38 +243,33 @@ def child(args) -> None:
 # --------------------------------------------------------------------------- the driver
 
 
-def measure(variant: str, data: Path, args, work: Path) -> dict:
-    run_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=work))
+def run_child(
+    script: str, variant: str, run_dir: Path, options: list[str], threads: int
+) -> tuple[dict, float]:
+    """Run ``script --child variant`` in a fresh process with private, cold cache and runs
+    folders under ``run_dir``; returns its result and the wall seconds it took. Shared by
+    the benchmarks, so each variant starts the same way."""
     result_file = run_dir / "result.json"
     env = dict(os.environ)
     env.update(
         DTL_CACHE_DIR=str(run_dir / "cache"), DTL_RUNS_DIR=str(run_dir / "runs"), DTL_FEATURE_CACHE_REUSE="0"
     )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    command = [
-        sys.executable,
-        __file__,
-        str(data),
-        "--child",
-        variant,
-        "--result",
-        str(result_file),
-        "--out",
-        str(run_dir / "run"),
-        "--epochs",
-        str(args.epochs),
-        "--aug-epochs",
-        str(args.aug_epochs),
-        "--last",
-        str(args.last),
-    ]
-    if args.threads:
-        command += ["--threads", str(args.threads)]
+    command = [sys.executable, script, *options, "--child", variant, "--result", str(result_file)]
+    command += ["--out", str(run_dir / "run")]
+    if threads:
+        command += ["--threads", str(threads)]
     t0 = time.perf_counter()
     subprocess.run(command, env=env, check=True)
-    result = json.loads(result_file.read_text())
+    return json.loads(result_file.read_text()), time.perf_counter() - t0
+
+
+def measure(variant: str, data: Path, args, work: Path) -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=work))
+    options = [str(data), "--epochs", str(args.epochs), "--aug-epochs", str(args.aug_epochs)]
+    result, wall = run_child(__file__, variant, run_dir, [*options, "--last", str(args.last)], args.threads)
     print(
-        f"  {variant:13s} {time.perf_counter() - t0:7.1f} s wall, run {result['seconds']:.1f} s "
+        f"  {variant:13s} {wall:7.1f} s wall, run {result['seconds']:.1f} s "
         f"({result['cpu_seconds']:.1f} s CPU), "
         f"val acc {result['val_acc']:.3f}, peak {result['peak_mb']:.0f} MB",
         flush=True,
