@@ -311,7 +311,8 @@ def test_the_trainable_column_widens_for_partial_states(qtbot, small_model):
     assert panel.view.columnWidth(3) >= width  # "partly, 31%", not "partly, …"
 
 
-def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
+def plots_with_batches(qtbot, batches: int) -> TrainingPlots:
+    """Shown plots of a 5-epoch run of 10 batches an epoch, ``batches`` of them plotted."""
     plots = TrainingPlots()
     qtbot.addWidget(plots)
     plots.resize(750, 600)
@@ -320,8 +321,13 @@ def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
     plots.reset()
     plots.set_batches_per_epoch(10)
     plots.set_planned_epochs(5)
-    for step in range(40):
+    for step in range(batches):
         plots.add_batch(step, 1.0 / (1 + step / 10))
+    return plots
+
+
+def test_a_freeze_marker_label_stays_clear_of_the_legend(qtbot):
+    plots = plots_with_batches(qtbot, 40)
     plots.add_freeze_marker(30, "head.bn1 trainable")  # near where the legend is
     plots.redraw_if_dirty()
     qtbot.wait(50)
@@ -345,16 +351,7 @@ def test_freeze_changes_are_named_in_one_style():
 
 
 def test_markers_close_together_stack_their_labels_clear_of_each_other_and_the_legend(qtbot):
-    plots = TrainingPlots()
-    qtbot.addWidget(plots)
-    plots.resize(750, 600)
-    plots.show()
-    qtbot.waitExposed(plots)
-    plots.reset()
-    plots.set_batches_per_epoch(10)
-    plots.set_planned_epochs(5)
-    for step in range(45):
-        plots.add_batch(step, 1.0 / (1 + step / 10))
+    plots = plots_with_batches(qtbot, 45)
     plots.add_freeze_marker(42, "head.fc frozen")  # far from the others: its own top row
     full = "blocks.15 trainable, blocks.14 trainable, backbone.top frozen"
     plots.add_freeze_marker(30, "blocks.15 trainable")
