@@ -17,9 +17,9 @@ path from a folder to a :class:`PreparedData` and read best in order, together.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -242,7 +242,7 @@ def check_and_split(
     progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> PreparedData:
-    """Decode every image of ``loaded``, refuse unusable data, and split it.
+    """Check every image of ``loaded``, refuse unusable data, and split it.
 
     ``exclude`` lists images to leave out (see :mod:`desktop_tl.core.exclusions`); they
     are neither checked nor split, so the split is the one the remaining images alone
@@ -336,7 +336,7 @@ def check_and_split(
             # train/ (and maybe test/) but no val/: draw validation images from train/, as
             # a person would by hand, and say so.
             train, val, _ = stratified_split(
-                train, class_names, val_fraction=val_fraction, test_fraction=0.0, seed=split_seed
+                train, class_names, val_fraction=val_fraction, test_fraction=0.0, seed=split_seed, root=root
             )
             split_source = "drawn-from-train"
         if not val:
@@ -348,7 +348,12 @@ def check_and_split(
     else:
         items = [(s.path, index[s.label]) for s in good]
         train, val, test = stratified_split(
-            items, class_names, val_fraction=val_fraction, test_fraction=test_fraction, seed=split_seed
+            items,
+            class_names,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            seed=split_seed,
+            root=root,
         )
         split_source = "stratified"
         if not val:
@@ -432,22 +437,26 @@ def stratified_split(
     val_fraction: float,
     test_fraction: float = 0.0,
     seed: int = 0,
+    root: str | None = None,
 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], list[tuple[str, int]]]:
     """Split ``items`` per class, reproducibly for a seed.
 
-    Each class is shuffled with its own generator seeded by (seed, class name), so adding
-    a class or an image elsewhere does not reshuffle the others. A class with at least 2
-    images gives at least 1 to validation (when ``val_fraction`` > 0), one with at least
-    3 gives at least 1 to test (when ``test_fraction`` > 0); every class keeps at least
-    one training image.
+    Each image gets a rank within its class from a hash of (seed, class name, its path
+    relative to ``root``); validation takes the lowest ranks, test the highest, training
+    the rest. So adding or leaving out an image, here or in another class, never
+    reshuffles the others: at most one other image of its class changes subset for each
+    share (validation, test) whose rounded size changes or that lost the image. A moved dataset folder keeps its split. A class with at
+    least 2 images gives at least 1 to validation (when ``val_fraction`` > 0), one with at
+    least 3 gives at least 1 to test (when ``test_fraction`` > 0); every class keeps at
+    least one training image.
     """
     by_class: dict[int, list[str]] = {}
     for path, label in items:
         by_class.setdefault(int(label), []).append(path)
     train, val, test = [], [], []
     for label in sorted(by_class):
-        paths = sorted(by_class[label])
-        random.Random(f"{seed}:{class_names[label]}").shuffle(paths)
+        class_name = class_names[label]
+        paths = sorted(by_class[label], key=lambda p: (_split_rank(seed, class_name, p, root), p))
         n = len(paths)
         n_val = int(n * val_fraction + 0.5)
         n_test = int(n * test_fraction + 0.5)
@@ -460,9 +469,19 @@ def stratified_split(
         while n_val + n_test > n - 1 and n_val > 0:
             n_val -= 1
         val += [(p, label) for p in paths[:n_val]]
-        test += [(p, label) for p in paths[n_val : n_val + n_test]]
-        train += [(p, label) for p in paths[n_val + n_test :]]
+        test += [(p, label) for p in paths[n - n_test :]]
+        train += [(p, label) for p in paths[n_val : n - n_test]]
     return (sorted(train, key=_item_order), sorted(val, key=_item_order), sorted(test, key=_item_order))
+
+
+def _split_rank(seed: int, class_name: str, path: str, root: str | None) -> bytes:
+    name = path
+    if root is not None:
+        try:
+            name = Path(os.path.relpath(path, root)).as_posix()
+        except ValueError:  # another drive on Windows: the path itself is the name
+            pass
+    return hashlib.blake2b(f"{seed}:{class_name}:{name}".encode(), digest_size=8).digest()
 
 
 def _item_order(item: tuple[str, int]) -> tuple[int, str]:

@@ -73,6 +73,39 @@ def test_split_of_one_class_does_not_move_when_another_class_grows():
     assert val_of_a(few) == val_of_a(more)
 
 
+def _subset_of(split) -> dict[str, str]:
+    return {path: name for name, part in zip(("train", "val", "test"), split) for path, _ in part}
+
+
+@pytest.mark.parametrize("test_fraction, most_moved", [(0.0, 1), (0.1, 2)])
+def test_leaving_out_an_image_moves_at_most_one_other_image_per_share(test_fraction, most_moved):
+    # Only the class's shares can move images: one for validation, one for test.
+    items = [
+        (f"/d/{c}/{i}.png", label) for label, (c, n) in enumerate([("a", 40), ("b", 23)]) for i in range(n)
+    ]
+    split = dict(val_fraction=0.2, test_fraction=test_fraction, seed=3, root="/d")
+    before = _subset_of(stratified_split(items, ["a", "b"], **split))
+    for left_out in items:
+        after = _subset_of(stratified_split([it for it in items if it != left_out], ["a", "b"], **split))
+        moved = [path for path in after if after[path] != before[path]]
+        assert len(moved) <= most_moved, (left_out, moved)
+        assert all(path.split("/")[2] == left_out[0].split("/")[2] for path in moved)
+
+
+def test_a_moved_dataset_folder_keeps_its_split():
+    def items_under(root):
+        return [(f"{root}/{c}/{i}.png", label) for label, c in enumerate("ab") for i in range(15)]
+
+    def relative(split, root):
+        return [sorted(p[len(root) :] for p, _ in part) for part in split]
+
+    here = stratified_split(items_under("/lab/data"), ["a", "b"], val_fraction=0.3, seed=1, root="/lab/data")
+    there = stratified_split(
+        items_under("/mnt/x/copy"), ["a", "b"], val_fraction=0.3, seed=1, root="/mnt/x/copy"
+    )
+    assert relative(here, "/lab/data") == relative(there, "/mnt/x/copy")
+
+
 def test_every_class_with_two_images_gets_a_validation_image(tmp_path):
     make_image_folder(tmp_path, {"cat": 2, "dog": 2, "owl": 9})
     prepared = prepare(tmp_path, val_fraction=0.1)
