@@ -289,8 +289,9 @@ class TrainingController(QObject):
         if status in ("completed", "early-stopped"):
             acc = summary.get("val_acc")
             best = summary.get("best_val_acc")
+            epochs = summary.get("epochs_completed", "?")
             text = (
-                f"Finished {summary.get('epochs_completed', '?')} epochs"
+                f"Finished {epochs} epoch{'' if epochs == 1 else 's'}"
                 + (f": validation accuracy {acc:.1%}" if acc is not None else "")
                 + (f" (best {best:.1%})" if best is not None else "")
                 + (f". {event.reason}" if event.reason else "")

@@ -20,7 +20,7 @@ def train_one_epoch(qtbot, window, data) -> None:
     # What a finished run leaves on screen (and what must go afterwards):
     assert window.training_panel.progress.format().startswith("Done after 1 epoch")
     assert window.training_panel.status_label.level == "good"
-    assert "Finished 1 epochs" in window.training_panel.status_label.text()
+    assert "Finished 1 epoch:" in window.training_panel.status_label.text()
     assert not window.plots.is_empty()
     assert window.evaluation_view.has_results()
     assert "for 3 classes" in window.model_panel.params_label.text()
