@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..plugin.descriptors import DatasetError, DatasetLoader, LoadedDataset
 from .atomic import atomic_write_text
 from .cancelled import Cancelled
-from .exclusions import leave_out
+from .exclusions import exclusion_key, leave_out
 from .images import IMAGE_EXTENSIONS, max_image_pixels, probe_image
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -445,10 +445,10 @@ def stratified_split(
     relative to ``root``); validation takes the lowest ranks, test the highest, training
     the rest. So adding or leaving out an image, here or in another class, never
     reshuffles the others: at most one other image of its class changes subset for each
-    share (validation, test) whose rounded size changes or that lost the image. A moved dataset folder keeps its split. A class with at
-    least 2 images gives at least 1 to validation (when ``val_fraction`` > 0), one with at
-    least 3 gives at least 1 to test (when ``test_fraction`` > 0); every class keeps at
-    least one training image.
+    share (validation, test) whose rounded size changes or that lost the image. A moved
+    dataset folder keeps its split. A class with at least 2 images gives at least 1 to
+    validation (when ``val_fraction`` > 0), one with at least 3 gives at least 1 to test
+    (when ``test_fraction`` > 0); every class keeps at least one training image.
     """
     by_class: dict[int, list[str]] = {}
     for path, label in items:
@@ -475,12 +475,8 @@ def stratified_split(
 
 
 def _split_rank(seed: int, class_name: str, path: str, root: str | None) -> bytes:
-    name = path
-    if root is not None:
-        try:
-            name = Path(os.path.relpath(path, root)).as_posix()
-        except ValueError:  # another drive on Windows: the path itself is the name
-            pass
+    # An image is named as data.exclude names it, so a moved dataset keeps its split.
+    name = path if root is None else exclusion_key(path, root)
     return hashlib.blake2b(f"{seed}:{class_name}:{name}".encode(), digest_size=8).digest()
 
 
