@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
 
 #: Pixels of slack before something counts as clipped or overlapping (rounding at 2x).
 TOLERANCE = 1
+#: Rounds of event processing allowed for the layouts to stop moving.
+SETTLE_ROUNDS = 20
 
 
 def layout_problems(window: QWidget, size: tuple[int, int] | None = None) -> list[str]:
@@ -43,7 +45,7 @@ def layout_problems(window: QWidget, size: tuple[int, int] | None = None) -> lis
     ``size`` is the size the window was asked to take; a window that stays larger
     (its layouts cannot shrink that far) is a problem too. The current tab is restored.
     """
-    QApplication.processEvents()
+    settle(window)
     problems: list[str] = []
     if size is not None:
         width, height = size
@@ -64,7 +66,7 @@ def layout_problems(window: QWidget, size: tuple[int, int] | None = None) -> lis
     try:
         for index in range(main_tabs.count()):
             main_tabs.setCurrentIndex(index)
-            QApplication.processEvents()
+            settle(window)
             label = main_tabs.tabText(index).split(" (")[0]
             problems.extend(f"{label} tab: {p}" for p in widget_problems(window))
     finally:
@@ -72,6 +74,22 @@ def layout_problems(window: QWidget, size: tuple[int, int] | None = None) -> lis
         QApplication.processEvents()
     # The same widget outside the tabs (menus, status bar) is reported once per tab.
     return list(dict.fromkeys(problems))
+
+
+def settle(window: QWidget) -> None:
+    """Process events until no visible widget of ``window`` moves or resizes.
+
+    One round is not always enough: a word-wrapped label that gets a new width asks for a
+    new height, and its layout places the widgets below it only in a later round. Checking
+    in between would report a widget clipped that the user never sees clipped.
+    """
+    before = None
+    for _ in range(SETTLE_ROUNDS):
+        QApplication.processEvents()
+        now = [(id(w), w.geometry().getRect()) for w in [window, *_visible_widgets(window)]]
+        if now == before:
+            return
+        before = now
 
 
 def widget_problems(root: QWidget) -> list[str]:
