@@ -167,6 +167,17 @@ def _refuse_distributed_outside_torchrun(args: argparse.Namespace) -> None:
         raise ConfigError(not_launched_message(what))
 
 
+def _run_already_finished(run_dir: Path) -> bool:
+    """Whether the run in ``run_dir`` completed (or stopped early) all it was to do."""
+    from ..core.run_folder import read_summary
+
+    try:
+        summary = read_summary(run_dir)
+    except (OSError, ValueError):
+        return False  # unreadable: resuming says what is wrong with the folder
+    return isinstance(summary, dict) and summary.get("status") in ("completed", "early-stopped")
+
+
 def run(args: argparse.Namespace) -> int:
     _refuse_distributed_outside_torchrun(args)
     from ..core.distributed import environment_rank, restarted_by_torchrun
@@ -180,6 +191,12 @@ def run(args: argparse.Namespace) -> int:
     if not resume and restarted_by_torchrun() and config.out and (Path(config.out) / "run.toml").exists():
         # torchrun brought a dead worker back: continue the run its first start made.
         out = config.out
+        if _run_already_finished(Path(out)):
+            # A worker died after the run had finished (while shutting down): there is
+            # nothing left to train, and resuming would refuse the finished run.
+            if main_process:
+                print(f"desktop-tl train: workers restarted by torchrun; {out} had already finished")
+            return 0
         config = RunConfig.load(Path(out) / "run.toml")
         config.out, resume = out, True
         if main_process:

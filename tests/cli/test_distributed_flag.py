@@ -67,3 +67,25 @@ def test_distributed_under_torchrun_is_accepted(tmp_path):
     assert result.returncode != 0
     assert f"run file {missing} does not exist" in result.stderr, result.stderr[-2000:]
     assert "was not started by it" not in result.stderr
+
+
+def test_a_worker_restarted_after_the_run_finished_leaves_it_finished(outside_torchrun, monkeypatch, capsys):
+    """A worker that dies while shutting down after the last epoch makes torchrun start
+    them all again: they find the run finished and stop, rather than fail to resume it."""
+    tmp_path = outside_torchrun
+    toml = tmp_path / "run.toml"
+    out = tmp_path / "out"
+    lite0_config(sample_subset(tmp_path / "data", n_train=2, n_val=1), out, epochs=1).save(toml)
+    assert main(["train", str(toml), "--quiet"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capsys.readouterr()
+    # What torchrun sets for a worker it started again.
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "restarted")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    for name, value in (("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")  # nothing listens: the run must not wait for peers
+    assert main(["train", "--distributed", str(toml), "--quiet"]) == 0
+    assert f"{out} had already finished" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched

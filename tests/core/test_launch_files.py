@@ -152,7 +152,8 @@ def test_the_torchrun_script_trains_one_run_on_two_cpu_processes(window_config, 
         text=True,
         timeout=240,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # The first lines say what failed first; torchrun's summary comes last.
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[:6000] + result.stderr[-3000:]
     runs = list((moved / "elsewhere" / "runs").iterdir())
     assert len(runs) == 1, runs
     summary = json.loads((runs[0] / "summary.json").read_text())
