@@ -15,7 +15,9 @@ the window could not respond.
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -137,7 +139,10 @@ class SmokeRun(QObject):
         if self._started_at is not None or self._done:
             return
         if not self.window.is_ready():
-            return  # a rebuild is under way; ready_to_train fires again when it is done
+            # A rebuild began after the window said it was ready; look again shortly
+            # rather than wait for the signal, which is only sent on a change to ready.
+            QTimer.singleShot(250, self._start)
+            return
         self._deadline.stop()
         self._problem_watch.stop()
         self.startup_probe.stop()
@@ -161,10 +166,14 @@ class SmokeRun(QObject):
             self.fail(launcher.error)
 
     def _on_deadline(self) -> None:
-        self.fail(
-            f"the window was not ready to train within {READY_TIMEOUT_S:.0f} s: "
-            + (self.window.training.can_start()[1] or "the model is still being built")
-        )
+        window = self.window
+        why = window.training.can_start()[1]
+        if not why:
+            panel = window.model_panel
+            why = "the model is still being built" if panel.busy or panel.built is None else "unknown reason"
+        # What every thread was doing, for a report of a window that never got ready.
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        self.fail(f"the window was not ready to train within {READY_TIMEOUT_S:.0f} s: {why}")
 
     def _on_finished(self, event: Any) -> None:
         if self._done:
