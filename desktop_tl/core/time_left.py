@@ -61,6 +61,7 @@ class Plan:
     val_decoded: bool
     train_cacheable: bool
     val_cacheable: bool
+    train_views: int = 1  # rows per training image in its cache (augmented views)
 
     @property
     def train_input(self) -> Input:
@@ -173,7 +174,8 @@ class TimeLeft:
         if following > 0:
             if plan.train_cacheable:
                 train_on: Input = plan.stage
-                train_prep = self._cache_cost(plan.train_cache_at, plan, plan.num_train)
+                rows = plan.num_train * max(1, plan.train_views)  # a prefix pass per view
+                train_prep = self._cache_cost(plan.train_cache_at, plan, rows)
             else:
                 # Images read for each batch now are decoded once when the next epoch starts.
                 train_on = DECODED
@@ -305,6 +307,7 @@ class LoopPlan:
             caches.decoded["val"] is not None,
             train_cacheable,
             val_cacheable,
+            caches.views_of("train") or 1,
         )
 
     def input_of(self, subset: str) -> Input:

@@ -267,10 +267,32 @@ class ManualClock:
 
 
 def plan(
-    epoch, batch, *, epochs=3, cache_at=None, val_cache_at=None, stage=5, cacheable=False, decoded=True
+    epoch,
+    batch,
+    *,
+    epochs=3,
+    cache_at=None,
+    val_cache_at=None,
+    stage=5,
+    cacheable=False,
+    decoded=True,
+    views=1,
 ) -> Plan:
     return Plan(
-        epoch, batch, epochs, 4, 16, 8, stage, cache_at, val_cache_at, decoded, decoded, cacheable, cacheable
+        epoch,
+        batch,
+        epochs,
+        4,
+        16,
+        8,
+        stage,
+        cache_at,
+        val_cache_at,
+        decoded,
+        decoded,
+        cacheable,
+        cacheable,
+        views,
     )
 
 
@@ -349,6 +371,25 @@ def test_a_cache_to_be_built_is_costed_from_the_cache_log_and_a_new_input_awaite
         clock.advance(2.0)
         assert estimator.batch_ended(after) is None
     assert estimator.step_rate("images") == 2.0
+
+
+def test_a_cache_of_augmented_views_to_be_built_costs_a_pass_per_view():
+    clock = ManualClock()
+    log: list[dict] = []
+    estimator = TimeLeft(log, clock=clock)
+    # Two views of each of the 16 training images (32 rows) and 8 validation rows, at
+    # 0.25 s a row; epoch 0 reads decoded images (1 s a step), epoch 1 the cache.
+    log += [
+        {"event": "built", "subset": "train", "rows": 32, "seconds": 8.0, "views": 2},
+        {"event": "built", "subset": "val", "rows": 8, "seconds": 2.0},
+    ]
+    run_epoch(estimator, clock, 0, 1.0, 0.5, 0.5, val_cache_at=5)
+    run_epoch(estimator, clock, 1, 0.25, 0.5, 0.5, cache_at=5, val_cache_at=5, cacheable=True, views=2)
+    # Had epoch 1 read images, the next epoch would first build 2 views of 16 images.
+    to_build = plan(1, 0, cache_at=None, val_cache_at=5, cacheable=True, views=2)
+    assert estimator.seconds_left(to_build) == pytest.approx(
+        3 * 1.0 + 0.5 + 0.5 + (2 * 16 * 0.25) + (4 * 0.25 + 0.5 + 0.5)
+    )
 
 
 # --------------------------------------------------------------------------- the window's text
