@@ -75,6 +75,11 @@ class DataPanel(QWidget):
         self._latest_check = LatestRequest()
         #: The project's ``data.exclude``: images the user left out of training.
         self._exclude: list[str] = []
+        #: The dataset path the left-out list was made in, and the lists of other
+        #: datasets chosen before in this window (brought back when one is chosen again).
+        self._exclude_path = ""
+        self._exclude_by_path: dict[str, list[str]] = {}
+        self._exclude_note = ""
         #: Why the last check refused the data ("" when it did not).
         self.problem = ""
         self.browser: Any = None  # the dataset browser, made when first opened
@@ -268,6 +273,8 @@ class DataPanel(QWidget):
             self.augment_combo.setCurrentIndex(max(0, self.augment_combo.findData(data.augment)))
             self._test_fraction = data.test_fraction
             self._exclude = list(data.exclude)
+            self._exclude_path = _same_path_key(data.path)
+            self._exclude_by_path = {}
         finally:
             for widget in (self.val_spin, self.seed_spin, self.loader_combo, self.augment_combo):
                 widget.blockSignals(False)
@@ -302,6 +309,7 @@ class DataPanel(QWidget):
         if keys == self._exclude:
             return
         self._exclude = keys
+        self._exclude_path = _same_path_key(self.path_edit.text().strip())
         self.config_changed.emit()
         if self.path_edit.text().strip():
             self.reload()
@@ -390,6 +398,7 @@ class DataPanel(QWidget):
         self._checked_path = path
         self.problem = ""
         self._set_prepared(None)
+        self._follow_the_dataset(path)
         if not path:
             self.notice.clear_message()
             return
@@ -518,10 +527,47 @@ class DataPanel(QWidget):
         if len(warnings) > 3:
             problems.append(f"{len(warnings) - 3} more warnings in the Log tab.")
         if problems:
-            self.notice.show_message("warning", "\n".join(problems))
+            self.notice.show_message("warning", "\n".join(problems + [self._exclude_note]).strip())
+        elif self._exclude_note:
+            self.notice.show_message("info", self._exclude_note)
         else:
             self.notice.clear_message()
         self.prepared_changed.emit(prepared)
+
+    def _follow_the_dataset(self, path: str) -> None:
+        """The left-out list names images of one dataset. Another dataset chosen while
+        that one is still there starts with none left out (the list is kept, and comes
+        back if the first is chosen again); a dataset whose old folder is gone was moved,
+        so the list goes with it."""
+        key = _same_path_key(path)
+        old = self._exclude_path
+        self._exclude_note = ""
+        if not key or key == old:
+            return
+        if old and self._exclude and Path(old).exists():
+            self._exclude_by_path[old] = self._exclude
+            count = len(self._exclude)
+            self._exclude = self._exclude_by_path.pop(key, [])
+            # The folder's name on screen (it is next to the path box), the path in the log.
+            name = Path(old).name if Path(old).name != Path(key).name else old
+            images = f"{count} image{'s' if count != 1 else ''}"
+            verb = "are" if count != 1 else "is"
+            self._exclude_note = (
+                f"The {images} left out of training in {name} {verb} not left out here; "
+                f"choosing {name} again brings the list back."
+            )
+            self.log.emit("info", f"the {images} left out of training in {old} {verb} not left out of {key}")
+            self.config_changed.emit()
+        elif key in self._exclude_by_path and not self._exclude:
+            self._exclude = self._exclude_by_path.pop(key)
+            count = len(self._exclude)
+            self._exclude_note = (
+                f"{count} image{'s' if count != 1 else ''} left out of training here before "
+                f"{'are' if count != 1 else 'is'} left out again."
+            )
+            self.log.emit("info", self._exclude_note)
+            self.config_changed.emit()
+        self._exclude_path = key
 
     def _show_split_hint(self) -> None:
         prepared = self.prepared
@@ -598,3 +644,8 @@ class DataPanel(QWidget):
             self.prepared is not None and self.prepared.split_source == "predefined"
         ):
             self._resplit_timer.start()
+
+
+def _same_path_key(path: str) -> str:
+    """``path`` written the same way whatever the spelling (a trailing slash, ~, ..)."""
+    return os.path.abspath(os.path.expanduser(path)) if path else ""

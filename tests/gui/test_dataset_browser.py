@@ -210,6 +210,55 @@ def test_a_class_left_out_entirely_is_explained_and_can_be_brought_back(qtbot, w
     assert panel.excluded_images() == [] and panel_image_count(panel) == 6
 
 
+def test_another_dataset_with_the_same_names_starts_with_none_left_out(qtbot, window, tmp_path):
+    """The left-out list names images of the dataset it was made in: another dataset
+    with the same file names is used whole, and choosing the first again brings it back."""
+    first, second = tmp_path / "site-a", tmp_path / "site-b"
+    for root in (first, second):
+        make_image_folder(root, {"cat": 4, "dog": 4}, size=(24, 24))
+    panel, browser = open_browser(window, qtbot, first)
+    select_rows(qtbot, browser, [0, 1])
+    chosen = [browser.model.item(0).key, browser.model.item(1).key]
+    qtbot.mouseClick(browser.leave_out_button, Qt.MouseButton.LeftButton)
+    wait_checked(qtbot, panel)
+    assert panel_image_count(panel) == 6
+    assert all((second / key).is_file() for key in chosen)  # the same names exist there
+
+    window.setWindowModified(False)
+    panel.set_path(second)
+    wait_checked(qtbot, panel)
+    assert panel_image_count(panel) == 8
+    assert window.current_config().data.exclude == []
+    assert window.isWindowModified()
+    assert (
+        panel.notice.isVisible()
+        and "The 2 images left out of training in site-a are not left out" in panel.notice.text()
+    )
+    save_screenshot(window, "data_panel_other_dataset_left_out_list")
+
+    panel.set_path(first)
+    wait_checked(qtbot, panel)
+    assert window.current_config().data.exclude == chosen
+    assert panel_image_count(panel) == 6
+    assert "2 images left out of training here before are left out again" in panel.notice.text()
+
+
+def test_a_moved_dataset_keeps_its_left_out_images(qtbot, window, tmp_path):
+    old = tmp_path / "old place"
+    make_image_folder(old, {"cat": 4, "dog": 4}, size=(24, 24))
+    panel, browser = open_browser(window, qtbot, old)
+    select_rows(qtbot, browser, [0])
+    chosen = [browser.model.item(0).key]
+    qtbot.mouseClick(browser.leave_out_button, Qt.MouseButton.LeftButton)
+    wait_checked(qtbot, panel)
+    new = tmp_path / "new place"
+    old.rename(new)
+    panel.set_path(new)
+    wait_checked(qtbot, panel)
+    assert window.current_config().data.exclude == chosen
+    assert panel_image_count(panel) == 7
+
+
 def test_a_run_started_after_leaving_images_out_trains_without_them(
     qtbot, gui_backend, settings, runs_dir, tmp_path
 ):
