@@ -19,10 +19,11 @@ following epochs on the input they will use) costed with those rates. A training
 still to come that has no measured rate under the current freeze state makes the answer
 None ("estimating…"): after a freeze change that leaves or moves the cache, the new
 speed is unknown until two steps on that input have run (the first one warms up), and any
-guess from another input's speed can be several times off. Validation, extraction and decoding, before they were
-ever timed, are costed at a training step's time per image on the same input or on
-images (a forward pass or a decode costs no more than a training step on them); the work
-between epochs counts as nothing until an epoch has ended.
+guess from another input's speed can be several times off. Validation, extraction and
+decoding, before they were ever timed, are costed at a training step's time per image on
+the same input or on images (a forward pass or a decode costs no more than a training step
+on them), and a first validation pass on an input at no more than that (it also warms the
+input up); the work between epochs counts as nothing until an epoch has ended.
 """
 
 from __future__ import annotations
@@ -195,10 +196,16 @@ class TimeLeft:
     def pass_time(self, on: Input, plan: Plan) -> float | None:
         """Seconds per validation pass on this input."""
         passes = self._passes.get(on)
-        if passes:
-            return passes.typical
         per_image = self._step_per_image(on, plan)
-        return None if per_image is None else per_image * plan.num_val
+        from_steps = None if per_image is None else per_image * plan.num_val
+        if passes and passes.recent:
+            return passes.typical
+        if passes:
+            # The first pass on an input also warms it up (new batch shapes, the layers'
+            # first run in eval mode): no more than a training step's time per image on
+            # that input, which a forward pass never exceeds.
+            return passes.first if from_steps is None else min(passes.first, from_steps)
+        return from_steps
 
     def between_epochs(self) -> float:
         return self._between.typical if self._between else 0.0
