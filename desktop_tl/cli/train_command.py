@@ -167,15 +167,19 @@ def _refuse_distributed_outside_torchrun(args: argparse.Namespace) -> None:
         raise ConfigError(not_launched_message(what))
 
 
-def _run_already_finished(run_dir: Path) -> bool:
-    """Whether the run in ``run_dir`` completed (or stopped early) all it was to do."""
+def _run_already_finished(run_dir: Path, epochs: int) -> bool:
+    """Whether the run in ``run_dir`` wrote its final summary: all ``epochs`` done, or
+    stopped early."""
+    from ..core.resuming import summary_is_final
     from ..core.run_folder import read_summary
 
     try:
         summary = read_summary(run_dir)
     except (OSError, ValueError):
         return False  # unreadable: resuming says what is wrong with the folder
-    return isinstance(summary, dict) and summary.get("status") in ("completed", "early-stopped")
+    if not isinstance(summary, dict):
+        return False
+    return summary_is_final(summary, epochs) or summary.get("status") == "early-stopped"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,13 +195,13 @@ def run(args: argparse.Namespace) -> int:
     if not resume and restarted_by_torchrun() and config.out and (Path(config.out) / "run.toml").exists():
         # torchrun brought a dead worker back: continue the run its first start made.
         out = config.out
-        if _run_already_finished(Path(out)):
+        config = RunConfig.load(Path(out) / "run.toml")
+        if _run_already_finished(Path(out), config.train.epochs):
             # A worker died after the run had finished (while shutting down): there is
             # nothing left to train, and resuming would refuse the finished run.
             if main_process:
                 print(f"desktop-tl train: workers restarted by torchrun; {out} had already finished")
             return 0
-        config = RunConfig.load(Path(out) / "run.toml")
         config.out, resume = out, True
         if main_process:
             print(f"desktop-tl train: workers restarted by torchrun; resuming {config.out}", file=sys.stderr)
