@@ -175,7 +175,7 @@ class TimeLeft:
         if following > 0:
             if plan.train_cacheable:
                 train_on: Input = plan.stage
-                rows = plan.num_train * max(1, plan.train_views)  # a prefix pass per view
+                rows = plan.num_train * plan.train_views  # a prefix pass per view
                 train_prep = self._cache_cost(plan.train_cache_at, plan, rows)
             else:
                 # Images read for each batch now are decoded once when the next epoch starts.
@@ -196,10 +196,10 @@ class TimeLeft:
     def pass_time(self, on: Input, plan: Plan) -> float | None:
         """Seconds per validation pass on this input."""
         passes = self._passes.get(on)
-        per_image = self._step_per_image(on, plan)
-        from_steps = None if per_image is None else per_image * plan.num_val
         if passes and passes.recent:
             return passes.typical
+        per_image = self._step_per_image(on, plan)
+        from_steps = None if per_image is None else per_image * plan.num_val
         if passes:
             # The first pass on an input also warms it up (new batch shapes, the layers'
             # first run in eval mode): no more than a training step's time per image on
