@@ -234,7 +234,22 @@ def test_another_dataset_with_the_same_names_starts_with_none_left_out(qtbot, wi
         panel.notice.isVisible()
         and "The 2 images left out of training in site-a are not left out" in panel.notice.text()
     )
-    save_screenshot(window, "data_panel_other_dataset_left_out_list")
+    from desktop_tl.gui.preferences_dialog import apply_theme
+
+    try:
+        for theme, (width, height) in [
+            ("light", (1024, 640)),
+            ("light", (1920, 1080)),
+            ("dark", (1024, 640)),
+        ]:
+            apply_theme(theme)
+            window.resize(width, height)
+            qtbot.wait(50)
+            problems = layout_problems(window, (width, height))
+            save_screenshot(window, f"data_panel_other_dataset_{width}x{height}_{theme}")
+            assert problems == [], f"at {width}x{height} {theme}:\n{describe_problems(problems)}"
+    finally:
+        apply_theme("system")
 
     panel.set_path(first)
     wait_checked(qtbot, panel)
