@@ -26,6 +26,22 @@ def exclusion_key(path: str, root: str) -> str:
     return Path(relative).as_posix()
 
 
+def exclusion_keys(paths: Sequence[str], root: str) -> list[str]:
+    """:func:`exclusion_key` of each of ``paths``: the same keys, at a fraction of the cost
+    for the many paths inside ``root`` (a dataset of 10,000 images is keyed when it is
+    checked and when the browser lists it)."""
+    base = os.path.abspath(root)
+    inside = base if base.endswith(os.sep) else base + os.sep
+    keys = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        if absolute.startswith(inside) and len(absolute) > len(inside):
+            keys.append(absolute[len(inside) :].replace(os.sep, "/"))
+        else:  # outside root, or not spelt as root is (letter case on Windows)
+            keys.append(exclusion_key(absolute, base))
+    return keys
+
+
 def same_exclusion(entry: str) -> str:
     """``entry`` of ``data.exclude`` in the form two entries for one file share: either
     separator, no leading ``./``, letter case folded where the file system ignores it."""
@@ -42,8 +58,9 @@ def leave_out(samples: list, exclude: Sequence[str], root: str) -> tuple[list, l
         return samples, [], []
     wanted = {same_exclusion(entry): entry for entry in exclude}
     kept, left_out, matched = [], [], set()
-    for sample in samples:
-        key = same_exclusion(exclusion_key(sample.path, root))
+    keys = exclusion_keys([sample.path for sample in samples], root)
+    for sample, key in zip(samples, keys):
+        key = same_exclusion(key)
         if key in wanted:
             left_out.append(sample)
             matched.add(key)

@@ -60,6 +60,7 @@ class DatasetBrowser(QDialog):
         self.setWindowTitle("Dataset images")
         self.setObjectName("datasetBrowser")
         self._root = ""
+        self._shown: Any = None  # the panel's check on screen
         self._resets = 0  # how often the rows were replaced (see _keeping_place)
         self.preview: ImageDialog | None = None
 
@@ -170,6 +171,7 @@ class DatasetBrowser(QDialog):
             self._show_prepared(prepared)
         elif not self.panel.path_edit.text().strip():
             self._root = ""
+            self._shown = None
             self.model.set_items([])
             self.skipped_table.show_items([])
             self._fill_classes([])
@@ -177,6 +179,10 @@ class DatasetBrowser(QDialog):
         self._update_status()
 
     def _show_prepared(self, prepared: Any) -> None:
+        if prepared is self._shown:  # shown already (opened, then shown): only the marks
+            self.model.set_left_out(self.panel.excluded_images())
+            return
+        self._shown = prepared
         same_dataset = prepared.root == self._root
         if not same_dataset:
             self.thumbnails.clear()

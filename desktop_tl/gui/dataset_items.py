@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from ..core.exclusions import exclusion_key, same_exclusion
+from ..core.exclusions import exclusion_keys, same_exclusion
 
 #: Where a row keeps its :class:`BrowserItem`.
 ITEM_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -53,19 +53,22 @@ def browser_items(prepared: Any) -> list[BrowserItem]:
     """The images of ``prepared`` by class, then path; then the skipped files."""
     root = prepared.root
     names = prepared.class_names
-    images = [
-        BrowserItem(path, exclusion_key(path, root), names[label], subset)
+    listed = [
+        (path, label, subset)
         for subset in ("train", "val", "test", "excluded")
         for path, label in getattr(prepared, subset)
     ]
+    keys = exclusion_keys([path for path, _label, _subset in listed], root)
+    images = [
+        BrowserItem(path, key, names[label], subset) for (path, label, subset), key in zip(listed, keys)
+    ]
     order = {name: i for i, name in enumerate(names)}
     images.sort(key=lambda item: (order[item.class_name], item.key))
+    unusable = [*prepared.bad_files, *prepared.ignored]
     skipped = []
-    for path, reason in [*prepared.bad_files, *prepared.ignored]:
+    for (path, reason), key in zip(unusable, exclusion_keys([path for path, _reason in unusable], root)):
         folder = Path(path).parent.name
-        skipped.append(
-            BrowserItem(path, exclusion_key(path, root), folder if folder in order else "", "skipped", reason)
-        )
+        skipped.append(BrowserItem(path, key, folder if folder in order else "", "skipped", reason))
     return images + skipped
 
 
@@ -80,6 +83,7 @@ class DatasetModel(QAbstractListModel):
         super().__init__(parent)
         self._items: list[BrowserItem] = []
         self._rows: list[BrowserItem] = []
+        self._forms: dict[str, str] = {}  # key -> same_exclusion(key), worked out once
         self._left_out: set[str] = set()
         self._class: str | None = None
         self._show = "all"
@@ -138,9 +142,15 @@ class DatasetModel(QAbstractListModel):
         """train, val, test, excluded, skipped, or back (brought back, not yet checked)."""
         if item.subset == "skipped":
             return "skipped"
-        if same_exclusion(item.key) in self._left_out:
+        if self._left_out and self._exclusion_form(item.key) in self._left_out:
             return "excluded"
         return "back" if item.subset == "excluded" else item.subset
+
+    def _exclusion_form(self, key: str) -> str:
+        form = self._forms.get(key)
+        if form is None:
+            form = self._forms[key] = same_exclusion(key)
+        return form
 
     def is_left_out(self, item: BrowserItem) -> bool:
         return self.state_of(item) == "excluded"

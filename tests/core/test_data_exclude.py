@@ -8,7 +8,7 @@ import pytest
 
 from desktop_tl.core.config import ConfigError, DataConfig, RunConfig
 from desktop_tl.core.data import prepare_data
-from desktop_tl.core.exclusions import exclusion_key
+from desktop_tl.core.exclusions import exclusion_key, exclusion_keys
 from desktop_tl.plugin.descriptors import DatasetError
 from helpers_data import LoaderHost, make_image_folder
 
@@ -108,6 +108,24 @@ def test_an_image_outside_the_dataset_folder_is_named_by_its_absolute_path(tmp_p
         (tmp_path / "elsewhere" / "x.png").as_posix()
     )
     assert exclusion_key(str(root / "cat" / "x.png"), str(root)) == "cat/x.png"
+
+
+def test_keys_of_many_paths_are_those_of_one_path_at_a_time(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)
+    paths = [
+        str(root / "cat" / "x.png"),
+        str(root / "cat" / ".." / "dog" / "y.png"),  # spelt with ..
+        str(tmp_path / "data2" / "cat" / "x.png"),  # a sibling whose name starts like root's
+        str(tmp_path / "elsewhere" / "z.png"),
+        str(root),  # the folder itself
+        "data/cat/relative.png",  # relative to the working folder
+        str(root / "a picture with spaces.png"),
+    ]
+    for spelt_root in (str(root), str(root) + "/", "data", str(tmp_path / "x" / ".." / "data")):
+        assert exclusion_keys(paths, spelt_root) == [exclusion_key(p, spelt_root) for p in paths], spelt_root
+    assert exclusion_keys(paths[:2], str(root)) == ["cat/x.png", "dog/y.png"]
+    assert exclusion_keys(paths, "/")[0] == exclusion_key(paths[0], "/")
 
 
 def test_the_exclude_list_survives_the_toml_round_trip():
