@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ import torch
 
 from ..errors import UserError
 from ..plugin.descriptors import Preprocessing
+from .cancelled import Cancelled
 from .checkpoints import find_run_checkpoint
 from .evaluation import evaluate
 from .model import TransferModel, build_head
@@ -164,11 +165,15 @@ class Predictor:
         return evaluate(self.logits, batches, self.class_names, [path for path, _ in items])
 
     def evaluate_with_probabilities(
-        self, items: Sequence[tuple[str | Path, int]], batch_size: int = 16
+        self,
+        items: Sequence[tuple[str | Path, int]],
+        batch_size: int = 16,
+        should_stop: Callable[[], bool] | None = None,
     ) -> ScoredEvaluation:
         """:meth:`evaluate`, plus every scored image's class probabilities and true class
         (rows in the order of ``items``, unreadable images left out) for the metrics that
-        need more than the top class (top-k accuracy)."""
+        need more than the top class (top-k accuracy). ``should_stop()`` is asked before
+        each batch is scored; true raises :class:`~desktop_tl.core.cancelled.Cancelled`."""
         probabilities: list[torch.Tensor] = []
 
         def scored(images: torch.Tensor) -> torch.Tensor:
@@ -190,6 +195,8 @@ class Predictor:
 
         def batches():
             for b in loader.batches():
+                if should_stop is not None and should_stop():
+                    raise Cancelled()
                 targets.append(b.labels.cpu())
                 scored_paths.extend(items[int(i)][0] for i in b.indices)
                 yield b.images, b.labels, b.indices

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,24 +43,29 @@ class CheckpointEvaluation:
         return self.predictor.epoch
 
 
-def evaluate_checkpoint(run_dir: str, checkpoint: str) -> CheckpointEvaluation:
+def evaluate_checkpoint(
+    run_dir: str, checkpoint: str, should_stop: Callable[[], bool] | None = None
+) -> CheckpointEvaluation:
     """Worker thread: load ``checkpoint`` of ``run_dir`` and score the run's validation
     images (its split.json) with it. A checkpoint that cannot be loaded raises a UserError
     that says why; one that loads but cannot be scored (images gone) comes back with its
-    ``problem``, since predicting does not need the dataset."""
+    ``problem``, since predicting does not need the dataset. ``should_stop()`` true
+    raises Cancelled between batches (a large validation split takes minutes)."""
     from ..core.predict import Predictor
     from ..errors import UserError
 
     predictor = Predictor.from_run_dir(run_dir, checkpoint=checkpoint)
     try:
-        return _score_validation(run_dir, predictor, checkpoint)
+        return _score_validation(run_dir, predictor, checkpoint, should_stop)
     except UserError as exc:
         return CheckpointEvaluation(
             run_dir, predictor.checkpoint or checkpoint, predictor, None, None, {}, 0, problem=str(exc)
         )
 
 
-def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> CheckpointEvaluation:
+def _score_validation(
+    run_dir: str, predictor: Any, checkpoint: str, should_stop: Callable[[], bool] | None
+) -> CheckpointEvaluation:
     from ..core.data import PreparedData
     from ..core.metrics import detailed_metrics
     from ..core.run_folder import SPLIT_FILE
@@ -86,7 +92,7 @@ def _score_validation(run_dir: str, predictor: Any, checkpoint: str) -> Checkpoi
             f"none of the {len(items)} validation images of this run exist any more "
             f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it"
         )
-    scored = predictor.evaluate_with_probabilities(present)
+    scored = predictor.evaluate_with_probabilities(present, should_stop=should_stop)
     if scored.report is None:
         raise UserError("none of the run's validation images could be read")
     detailed = detailed_metrics(scored.report.confusion, scored.probabilities, scored.targets)
@@ -158,8 +164,9 @@ class CheckpointSource(QWidget):
         self.show()
         self.label.setText(f"Evaluating <b>{html.escape(self.run_name)}</b> with its {kind} checkpoint…")
         ticket = self._requests.begin()
+        self._stop_scoring()  # its answer would be dropped: free the processor now
         self._task = run_in_background(
-            lambda _task, f=folder, k=kind: evaluate_checkpoint(f, k),
+            lambda task, f=folder, k=kind: evaluate_checkpoint(f, k, task.should_stop),
             on_result=ticket.only_current(self._on_evaluated),
             on_error=ticket.only_current(lambda exc, _tb, k=kind: self._on_failed(k, exc)),
             name="evaluate checkpoint",
@@ -168,11 +175,16 @@ class CheckpointSource(QWidget):
     def forget(self) -> None:
         """The results shown are no saved run's: drop the run (and any scoring under way)."""
         self._requests.drop()
+        self._stop_scoring()
         self._task = None
         self._pending = None
         self._run_dir = None
         self._evaluation = None
         self.hide()
+
+    def _stop_scoring(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
     @property
     def busy(self) -> bool:

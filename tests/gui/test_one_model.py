@@ -89,11 +89,7 @@ def _settle(qtbot, window) -> None:
 
 
 def _shot(widget, name: str) -> None:
-    path = save_screenshot(widget, f"onemodel-{name}")
-    notes = Path("/work/notes/shots/onemodel")
-    if notes.parent.is_dir():
-        notes.mkdir(exist_ok=True)
-        shutil.copy(path, notes / path.name)
+    save_screenshot(widget, f"onemodel-{name}")
 
 
 def test_evaluation_and_prediction_use_the_chosen_checkpoint(window, qtbot, trained):
@@ -254,4 +250,33 @@ def test_a_missing_or_damaged_checkpoint_and_gone_images_get_a_message(window, q
     qtbot.waitUntil(lambda: prediction.rows()[0].status == "done", timeout=TIMEOUT_MS)
     window.show_tab(evaluation)
     _shot(window, "images-gone")
+    _settle(qtbot, window)
+
+
+def test_scoring_a_checkpoint_stops_when_asked_and_a_newer_request_stops_the_older(window, qtbot, trained):
+    from desktop_tl.core.cancelled import Cancelled
+    from desktop_tl.gui.checkpoint_evaluation import evaluate_checkpoint
+
+    asked = []
+
+    def stop_now() -> bool:
+        asked.append(True)
+        return True
+
+    with pytest.raises(Cancelled):
+        evaluate_checkpoint(str(trained["run"]), "best", stop_now)
+    assert asked  # asked before the first batch was scored
+    scored = evaluate_checkpoint(str(trained["run"]), "best", lambda: False)
+    assert scored.report is not None and scored.report.num_images == 12
+
+    # In the window: choosing the other checkpoint while one is scored stops the first
+    # (its answer would be dropped), and the second is what arrives.
+    evaluation = window.evaluation_view
+    evaluation.show_run(trained["run"], checkpoint="best")
+    first = evaluation._source._task
+    evaluation.set_checkpoint("last")
+    assert first.cancelled
+    _wait_for(qtbot, evaluation, "last")
+    assert f"last checkpoint, epoch {_epoch(trained['run'], 'last')}" in evaluation.checkpoint_text()
+    assert evaluation.message_text() == ""
     _settle(qtbot, window)
