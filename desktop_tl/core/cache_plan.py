@@ -62,8 +62,9 @@ class CachePlanner:
         self.weights_sha256 = weights_sha256
         self.precision = precision
         self.device = device
-        # Distributed: each process extracts its share and holds the gathered whole; only
-        # rank 0 keeps the entry for later runs (its key is a single process's).
+        # Distributed: each process extracts its share, the processes trade features a
+        # round at a time and each writes the whole; only rank 0 keeps the entry for later
+        # runs (its key is a single process's).
         self.distributed = distributed
         # Augmented training views per image (0: augmented images are read every epoch),
         # worth extracting only when fewer than the epochs.
@@ -301,16 +302,11 @@ class CachePlanner:
         views = self.views_of(subset)
         while True:
             batches, run = self.reader.extraction_batches(items), run_prefix
-            if views and self.distributed.active:
-                batches = self._shared_views(run_prefix, items, views)
+            if self.distributed.active:
+                batches = self._shared_batches(run_prefix, items, views)
                 run = lambda features: features  # noqa: E731 (the prefix ran on each process's share)
             elif views:
                 batches = self.reader.augmented_batches(items, views)
-            elif self.distributed.active:
-                batches = self.distributed.extraction_batches(
-                    run_prefix, self.reader.extraction_batches, items, self.reader.batch_size
-                )
-                run = lambda features: features  # noqa: E731 (the prefix ran on each process's share)
             try:
                 return extract_features(
                     run,
@@ -332,33 +328,26 @@ class CachePlanner:
                 dtype = torch.bfloat16
                 self.ctx.log("info", f"{label} features exceed the fp16 range; caching them as bf16")
 
-    def _shared_views(self, run_prefix, items: list, views: int):
-        """Batches of (features, labels, item indices) of every image's ``views`` views, in
-        item and view order, where this process ran ``run_prefix`` on its share of the
-        images only (each view seeded by the image's place in ``items``, as in one process)."""
-        share = self.distributed.shard(torch.arange(len(items)))
-        feats, labels, rows = [], [], []
-        batches = self.reader.augmented_batches([items[i] for i in share.tolist()], views, share.tolist())
-        for images, batch_labels, local in batches:
-            feats.append(run_prefix(images).cpu())
-            labels.append(batch_labels.cpu())
-            # one number per view (a batch holds whole images), so that gathering puts
-            # every image's views together and in view order
-            rows.append(share[local] * views + torch.arange(len(local)) % views)
-        local = None
-        if feats:
-            local = {"features": torch.cat(feats), "labels": torch.cat(labels), "indices": torch.cat(rows)}
-        joined = self.distributed.gather_outputs(local)
-        if joined is None:
-            return
-        size = max(1, self.reader.batch_size // views) * views
-        for start in range(0, len(joined["indices"]), size):
-            end = start + size
-            yield (
-                joined["features"][start:end],
-                joined["labels"][start:end],
-                joined["indices"][start:end] // views,
-            )
+    def _shared_batches(self, run_prefix, items: list, views: int):
+        """Batches of (features, labels, item indices) over ``items`` (with ``views``
+        augmented views of each, in view order, when ``views``), in item order, where this
+        process ran ``run_prefix`` on its share of the images only (each view seeded by the
+        image's place in ``items``, as in one process)."""
+        reader = self.reader
+
+        def extract(share):
+            mine = [items[i] for i in share.tolist()]
+            if views:
+                batches = reader.augmented_batches(mine, views, share.tolist())
+            else:
+                batches = reader.extraction_batches(mine)
+            for images, labels, positions in batches:
+                yield run_prefix(images), labels, positions
+
+        batch_items = max(1, reader.batch_size // views) if views else reader.batch_size
+        return self.distributed.shared_extraction(
+            extract, len(items), batch_items=batch_items, rows_per_item=max(1, views)
+        )
 
     def _advance(self, subset: str, k: int) -> None:
         """Move ``subset``'s cache to stage ``k`` by running the newly frozen stages once

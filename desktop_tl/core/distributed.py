@@ -35,6 +35,11 @@ from torch import nn
 from ..errors import UserError
 
 
+#: Batches each process extracts before the processes trade their features: a distributed
+#: extraction holds one round outside the feature cache's budget, and trades that often.
+GATHER_ROUND_BATCHES = 16
+
+
 class DistributedSetupError(UserError):
     """The processes of a distributed run cannot agree on what to train."""
 
@@ -246,25 +251,55 @@ class Distributed:
         order = torch.argsort(joined["indices"])
         return {name: value[order] for name, value in joined.items()}
 
-    def extraction_batches(self, run_prefix, batches_of, items: list, batch_size: int):
-        """Batches of (features, labels, item indices) over all ``items``, in item order,
-        where this process ran ``run_prefix`` on its share only (``batches_of(items)``
-        yields (images, labels, indices into those items))."""
-        share = self.shard(torch.arange(len(items)))
-        feats, labels, indices = [], [], []
-        for images, batch_labels, batch_indices in batches_of([items[i] for i in share.tolist()]):
-            feats.append(run_prefix(images).cpu())
-            labels.append(batch_labels.cpu())
-            indices.append(share[batch_indices])
-        local = None
-        if feats:
-            local = {"features": torch.cat(feats), "labels": torch.cat(labels), "indices": torch.cat(indices)}
-        joined = self.gather_outputs(local)
-        if joined is None:
-            return
-        for start in range(0, len(joined["indices"]), batch_size):
-            end = start + batch_size
-            yield joined["features"][start:end], joined["labels"][start:end], joined["indices"][start:end]
+    def shared_extraction(self, extract, count: int, *, batch_items: int, rows_per_item: int = 1):
+        """Batches of (features, labels, item indices) over items ``0..count-1``, in item
+        order with each item's ``rows_per_item`` rows together, where this process ran
+        ``extract`` on its share of the items only.
+
+        ``extract(share)`` is called once with this process's item indices and yields
+        (features, labels, positions in ``share``), a row per feature, each batch holding
+        whole items of at most ``batch_items``. The processes trade what they made every
+        ``GATHER_ROUND_BATCHES`` batches, so what is held outside the feature cache (and
+        its memory budget) is one round's, not a whole share's: round ``r`` covers items
+        ``r * round * world`` up to the next round's, the same on every process."""
+        share = self.shard(torch.arange(count))
+        round_items = max(1, batch_items) * GATHER_ROUND_BATCHES
+        rounds = math.ceil(math.ceil(count / self.world_size) / round_items)
+        step = max(1, batch_items) * rows_per_item
+        made = iter(extract(share))
+        ahead = None  # a batch of the next round, read while finishing this one
+        for r in range(rounds):
+            feats, labels, rows = [], [], []
+            while True:
+                batch = ahead if ahead is not None else next(made, None)
+                ahead = None
+                if batch is None:
+                    break
+                features, batch_labels, positions = batch
+                if int(positions[0]) // round_items > r:  # batches never straddle a round
+                    ahead = batch
+                    break
+                feats.append(features.cpu())
+                labels.append(batch_labels.cpu())
+                # one number per row: an item's rows stay together and in their order
+                rows.append(share[positions] * rows_per_item + torch.arange(len(positions)) % rows_per_item)
+            local = None
+            if feats:
+                local = {
+                    "features": torch.cat(feats),
+                    "labels": torch.cat(labels),
+                    "indices": torch.cat(rows),
+                }
+            joined = self.gather_outputs(local)
+            if joined is None:
+                continue
+            for start in range(0, len(joined["indices"]), step):
+                end = start + step
+                yield (
+                    joined["features"][start:end],
+                    joined["labels"][start:end],
+                    joined["indices"][start:end] // rows_per_item,
+                )
 
 
 SINGLE = Distributed()
