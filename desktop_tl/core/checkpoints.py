@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -97,8 +97,10 @@ def save_checkpoint(
     model_state: dict[str, torch.Tensor],
     meta: dict[str, Any],
     training_state: dict[str, Any] | None = None,
+    extra: Callable[[Path], None] | None = None,
 ) -> None:
-    """Write a checkpoint folder atomically (temp folder, then renames).
+    """Write a checkpoint folder atomically (temp folder, then renames); ``extra(tmp)``
+    writes any further files into the new folder before it is swapped in.
 
     Free space is checked first (the new checkpoint is written whole before the old one
     goes), and a failed write becomes one :class:`CheckpointError` naming the folder.
@@ -124,6 +126,8 @@ def save_checkpoint(
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
         if training_state is not None:
             torch.save(training_state, tmp / STATE_FILE)
+        if extra is not None:
+            extra(tmp)
         for written in tmp.iterdir():  # the safetensors writer makes its file 0600
             follow_umask(written)
         old = folder.with_name(folder.name + ".old")

@@ -24,7 +24,7 @@ from .augmented_views import epoch_rows
 from .cache_plan import CachePlanner
 from .device import autocast, single_threaded
 from .distributed import SINGLE, Distributed
-from .evaluation import EvaluationReport, evaluate
+from .evaluation import EvaluationReport, ItemScores, score
 from .frozen_prefix import FrozenPrefix
 from .image_batches import ImageReader
 from .layers import apply_freeze_map, check_freeze_names, count_params, ordered_freeze_map, trainable_state
@@ -93,6 +93,8 @@ class EpochLoop:
         self.precision = precision
         self.optimisation = optimisation
         self.progress = progress
+        #: The logits of the last validation pass (None before one, or past the size kept).
+        self.validation_scores: ItemScores | None = None
         self.epochs = cfg.train.epochs
         self.seed = cfg.train.seed
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -419,7 +421,7 @@ class EpochLoop:
             )
         self.prefix.prepare_from(start)  # before a loader's threads start decoding
         with self.threads_for(start):
-            report = evaluate(
+            report, self.validation_scores = score(
                 lambda x: self.forward(x, start),
                 batches,
                 names,

@@ -4,6 +4,7 @@ and a predictor's evaluation, and the typed report it returns."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -12,6 +13,21 @@ from .metrics import classification_report
 from .reports import EvaluationReport, Misclassified
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # inputs, labels, item indices
+
+
+#: Logits kept per scored item up to this many values (images x classes, 32 MB as
+#: float32); a larger set is scored again where its logits are wanted.
+MAX_KEPT_LOGITS = 2**23
+
+
+@dataclass(frozen=True)
+class ItemScores:
+    """The logits of every scored item, its true class and its index into the paths
+    scored, in item order: what a report was computed from."""
+
+    logits: torch.Tensor  # (items, classes), float32
+    targets: torch.Tensor  # (items,)
+    indices: torch.Tensor  # (items,)
 
 
 def evaluate(
@@ -26,7 +42,22 @@ def evaluate(
     """Score ``forward`` (inputs -> logits) on ``batches``; ``paths[i]`` names item ``i``.
     None when no batch came (every image unreadable). ``gather`` joins the per-item
     outputs of the processes of a distributed run (each scored its own share)."""
-    losses, preds, targets, probs, item_indices = [], [], [], [], []
+    return score(forward, batches, class_names, paths, label_smoothing=label_smoothing, gather=gather)[0]
+
+
+def score(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Batches,
+    class_names: Sequence[str],
+    paths: Sequence[str],
+    *,
+    label_smoothing: float = 0.0,
+    gather: Callable[[dict | None], dict | None] | None = None,
+) -> tuple[EvaluationReport | None, ItemScores | None]:
+    """:func:`evaluate`, and the logits it was computed from (None beyond
+    :data:`MAX_KEPT_LOGITS`)."""
+    keep = len(paths) * len(class_names) <= MAX_KEPT_LOGITS
+    losses, preds, targets, probs, item_indices, kept = [], [], [], [], [], []
     with torch.inference_mode():
         for inputs, labels, indices in batches:
             logits = forward(inputs).float()
@@ -41,6 +72,8 @@ def evaluate(
             probs.append(top.values.cpu())
             targets.append(labels.cpu())
             item_indices.append(indices)
+            if keep:
+                kept.append(logits.cpu())
     outputs = None
     if targets:
         outputs = {
@@ -50,10 +83,12 @@ def evaluate(
             "probs": torch.cat(probs),
             "indices": torch.cat(item_indices),
         }
+        if keep:
+            outputs["logits"] = torch.cat(kept)
     if gather is not None:
         outputs = gather(outputs)
     if outputs is None:
-        return None
+        return None, None
     target, pred, prob, items = outputs["targets"], outputs["preds"], outputs["probs"], outputs["indices"]
     report = classification_report(target, pred, len(class_names))
     wrong = (pred != target).nonzero().flatten().tolist()
@@ -66,12 +101,16 @@ def evaluate(
         )
         for i in wrong
     ]
-    return EvaluationReport(
-        float(outputs["losses"].mean()),
-        report.accuracy,
-        report.confusion,
-        report.precision,
-        report.recall,
-        report.support,
-        misclassified,
+    scores = ItemScores(outputs["logits"], target, items) if "logits" in outputs else None
+    return (
+        EvaluationReport(
+            float(outputs["losses"].mean()),
+            report.accuracy,
+            report.confusion,
+            report.precision,
+            report.recall,
+            report.support,
+            misclassified,
+        ),
+        scores,
     )

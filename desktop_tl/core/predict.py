@@ -164,6 +164,26 @@ class Predictor:
         batches = ((b.images, b.labels, b.indices) for b in loader.batches())
         return evaluate(self.logits, batches, self.class_names, [path for path, _ in items])
 
+    def kept_evaluation(self, items: Sequence[tuple[str | Path, int]], root: str) -> ScoredEvaluation | None:
+        """The evaluation the run made of ``items`` (its validation split, images in
+        ``root``) with this checkpoint's weights, from the logits kept beside them, as
+        :meth:`evaluate_with_probabilities` gives it; None when the checkpoint kept none
+        for that split (an older run, another split, a set too large to keep)."""
+        from .validation_scores import read_scores
+
+        if not self.source:
+            return None
+        items = [(str(path), int(label)) for path, label in items]
+        scores = read_scores(Path(self.source), items, root, len(self.class_names))
+        if scores is None:
+            return None
+        paths = [path for path, _ in items]
+        report = evaluate(
+            lambda logits: logits, [(scores.logits, scores.targets, scores.indices)], self.class_names, paths
+        )
+        scored_paths = [paths[int(i)] for i in scores.indices]
+        return ScoredEvaluation(report, scores.logits.softmax(dim=1), scores.targets, scored_paths)
+
     def evaluate_with_probabilities(
         self,
         items: Sequence[tuple[str | Path, int]],

@@ -64,6 +64,7 @@ from .run_folder import (
     write_metrics,
 )
 from .run_progress import RunProgress
+from .validation_scores import write_scores
 
 __all__ = ["EventCallback", "Trainer", "data_settings_match"]
 
@@ -299,14 +300,21 @@ class Trainer:
             return report, is_best
         model_state = self.built.model.state_dict()
         meta = self._checkpoint_meta(metrics, epoch)
+        scores, prepared = loop.validation_scores, self.prepared
+
+        def keep_scores(folder: Path) -> None:  # the epoch's validation, for the window
+            if scores is not None:
+                write_scores(folder, scores, prepared.val, prepared.root)
+
         save_checkpoint(
             self.run_dir / CHECKPOINTS / "last",
             model_state,
             meta,
             {**progress.to_state(), **loop.optimisation.state(), "processes": self.distributed.world_size},
+            extra=keep_scores,
         )
         if is_best:
-            save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta)
+            save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta, extra=keep_scores)
         write_metrics(self.run_dir, progress.history)
         return report, is_best
 

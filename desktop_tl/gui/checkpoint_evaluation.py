@@ -92,7 +92,11 @@ def _score_validation(
             f"none of the {len(items)} validation images of this run exist any more "
             f"(e.g. {items[0][0]}); put the dataset back in {prepared.root} to evaluate it"
         )
-    scored = predictor.evaluate_with_probabilities(present, should_stop=should_stop)
+    scored = None
+    if len(present) == len(items):  # the gallery shows the images: all must be there
+        scored = predictor.kept_evaluation(items, prepared.root)  # what the run computed
+    if scored is None:
+        scored = predictor.evaluate_with_probabilities(present, should_stop=should_stop)
     if scored.report is None:
         raise UserError("none of the run's validation images could be read")
     detailed = detailed_metrics(scored.report.confusion, scored.probabilities, scored.targets)

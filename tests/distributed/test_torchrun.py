@@ -103,6 +103,19 @@ def run_file(
     return path
 
 
+def kept_evaluation(run_dir: Path):
+    """The evaluation of the run's best checkpoint from the scores the run kept with it."""
+    from desktop_tl.core.data import PreparedData
+    from desktop_tl.core.predict import Predictor
+
+    prepared = PreparedData.load_manifest(run_dir / "split.json")
+    kept = Predictor.from_run_dir(run_dir, checkpoint="best").kept_evaluation(
+        list(prepared.val), prepared.root
+    )
+    assert kept is not None, "the best checkpoint kept no validation scores"
+    return kept
+
+
 def check_launch(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -129,6 +142,10 @@ def test_two_processes_train_one_run_like_one_process(places, freeze):
     # DDP averages are the same batch's; only batch norm statistics (per process) differ.
     assert abs(summary(distributed)["val_acc"] - summary(single)["val_acc"]) <= 0.02
     assert summary(distributed)["num_val"] == summary(single)["num_val"] == 12
+    # The validation scores kept with the checkpoint are the whole split's, gathered.
+    kept = kept_evaluation(distributed)
+    assert kept.report.num_images == 12
+    assert kept.report.accuracy == pytest.approx(summary(distributed)["best_val_acc"])
     if freeze == "head-only":
         # The features two processes extracted together are the single-process entry.
         assert "reused from an earlier run" in (single / "run.log").read_text()

@@ -7,11 +7,15 @@ damaged checkpoint and images that are gone each get a message."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from sklearn import metrics as sk
+
+from desktop_tl.core.cancelled import Cancelled
 
 from desktop_tl.cli import main
 
@@ -253,10 +257,58 @@ def test_a_missing_or_damaged_checkpoint_and_gone_images_get_a_message(window, q
     _settle(qtbot, window)
 
 
-def test_scoring_a_checkpoint_stops_when_asked_and_a_newer_request_stops_the_older(window, qtbot, trained):
-    from desktop_tl.core.cancelled import Cancelled
+def test_the_evaluation_is_the_runs_own_scores_of_its_checkpoint_without_reading_the_images(
+    trained, tmp_path
+):
+    from desktop_tl.core.data import PreparedData
+    from desktop_tl.core.predict import Predictor
+    from desktop_tl.core.validation_scores import SCORES_FILE
     from desktop_tl.gui.checkpoint_evaluation import evaluate_checkpoint
 
+    def never_asked() -> bool:
+        raise AssertionError("the images were scored again")
+
+    for kind in ("best", "last"):
+        kept = evaluate_checkpoint(str(trained["run"]), kind, never_asked)
+        meta = json.loads((trained["run"] / "checkpoints" / kind / "meta.json").read_text())
+        assert kept.report.accuracy == pytest.approx(meta["metrics"]["val_acc"])
+        assert kept.report.num_images == 12 and kept.missing == 0
+
+        # the same numbers as scoring the images again with the checkpoint's weights
+        predictor = Predictor.from_run_dir(trained["run"], checkpoint=kind)
+        prepared = PreparedData.load_manifest(trained["run"] / "split.json")
+        again = predictor.evaluate_with_probabilities(list(prepared.val))
+        assert kept.report.confusion == again.report.confusion
+        assert kept.probabilities.keys() == {os.path.abspath(p) for p in again.paths}
+        rows = torch.tensor([kept.probabilities[os.path.abspath(p)] for p in again.paths])
+        assert torch.allclose(rows, again.probabilities, atol=0.02)
+
+    # A split changed since (another validation set): its images are scored, not the old logits used.
+    changed = tmp_path / "changed"
+    shutil.copytree(trained["run"], changed)
+    split = json.loads((changed / "split.json").read_text())
+    split["val"] = split["val"][1:]
+    (changed / "split.json").write_text(json.dumps(split))
+    with pytest.raises(Cancelled):
+        evaluate_checkpoint(str(changed), "best", lambda: True)
+    assert evaluate_checkpoint(str(changed), "best").report.num_images == 11
+    # A checkpoint without kept scores (an older run) is scored as before.
+    (changed / "checkpoints" / "best" / SCORES_FILE).unlink()
+    split["val"] = json.loads((trained["run"] / "split.json").read_text())["val"]
+    (changed / "split.json").write_text(json.dumps(split))
+    assert evaluate_checkpoint(str(changed), "best").report.num_images == 12
+
+
+def test_scoring_a_checkpoint_stops_when_asked_and_a_newer_request_stops_the_older(
+    window, qtbot, trained, tmp_path
+):
+    from desktop_tl.core.validation_scores import SCORES_FILE
+    from desktop_tl.gui.checkpoint_evaluation import evaluate_checkpoint
+
+    run = tmp_path / "scored_again"  # no kept scores: its images are scored
+    shutil.copytree(trained["run"], run)
+    for kind in ("best", "last"):
+        (run / "checkpoints" / kind / SCORES_FILE).unlink()
     asked = []
 
     def stop_now() -> bool:
@@ -264,19 +316,19 @@ def test_scoring_a_checkpoint_stops_when_asked_and_a_newer_request_stops_the_old
         return True
 
     with pytest.raises(Cancelled):
-        evaluate_checkpoint(str(trained["run"]), "best", stop_now)
+        evaluate_checkpoint(str(run), "best", stop_now)
     assert asked  # asked before the first batch was scored
-    scored = evaluate_checkpoint(str(trained["run"]), "best", lambda: False)
+    scored = evaluate_checkpoint(str(run), "best", lambda: False)
     assert scored.report is not None and scored.report.num_images == 12
 
     # In the window: choosing the other checkpoint while one is scored stops the first
     # (its answer would be dropped), and the second is what arrives.
     evaluation = window.evaluation_view
-    evaluation.show_run(trained["run"], checkpoint="best")
+    evaluation.show_run(run, checkpoint="best")
     first = evaluation._source._task
     evaluation.set_checkpoint("last")
     assert first.cancelled
     _wait_for(qtbot, evaluation, "last")
-    assert f"last checkpoint, epoch {_epoch(trained['run'], 'last')}" in evaluation.checkpoint_text()
+    assert f"last checkpoint, epoch {_epoch(run, 'last')}" in evaluation.checkpoint_text()
     assert evaluation.message_text() == ""
     _settle(qtbot, window)
