@@ -19,8 +19,9 @@ measures how late the event loop answers (its *stall*):
 
 Printed per phase: seconds, the longest stall and the 99th percentile of the timer's
 lateness; for browsing, the median and longest wait for a page of thumbnails; for the run,
-its summary (train seconds, validation accuracy, feature cache) and the process's peak
-resident memory. Nothing here is asserted: it is a measurement.
+its summary (train seconds, validation accuracy, feature cache), how long after it the
+Evaluation tab shows the best checkpoint's results, and the process's peak resident
+memory. Nothing here is asserted: it is a measurement.
 """
 
 from __future__ import annotations
@@ -237,6 +238,10 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     browsing = browse(browser)
     shot(browser, "window_photos_browser_training")
     wait_until(lambda: bool(finished))
+    ended = time.perf_counter()
+    # the Evaluation tab scores the run's best checkpoint on its validation images
+    wait_until(lambda: window.evaluation_view.evaluation is not None and not window.evaluation_view.busy)
+    evaluation_s = time.perf_counter() - ended
     shot(window, "window_photos_trained")
     summary = (finished[0].summary or {}) if finished else {}
     results["train"] = phase(
@@ -253,6 +258,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
                 if entry.get("event") == "built"
             },
             "plot_redraws": window.plots.redraw_count,
+            "evaluation_shown_after_s": round(evaluation_s, 1),
         },
     )
     results["peak_rss_mb"] = round(peak_rss_mb(), 0)
