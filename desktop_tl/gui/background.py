@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -172,13 +173,19 @@ def run_in_background(
 
 
 def cancel_and_wait_all(timeout_ms: int = 10_000) -> bool:
-    """Ask every running task to stop and wait for them; True when all have finished."""
-    tasks = list(_running)
+    """Ask every running task to stop, drop every queue's waiting jobs, and wait for
+    what is still running (a job's answer emitted after the application's objects are
+    gone would fail on its worker); True when all have finished."""
+    tasks, queues = list(_running), list(_queues)
     for task in tasks:
         task.cancel()
+    for queue in queues:
+        queue.cancel_pending()
     finished = True
     for task in tasks:
         finished = task.wait(timeout_ms) and finished
+    for queue in queues:
+        finished = queue.wait(timeout_ms) and finished
     return finished
 
 
@@ -215,6 +222,10 @@ class _QueueWorker(_WithoutWarningCapture, FunctionWorker):
     pass
 
 
+#: Every queue alive, for :func:`cancel_and_wait_all`.
+_queues: "weakref.WeakSet[JobQueue]" = weakref.WeakSet()
+
+
 class JobQueue(QObject):
     """Jobs run one at a time, in the order submitted; results come back on the GUI
     thread.
@@ -237,6 +248,7 @@ class JobQueue(QObject):
         self._idle.set()
         self._delivery = _Delivery()
         self._delivery.delivered.connect(self._deliver)
+        _queues.add(self)
 
     def submit(
         self,

@@ -166,6 +166,27 @@ def test_job_queue_cancel_pending_drops_waiting_and_running_jobs(qtbot):
     assert results == ["third"]
 
 
+def test_closing_waits_for_the_job_running_and_drops_the_waiting_ones(qtbot):
+    queue = JobQueue()
+    started, release = threading.Event(), threading.Event()
+    ran: list = []
+
+    def slow() -> None:
+        started.set()
+        release.wait(10)
+        ran.append("slow")
+
+    queue.submit(slow)
+    for i in range(5):
+        queue.submit(lambda i=i: ran.append(i))
+    assert started.wait(10)
+    threading.Timer(0.2, release.set).start()
+    # what the window does when it closes: no job is left running once the app goes
+    assert cancel_and_wait_all(10_000)
+    assert ran == ["slow"]  # the one running finished; the waiting ones never started
+    assert queue.wait(0) and not queue.busy
+
+
 def test_a_deleted_owner_is_never_called_back(qtbot):
     import shiboken6
 
