@@ -23,6 +23,7 @@ How a run is split:
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import socket
@@ -137,6 +138,10 @@ class Distributed:
 
     def close(self) -> None:
         if self.active and torch.distributed.is_initialized():
+            # What still holds the group (a DDP wrapper in a reference cycle) goes first, so
+            # that gloo's threads end here: left to interpreter shutdown they can abort the
+            # process ("terminate called without an active exception") after a finished run.
+            gc.collect()
             torch.distributed.destroy_process_group()
 
     # ---- splitting the work

@@ -153,6 +153,7 @@ class EpochLoop:
         self.caches.close()
         self.reader.close()
         self.prefix.forget_runners()
+        self.ddp = None  # it holds the process group, which must end before the process
 
     # ---- commands
 
