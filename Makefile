@@ -19,8 +19,13 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 run: setup
 	$(BIN)/desktop-tl gui --demo
 
+# Two test processes (pytest-xdist), each test file in one of them: the suite waits on
+# subprocesses and the window's event loop for much of its time, so one process leaves
+# the second core idle.
+TEST_PROCESSES ?= 2
+
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 demo-train: setup
 	$(BIN)/desktop-tl train --demo
