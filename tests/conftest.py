@@ -19,7 +19,10 @@ pytest_plugins = ["plugin.fakedist"]
 def pytest_configure(config):
     import torch
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # Test processes side by side (make test) share the cores: more threads than cores
+    # would spin against each other.
+    processes = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // processes)))
 
 
 def pytest_collection_modifyitems(config, items):
