@@ -33,6 +33,7 @@ from .cancelled import Cancelled
 from .run_context import RunContext
 from .run_progress import RunProgress
 from .time_left import LoopPlan, TimeLeft
+from .validation_scores import MAX_KEPT_LOGITS
 
 
 class NonFiniteLoss(Exception):
@@ -429,6 +430,7 @@ class EpochLoop:
                 paths,
                 label_smoothing=smoothing,
                 gather=self.distributed.gather_outputs,
+                keep_logits=len(paths) * len(names) <= MAX_KEPT_LOGITS,  # kept with the checkpoint
             )
         self.time_left.validation_ended(self.remaining_plan.input_of("val"))
         if report is None:

@@ -15,11 +15,6 @@ from .reports import EvaluationReport, Misclassified
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # inputs, labels, item indices
 
 
-#: Logits kept per scored item up to this many values (images x classes, 32 MB as
-#: float32); a larger set is scored again where its logits are wanted.
-MAX_KEPT_LOGITS = 2**23
-
-
 @dataclass(frozen=True)
 class ItemScores:
     """The logits of every scored item, its true class and its index into the paths
@@ -53,10 +48,10 @@ def score(
     *,
     label_smoothing: float = 0.0,
     gather: Callable[[dict | None], dict | None] | None = None,
+    keep_logits: bool = False,
 ) -> tuple[EvaluationReport | None, ItemScores | None]:
-    """:func:`evaluate`, and the logits it was computed from (None beyond
-    :data:`MAX_KEPT_LOGITS`)."""
-    keep = len(paths) * len(class_names) <= MAX_KEPT_LOGITS
+    """:func:`evaluate`, and with ``keep_logits`` the logits it was computed from."""
+    keep = keep_logits
     losses, preds, targets, probs, item_indices, kept = [], [], [], [], [], []
     with torch.inference_mode():
         for inputs, labels, indices in batches:

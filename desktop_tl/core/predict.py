@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..plugin.descriptors import Preprocessing
 from .cancelled import Cancelled
 from .checkpoints import find_run_checkpoint
-from .evaluation import evaluate
+from .evaluation import evaluate, score
 from .model import TransferModel, build_head
 from .reports import EvaluationReport
 
@@ -181,8 +181,22 @@ class Predictor:
         report = evaluate(
             lambda logits: logits, [(scores.logits, scores.targets, scores.indices)], self.class_names, paths
         )
-        scored_paths = [paths[int(i)] for i in scores.indices]
-        return ScoredEvaluation(report, scores.logits.softmax(dim=1), scores.targets, scored_paths)
+        return self._scored_evaluation(report, scores, paths)
+
+    def _scored_evaluation(
+        self, report: EvaluationReport | None, scores: Any, paths: list[str]
+    ) -> ScoredEvaluation:
+        """The probabilities, true classes and paths of ``scores`` (an ItemScores, or None
+        when no image was scored) beside ``report``."""
+        if scores is None:
+            n = len(self.class_names)
+            return ScoredEvaluation(report, torch.zeros(0, n), torch.zeros(0, dtype=torch.int64), [])
+        return ScoredEvaluation(
+            report,
+            scores.logits.softmax(dim=1),
+            scores.targets.to(torch.int64),
+            [paths[int(i)] for i in scores.indices],
+        )
 
     def evaluate_with_probabilities(
         self,
@@ -194,13 +208,6 @@ class Predictor:
         (rows in the order of ``items``, unreadable images left out) for the metrics that
         need more than the top class (top-k accuracy). ``should_stop()`` is asked before
         each batch is scored; true raises :class:`~desktop_tl.core.cancelled.Cancelled`."""
-        probabilities: list[torch.Tensor] = []
-
-        def scored(images: torch.Tensor) -> torch.Tensor:
-            logits = self.logits(images)
-            probabilities.append(logits.float().softmax(dim=1).cpu())
-            return logits
-
         from .loaders import ImageDataset, make_loader
 
         items = [(str(path), int(label)) for path, label in items]
@@ -210,22 +217,16 @@ class Predictor:
             shuffle=False,
             num_workers=0,
         )
-        targets: list[torch.Tensor] = []
-        scored_paths: list[str] = []
 
         def batches():
             for b in loader.batches():
                 if should_stop is not None and should_stop():
                     raise Cancelled()
-                targets.append(b.labels.cpu())
-                scored_paths.extend(items[int(i)][0] for i in b.indices)
                 yield b.images, b.labels, b.indices
 
-        report = evaluate(scored, batches(), self.class_names, [path for path, _ in items])
-        n = len(self.class_names)
-        probs = torch.cat(probabilities) if probabilities else torch.zeros(0, n)
-        labels = torch.cat(targets).to(torch.int64) if targets else torch.zeros(0, dtype=torch.int64)
-        return ScoredEvaluation(report, probs, labels, scored_paths)
+        paths = [path for path, _ in items]
+        report, scores = score(self.logits, batches(), self.class_names, paths, keep_logits=True)
+        return self._scored_evaluation(report, scores, paths)
 
     @torch.inference_mode()
     def predict(self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 16) -> list[Prediction]:

@@ -16,12 +16,15 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .evaluation import ItemScores
 from .exclusions import exclusion_keys
 
 SCORES_FILE = "validation_scores.safetensors"
+#: Logits kept up to this many values (images x classes, 32 MB as float32); a larger
+#: split is scored again where its evaluation is shown.
+MAX_KEPT_LOGITS = 2**23
 
 
 def split_digest(items: Sequence[tuple[str, int]], root: str) -> str:
@@ -51,14 +54,12 @@ def read_scores(folder: Path, items: Sequence[tuple[str, int]], root: str, class
     path = Path(folder) / SCORES_FILE
     try:
         with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("split_sha256") != split_digest(items, root):
-            return None
-        tensors = load_file(str(path))
+            if (handle.metadata() or {}).get("split_sha256") != split_digest(items, root):
+                return None
+            if not {"logits", "targets", "indices"} <= set(handle.keys()):
+                return None
+            logits, targets, indices = (handle.get_tensor(name) for name in ("logits", "targets", "indices"))
     except (OSError, SafetensorError, ValueError):
-        return None
-    logits, targets, indices = (tensors.get(name) for name in ("logits", "targets", "indices"))
-    if logits is None or targets is None or indices is None:
         return None
     rows = len(indices)
     if logits.shape != (rows, classes) or targets.shape != (rows,) or rows == 0:
