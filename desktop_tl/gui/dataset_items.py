@@ -114,6 +114,7 @@ class DatasetModel(QAbstractListModel):
 
     def set_items(self, items: list[BrowserItem], left_out: Iterable[str] | None = None) -> None:
         self._items = list(items)
+        self._forms = {}  # only these items' keys are asked for from now on
         if left_out is not None:
             self._left_out = {same_exclusion(key) for key in left_out}
         self._refilter()
