@@ -10,6 +10,7 @@ half-written checkpoint: at worst the previous one survives as ``<name>.old``.
 
 from __future__ import annotations
 
+import io
 import json
 import platform
 import re
@@ -21,7 +22,7 @@ from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from ..errors import UserError
 from .atomic import follow_umask
@@ -90,6 +91,18 @@ def tensor_bytes(obj: Any) -> int:
 
 #: Room kept beyond the tensors: metadata, file headers, pickled containers.
 CHECKPOINT_OVERHEAD = 2**20
+
+
+def warm_up_checkpoint_writers() -> None:
+    """Write a one-value checkpoint into memory, once before a run's first epoch.
+
+    safetensors and torch.save import parts of themselves on their first write (a few
+    milliseconds); done here, that one-off cost is not part of the first epoch's work
+    between epochs, which the time left takes as the cost of every one to come.
+    """
+    value = {"value": torch.zeros(1)}
+    save(value)
+    torch.save(value, io.BytesIO())
 
 
 def save_checkpoint(

@@ -28,7 +28,13 @@ import torch
 from ..errors import UserError
 from . import distributed as dist_run
 from . import events as ev
-from .checkpoints import find_run_checkpoint, save_checkpoint, tensor_bytes, versions
+from .checkpoints import (
+    find_run_checkpoint,
+    save_checkpoint,
+    tensor_bytes,
+    versions,
+    warm_up_checkpoint_writers,
+)
 from .config import DataConfig, RunConfig
 from .device import autocast, resolve_device, resolve_precision
 from .epoch_loop import EpochLoop, NonFiniteLoss, ScheduledFreeze
@@ -215,6 +221,8 @@ class Trainer:
             progress,
             self.distributed,
         )
+        if self.distributed.is_main:
+            warm_up_checkpoint_writers()
         self._announce_start(loop, progress)
         status, reason, last_eval = self._train(loop, progress, finishing)
         test = None

@@ -1,0 +1,294 @@
+"""Real runs recorded for the time-left tests: every call the epoch loop makes on its
+time-left estimator, with the time and the cache log entries it saw, and when the run
+ended. Replaying a recording through a fresh estimator gives the answers the run gave;
+the estimates can then be checked against what happened.
+
+The runs train a small real convolutional backbone on small generated photos through the
+real Trainer, under each kind of speed change: none, a freeze change that leaves the
+feature cache, one that builds it, one that moves it to an earlier stage.
+
+    python tests/core/run_timelines.py
+
+records them again into ``recorded_runs/``, one JSON file each. Do it on a machine with
+nothing else running: the tests take those timelines as the truth.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+if __name__ == "__main__":  # run as a script: the test helpers' folders, as pytest has them
+    sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
+
+from helpers_data import make_image_folder  # noqa: E402
+from test_fast_paths import FEATURES, TinyHost, tiny_backbone, tiny_config  # noqa: E402
+
+from desktop_tl.core import cache_plan, epoch_loop, time_left  # noqa: E402
+from desktop_tl.core import events as ev  # noqa: E402
+from desktop_tl.core.time_left import Plan, TimeLeft  # noqa: E402
+from desktop_tl.core.training import Trainer  # noqa: E402
+from desktop_tl.plugin.descriptors import (  # noqa: E402
+    Backbone,
+    BackboneProvider,
+    Preprocessing,
+    WeightsProvenance,
+    WeightsStatus,
+)
+
+RECORDED = Path(__file__).parent / "recorded_runs"
+
+# Larger images than the fast-path tests use, so that a training step over images costs
+# clearly more than one over cached features.
+PRE = Preprocessing(resize=172, crop=160, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+
+
+class TimedHost(TinyHost):
+    def __init__(self) -> None:
+        super().__init__()
+
+        def create(model_name: str, weights: str = "auto") -> Backbone:
+            return Backbone(
+                tiny_backbone(),
+                FEATURES,
+                PRE,
+                WeightsProvenance("random", False, detail="seeded test network"),
+            )
+
+        self.provider = BackboneProvider(
+            id="tiny",
+            display_name="Tiny",
+            list_models=lambda: ["tiny"],
+            create=create,
+            weights_status=lambda name: WeightsStatus(True, "random"),
+        )
+
+
+HOST = TimedHost()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A run, and the freeze change sent when batch ``change_at = (epoch, batch)`` ends."""
+
+    epochs: int
+    preset: str | None = None  # the freeze preset, if not the default (head only)
+    change_at: tuple[int, int] | None = None
+    changes: dict[str, bool] | None = None
+
+
+SCENARIOS = {
+    "unchanged": Scenario(4),
+    "unfreeze_leaves_cache": Scenario(5, None, (1, 3), {"backbone": True}),
+    "freeze_builds_cache": Scenario(5, "none", (1, 3), {"backbone": False}),
+    "cache_moves_earlier": Scenario(5, None, (1, 3), {"backbone.blocks.2": True}),
+}
+
+
+def make_photos(root: Path) -> Path:
+    make_image_folder(root, {"red": 48, "green": 48}, subset="train", size=(180, 180))
+    make_image_folder(root, {"red": 12, "green": 12}, subset="val", size=(180, 180))
+    return root
+
+
+CLOCK = time.process_time
+
+
+@contextlib.contextmanager
+def run_clock() -> Iterator[None]:
+    """One clock for the estimator, the cache's log and the recording: the process's CPU
+    time, on one thread (a second one would spin, and count, while the first waits for a
+    core), so that other programs on the machine stretch the run's timeline less."""
+    saved = time_left.perf_counter, cache_plan.time, torch.get_num_threads()
+    time_left.perf_counter = CLOCK
+    cache_plan.time = SimpleNamespace(perf_counter=CLOCK)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        time_left.perf_counter, cache_plan.time = saved[:2]
+        torch.set_num_threads(saved[2])
+
+
+@dataclass
+class Estimate:
+    epoch: int
+    batch: int
+    at: float  # when the batch ended
+    seconds_left: float | None
+
+
+@dataclass
+class Recording:
+    name: str
+    scenario: Scenario
+    calls: list[dict[str, Any]]
+    end: float  # when the run finished
+
+    def estimates(self) -> list[Estimate]:
+        """The answers the run gave, batch by batch."""
+        return [
+            Estimate(c["plan"]["epoch"], c["plan"]["batch"], c["t"], c["answer"])
+            for c in self.calls
+            if c["call"] == "batch_ended"
+        ]
+
+    def replay(self, estimator_type: type[TimeLeft] = TimeLeft) -> list[Estimate]:
+        """The same calls, at the same times, through a fresh estimator."""
+        log: list[dict[str, Any]] = []
+        now = [0.0]  # the time of the call being replayed
+        estimator: TimeLeft | None = None
+        answers = []
+        for call in self.calls:
+            log.extend(call["log"])
+            now[0] = call["t"]
+            name = call["call"]
+            if name == "init":
+                estimator = estimator_type(log, clock=lambda: now[0])
+            elif name == "batch_ended":
+                plan = Plan(**call["plan"])
+                answers.append(Estimate(plan.epoch, plan.batch, now[0], estimator.batch_ended(plan)))
+            elif name == "validation_ended":
+                estimator.validation_ended(call["on"])
+            else:
+                getattr(estimator, name)()
+        return answers
+
+    def save(self, folder: Path = RECORDED) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.json"
+        data = {
+            "name": self.name,
+            "scenario": dataclasses.asdict(self.scenario),
+            "recorded_on": f"{platform.platform()}, {platform.processor() or platform.machine()}, "
+            f"torch {torch.__version__}",
+            "end": self.end,
+        }
+        # One call a line: a recording stays readable, and a new one diffs by call.
+        calls = ",\n".join(json.dumps(call, default=str) for call in self.calls)
+        text = json.dumps(data, indent=1)[:-2] + f',\n "calls": [\n{calls}\n]\n}}\n'
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Recording:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        scenario = data["scenario"]
+        if scenario["change_at"] is not None:
+            scenario["change_at"] = tuple(scenario["change_at"])
+        return cls(data["name"], Scenario(**scenario), data["calls"], data["end"])
+
+
+def recording_estimator(calls: list[dict[str, Any]]) -> type[TimeLeft]:
+    """An estimator that notes each call the loop makes into ``calls``: the time it was
+    made (every clock read within the call answers that time) and the cache log entries
+    added since the last one."""
+
+    class RecordingTimeLeft(TimeLeft):
+        def __init__(self, cache_log=None, clock=None) -> None:
+            self._real_clock = clock if clock is not None else time_left.perf_counter
+            self._logged = 0
+            self._now = 0.0
+            cache_log = cache_log if cache_log is not None else []
+            self._note("init", cache_log)
+            super().__init__(cache_log, clock=lambda: self._now)
+
+        def _note(self, name: str, log: list | None = None, **args: Any) -> dict[str, Any]:
+            log = self.cache_log if log is None else log
+            self._now = self._real_clock()
+            call = {"call": name, "t": self._now, "log": list(log[self._logged :]), **args}
+            self._logged = len(log)
+            calls.append(call)
+            return call
+
+        def training_started(self) -> None:
+            self._note("training_started")
+            super().training_started()
+
+        def batch_ended(self, plan: Plan) -> float | None:
+            call = self._note("batch_ended", plan=dataclasses.asdict(plan))
+            call["answer"] = super().batch_ended(plan)
+            return call["answer"]
+
+        def validation_started(self) -> None:
+            self._note("validation_started")
+            super().validation_started()
+
+        def validation_ended(self, on) -> None:
+            self._note("validation_ended", on=on)
+            super().validation_ended(on)
+
+        def freeze_changed(self) -> None:
+            self._note("freeze_changed")
+            super().freeze_changed()
+
+        def paused(self) -> None:
+            self._note("paused")
+            super().paused()
+
+        def resumed(self) -> None:
+            self._note("resumed")
+            super().resumed()
+
+    return RecordingTimeLeft
+
+
+def record(name: str, photos: Path, out: Path) -> tuple[Recording, ev.RunFinished, list[object]]:
+    """Train the scenario ``name`` under :func:`run_clock`'s clock (the caller holds it)
+    with a fresh feature cache; the recording, how the run finished and its events."""
+    scenario = SCENARIOS[name]
+    config = tiny_config(photos, out / "run", epochs=scenario.epochs, batch_size=8)
+    if scenario.preset is not None:
+        config.freeze.preset = scenario.preset
+    trainer = Trainer(config, host=HOST)
+    events: list[object] = []
+    calls: list[dict[str, Any]] = []
+    ended: list[float] = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, ev.BatchEnded) and (event.epoch, event.batch) == scenario.change_at:
+            trainer.send(ev.SetFreeze(scenario.changes))
+        if isinstance(event, ev.RunFinished):
+            ended.append(CLOCK())
+
+    trainer.subscribe(on_event)
+    original = epoch_loop.TimeLeft
+    epoch_loop.TimeLeft = recording_estimator(calls)
+    try:
+        finished = trainer.run()
+    finally:
+        epoch_loop.TimeLeft = original
+    assert finished.status == "completed", finished.reason
+    return Recording(name, scenario, calls, ended[0]), finished, events
+
+
+def record_all() -> None:
+    import os
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Every cache is really extracted: no run reuses another's features.
+        os.environ["DTL_CACHE_DIR"] = str(Path(tmp) / "cache")
+        os.environ["DTL_FEATURE_CACHE_REUSE"] = "0"
+        photos = make_photos(Path(tmp) / "photos")
+        with run_clock():
+            record("unchanged", photos, Path(tmp) / "warm-up")  # imports and first-use costs
+            for name in SCENARIOS:
+                recording, _, _ = record(name, photos, Path(tmp) / name)
+                print(recording.save())
+
+
+if __name__ == "__main__":
+    record_all()
