@@ -87,13 +87,17 @@ class Scenario:
     preset: str | None = None  # the freeze preset, if not the default (head only)
     change_at: tuple[int, int] | None = None
     changes: dict[str, bool] | None = None
+    augment: str = "none"  # with augmentation, the cache holds augmented views
 
 
 SCENARIOS = {
     "unchanged": Scenario(4),
+    "all_layers_train": Scenario(4, "none"),  # images, then kept decoded
+    "augmented_views": Scenario(4, augment="light"),
     "unfreeze_leaves_cache": Scenario(5, None, (1, 3), {"backbone": True}),
     "freeze_builds_cache": Scenario(5, "none", (1, 3), {"backbone": False}),
     "cache_moves_earlier": Scenario(5, None, (1, 3), {"backbone.blocks.2": True}),
+    "augmented_views_move_earlier": Scenario(5, None, (1, 3), {"backbone.blocks.2": True}, "light"),
 }
 
 
@@ -252,6 +256,7 @@ def record(name: str, photos: Path, out: Path) -> tuple[Recording, ev.RunFinishe
     config = tiny_config(photos, out / "run", epochs=scenario.epochs, batch_size=8)
     if scenario.preset is not None:
         config.freeze.preset = scenario.preset
+    config.data.augment = scenario.augment
     trainer = Trainer(config, host=HOST)
     events: list[object] = []
     calls: list[dict[str, Any]] = []
