@@ -7,9 +7,9 @@ The runs train a small real convolutional backbone on small generated photos thr
 real Trainer, under each kind of speed change: none, a freeze change that leaves the
 feature cache, one that builds it, one that moves it to an earlier stage.
 
-    python tests/core/run_timelines.py
+    python tests/core/run_timelines.py [FOLDER]
 
-records them again into ``recorded_runs/``, one JSON file each. Do it on a machine with
+records them again into ``recorded_runs/`` (or FOLDER), one JSON file each. Do it on a machine with
 nothing else running: the tests take those timelines as the truth.
 """
 
@@ -34,19 +34,13 @@ if __name__ == "__main__":  # run as a script: the test helpers' folders, as pyt
     sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]
 
 from helpers_data import make_image_folder  # noqa: E402
-from test_fast_paths import FEATURES, TinyHost, tiny_backbone, tiny_config  # noqa: E402
+from test_fast_paths import TinyHost, tiny_config  # noqa: E402
 
 from desktop_tl.core import cache_plan, epoch_loop, time_left  # noqa: E402
 from desktop_tl.core import events as ev  # noqa: E402
 from desktop_tl.core.time_left import Plan, TimeLeft  # noqa: E402
 from desktop_tl.core.training import Trainer  # noqa: E402
-from desktop_tl.plugin.descriptors import (  # noqa: E402
-    Backbone,
-    BackboneProvider,
-    Preprocessing,
-    WeightsProvenance,
-    WeightsStatus,
-)
+from desktop_tl.plugin.descriptors import Preprocessing  # noqa: E402
 
 RECORDED = Path(__file__).parent / "recorded_runs"
 
@@ -55,28 +49,7 @@ RECORDED = Path(__file__).parent / "recorded_runs"
 PRE = Preprocessing(resize=172, crop=160, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
 
 
-class TimedHost(TinyHost):
-    def __init__(self) -> None:
-        super().__init__()
-
-        def create(model_name: str, weights: str = "auto") -> Backbone:
-            return Backbone(
-                tiny_backbone(),
-                FEATURES,
-                PRE,
-                WeightsProvenance("random", False, detail="seeded test network"),
-            )
-
-        self.provider = BackboneProvider(
-            id="tiny",
-            display_name="Tiny",
-            list_models=lambda: ["tiny"],
-            create=create,
-            weights_status=lambda name: WeightsStatus(True, "random"),
-        )
-
-
-HOST = TimedHost()
+HOST = TinyHost(PRE)
 
 
 @dataclass(frozen=True)
@@ -280,7 +253,7 @@ def record(name: str, photos: Path, out: Path) -> tuple[Recording, ev.RunFinishe
     return Recording(name, scenario, calls, ended[0]), finished, events
 
 
-def record_all() -> None:
+def record_all(folder: Path = RECORDED) -> None:
     import os
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -292,8 +265,8 @@ def record_all() -> None:
             record("unchanged", photos, Path(tmp) / "warm-up")  # imports and first-use costs
             for name in SCENARIOS:
                 recording, _, _ = record(name, photos, Path(tmp) / name)
-                print(recording.save())
+                print(recording.save(folder))
 
 
 if __name__ == "__main__":
-    record_all()
+    record_all(Path(sys.argv[1]) if len(sys.argv) > 1 else RECORDED)

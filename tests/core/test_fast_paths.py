@@ -8,6 +8,7 @@ the real dataset loaders and heads.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections import OrderedDict
@@ -88,20 +89,21 @@ def tiny_backbone(seed: int = 0) -> nn.Sequential:
     return module
 
 
-def create_tiny(model_name: str, weights: str = "auto") -> Backbone:
+def create_tiny(model_name: str, weights: str = "auto", preprocessing: Preprocessing = PRE) -> Backbone:
     module = tiny_backbone()
     if weights in ("auto", "none"):
         provenance = WeightsProvenance("random", False, detail="seeded test network")
     else:
         module.load_state_dict(load_file(weights))
         provenance = file_provenance("file", weights, "test weights")
-    return Backbone(module, FEATURES, PRE, provenance)
+    return Backbone(module, FEATURES, preprocessing, provenance)
 
 
 class TinyHost:
-    """The shipped dataset loaders and heads, and the small backbone above."""
+    """The shipped dataset loaders and heads, and the small backbone above, taking its
+    images at ``preprocessing``."""
 
-    def __init__(self) -> None:
+    def __init__(self, preprocessing: Preprocessing = PRE) -> None:
         import dtl_heads
         import dtl_loaders
 
@@ -111,7 +113,7 @@ class TinyHost:
             id="tiny",
             display_name="Tiny",
             list_models=lambda: ["tiny"],
-            create=create_tiny,
+            create=functools.partial(create_tiny, preprocessing=preprocessing),
             weights_status=lambda name: WeightsStatus(True, "random"),
         )
 
