@@ -10,12 +10,13 @@ import os
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QPixmap, QResizeEvent, QShortcut
-from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout
+from PySide6.QtGui import QPixmap, QResizeEvent
+from PySide6.QtWidgets import QDialog, QLabel, QPushButton, QSizePolicy, QVBoxLayout
 
 from .dataset_items import SUBSET_NAMES, BrowserItem
 from .explanation_view import SHOWN_SIDE, fitted_pixmap, preview_labels
 from .icons import semantic_colour
+from .image_stepper import ImageStepper
 from .thumbnails import ThumbnailLoader
 
 if TYPE_CHECKING:
@@ -47,33 +48,20 @@ class ImageDialog(QDialog):
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.image_label.setWordWrap(True)
 
-        self.previous_button = QPushButton("◀ Previous", self)
-        self.next_button = QPushButton("Next ▶", self)
-        self.position_label = QLabel(self)
         self.toggle_button = QPushButton("Leave out of training", self)
         close_button = QPushButton("Close", self)
-        for button in (self.previous_button, self.next_button, self.toggle_button, close_button):
-            button.setAutoDefault(False)
-        self.previous_button.clicked.connect(lambda: self.show_index(self._index - 1))
-        self.next_button.clicked.connect(lambda: self.show_index(self._index + 1))
         self.toggle_button.clicked.connect(self._toggle)
         close_button.clicked.connect(self.close)
-        QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.show_index(self._index - 1))
-        QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.show_index(self._index + 1))
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.previous_button)
-        buttons.addWidget(self.next_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.position_label)
-        buttons.addStretch(1)
-        buttons.addWidget(self.toggle_button)
-        buttons.addWidget(close_button)
+        self.stepper = ImageStepper(
+            self, lambda step: self.show_index(self._index + step), [self.toggle_button, close_button]
+        )
+        self.previous_button, self.next_button = self.stepper.previous_button, self.stepper.next_button
+        self.position_label = self.stepper.position_label
         layout = QVBoxLayout(self)
         layout.addWidget(self.caption)
         layout.addWidget(self.image_label, 1)
         layout.addWidget(self.path_label)
-        layout.addLayout(buttons)
+        layout.addLayout(self.stepper.row)
 
     def show_items(self, items: list[BrowserItem], index: int) -> None:
         self._items = list(items)
@@ -97,9 +85,7 @@ class ImageDialog(QDialog):
         elif self._loader.error(item.path) is None:
             self._loader.request(item.path)
         self.path_label.setText(os.path.normpath(item.path))
-        self.position_label.setText(f"{self._index + 1:,} of {len(self._items):,}")
-        self.previous_button.setEnabled(self._index > 0)
-        self.next_button.setEnabled(self._index < len(self._items) - 1)
+        self.stepper.show_position(self._index, len(self._items))
         self.refresh()
 
     def refresh(self) -> None:

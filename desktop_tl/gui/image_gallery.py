@@ -13,18 +13,8 @@ import html
 import os
 from typing import Any
 
-from PySide6.QtCore import QEvent, QModelIndex, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import (
-    QFont,
-    QKeySequence,
-    QPainter,
-    QPaintEvent,
-    QPalette,
-    QPen,
-    QShortcut,
-    QStandardItem,
-    QStandardItemModel,
-)
+from PySide6.QtCore import QEvent, QModelIndex, QSize, Qt
+from PySide6.QtGui import QFont, QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -32,16 +22,16 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QPushButton,
-    QStyle,
-    QStyledItemDelegate,
     QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
 from .explanation_view import ExplainedImage, preview_labels
-from .icons import mix, semantic_colour
-from .thumbnails import ThumbnailLoader, ThumbnailPainter
+from .image_stepper import ImageStepper
+from .icons import semantic_colour
+from .thumbnail_tiles import Caption, ThumbnailGridView, ThumbnailTileDelegate, TileContent
+from .thumbnails import ThumbnailLoader
 
 THUMBNAIL_SIDE = 128
 #: Where a gallery item keeps its entry ``{"path", "true", "pred", "prob"}``.
@@ -57,94 +47,29 @@ def misclassified_label(entry: dict[str, Any]) -> str:
     return f"true: {entry['true']} / predicted: {entry['pred']} (p={float(entry['prob']):.2f})"
 
 
-class GalleryDelegate(QStyledItemDelegate):
+class GalleryDelegate(ThumbnailTileDelegate):
     """A thumbnail with its true and predicted class under it."""
 
     def __init__(self, loader: ThumbnailLoader, parent: QWidget) -> None:
-        super().__init__(parent)
-        self._thumbnail = ThumbnailPainter(loader)
+        super().__init__(loader, THUMBNAIL_SIDE, parent)
         self.text_width = 0  # the widest label line in the gallery, set by the view
 
-    def forget(self) -> None:
-        self._thumbnail.forget()
-
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
-        line = option.fontMetrics.height()
-        width = min(max(THUMBNAIL_SIDE + 28, self.text_width + 20), 2 * THUMBNAIL_SIDE)
-        return QSize(width, THUMBNAIL_SIDE + 2 * line + 24)
+        size = super().sizeHint(option, index)
+        return QSize(min(max(size.width(), self.text_width + 20), 2 * THUMBNAIL_SIDE), size.height())
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def tile_content(self, index: QModelIndex, palette: QPalette) -> TileContent | None:
         entry = index.data(ENTRY_ROLE)
         if not entry:
-            return
-        palette = option.palette
-        base = palette.color(QPalette.ColorRole.Base)
-        text = palette.color(QPalette.ColorRole.Text)
-        tile = QRectF(option.rect.adjusted(3, 3, -3, -3))
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if selected:
-            background = mix(base, palette.color(QPalette.ColorRole.Highlight), 0.22)
-        elif hovered:
-            background = mix(base, text, 0.06)
-        else:
-            background = base
-        painter.setPen(QPen(mix(base, text, 0.16), 1))
-        painter.setBrush(background)
-        painter.drawRoundedRect(tile, 6, 6)
-
-        box = QRect(
-            int(tile.x() + (tile.width() - THUMBNAIL_SIDE) / 2),
-            int(tile.y() + 8),
-            THUMBNAIL_SIDE,
-            THUMBNAIL_SIDE,
+            return None
+        predicted = f"predicted: {entry['pred']} (p={float(entry['prob']):.2f})"
+        return TileContent(
+            entry["path"],
+            [
+                Caption(f"true: {entry['true']}", palette.color(QPalette.ColorRole.Text)),
+                Caption(predicted, semantic_colour("bad", palette), Qt.TextElideMode.ElideMiddle),
+            ],
         )
-        self._thumbnail.paint(painter, box, entry["path"], palette)
-
-        metrics = option.fontMetrics
-        width = int(tile.width()) - 12
-        x = int(tile.x()) + 6
-        y = box.bottom() + 6
-        painter.setFont(option.font)
-        painter.setPen(text)
-        painter.drawText(
-            QRect(x, y, width, metrics.height()),
-            Qt.AlignmentFlag.AlignHCenter,
-            metrics.elidedText(f"true: {entry['true']}", Qt.TextElideMode.ElideRight, width),
-        )
-        painter.setPen(semantic_colour("bad", palette))
-        painter.drawText(
-            QRect(x, y + metrics.height(), width, metrics.height()),
-            Qt.AlignmentFlag.AlignHCenter,
-            metrics.elidedText(
-                f"predicted: {entry['pred']} (p={float(entry['prob']):.2f})",
-                Qt.TextElideMode.ElideMiddle,
-                width,
-            ),
-        )
-        painter.restore()
-
-
-class GalleryView(QListView):
-    """An icon grid that says why it is empty instead of showing a blank area."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.placeholder = ""
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
-        super().paintEvent(event)
-        model = self.model()
-        if model is not None and model.rowCount() == 0 and self.placeholder:
-            painter = QPainter(self.viewport())
-            palette = self.palette()
-            painter.setPen(
-                mix(palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text), 0.55)
-            )
-            painter.drawText(self.viewport().rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
-            painter.end()
 
 
 class ImagePreviewDialog(QDialog):
@@ -163,28 +88,16 @@ class ImagePreviewDialog(QDialog):
         self.image_label = self.view.image_label
         self.caption, self.path_label = preview_labels(self)
 
-        self.previous_button = QPushButton("◀ Previous", self)
-        self.next_button = QPushButton("Next ▶", self)
-        self.position_label = QLabel(self)
         close_button = QPushButton("Close", self)
-        self.previous_button.clicked.connect(lambda: self.show_index(self._index - 1))
-        self.next_button.clicked.connect(lambda: self.show_index(self._index + 1))
         close_button.clicked.connect(self.close)
-        QShortcut(QKeySequence(Qt.Key.Key_Left), self, activated=lambda: self.show_index(self._index - 1))
-        QShortcut(QKeySequence(Qt.Key.Key_Right), self, activated=lambda: self.show_index(self._index + 1))
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.previous_button)
-        buttons.addWidget(self.next_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.position_label)
-        buttons.addStretch(1)
-        buttons.addWidget(close_button)
+        self.stepper = ImageStepper(self, lambda step: self.show_index(self._index + step), [close_button])
+        self.previous_button, self.next_button = self.stepper.previous_button, self.stepper.next_button
+        self.position_label = self.stepper.position_label
         layout = QVBoxLayout(self)
         layout.addWidget(self.caption)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.path_label)
-        layout.addLayout(buttons)
+        layout.addLayout(self.stepper.row)
 
     def set_predictor(self, predictor: Any, label: str = "") -> None:
         """The model whose heat maps the toggles show (None: none to explain with)."""
@@ -206,9 +119,7 @@ class ImagePreviewDialog(QDialog):
         )
         self.caption.setToolTip(misclassified_label(entry))
         self.path_label.setText(os.path.normpath(entry["path"]))
-        self.position_label.setText(f"{self._index + 1} of {len(self._entries)}")
-        self.previous_button.setEnabled(self._index > 0)
-        self.next_button.setEnabled(self._index < len(self._entries) - 1)
+        self.stepper.show_position(self._index, len(self._entries))
         # Stepping on keeps the map that was chosen: a heat map for the next mistake too.
         choices = [("predicted", str(entry["pred"])), ("true", str(entry["true"]))]
         self.view.show_image(entry["path"], choices, self.view.selected_index())
@@ -232,7 +143,7 @@ class MisclassifiedGallery(QWidget):
         self.thumbnails.ready.connect(lambda _path: self.view.viewport().update())
         self.thumbnails.failed.connect(self._on_thumbnail_failed)
         self._model = QStandardItemModel(self)
-        self.view = GalleryView(self)
+        self.view = ThumbnailGridView(self)
         self.view.setObjectName("misclassifiedGallery")
         self.view.setModel(self._model)
         self._delegate = GalleryDelegate(self.thumbnails, self.view)
