@@ -5,6 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
+from desktop_tl.cli import main
 from desktop_tl.core.config import RunConfig
 from desktop_tl.resources import sample_dataset_dir
 
@@ -34,3 +37,15 @@ def lite0_config(data: Path, out: Path, **train) -> RunConfig:
     for key, value in train.items():
         setattr(config.train, key, value)
     return config
+
+
+def train_with_cli(runs_folder: Path, data: Path, backbone: str, *options: str) -> Path:
+    """``desktop-tl train`` on CPU, quietly, with ``runs_folder`` as the user's runs
+    folder (no --out); returns the folder of the run it made."""
+    before = set(runs_folder.iterdir()) if runs_folder.exists() else set()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DTL_RUNS_DIR", str(runs_folder))
+        command = ["train", "--data", str(data), "--backbone", backbone, "--device", "cpu", "--quiet"]
+        assert main([*command, *options]) == 0
+    (run,) = set(runs_folder.iterdir()) - before
+    return run

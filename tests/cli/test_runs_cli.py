@@ -10,7 +10,7 @@ import pytest
 
 from desktop_tl.cli import main
 
-from helpers_training import sample_subset
+from helpers_training import sample_subset, train_with_cli
 
 
 @pytest.fixture(scope="module")
@@ -19,28 +19,8 @@ def runs_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_runs")
     photos = sample_subset(root / "photos", n_train=4, n_val=2)
     folder = root / "runs"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DTL_RUNS_DIR", str(folder))
-        for lr in ("1e-3", "3e-3"):
-            code = main(
-                [
-                    "train",
-                    "--data",
-                    str(photos),
-                    "--backbone",
-                    "efficientnet_lite0",
-                    "--epochs",
-                    "1",
-                    "--batch-size",
-                    "4",
-                    "--lr",
-                    lr,
-                    "--device",
-                    "cpu",
-                    "--quiet",
-                ]
-            )
-            assert code == 0
+    for lr in ("1e-3", "3e-3"):
+        train_with_cli(folder, photos, "efficientnet_lite0", "--epochs", "1", "--batch-size", "4", "--lr", lr)
     return folder
 
 

@@ -17,9 +17,9 @@ from sklearn import metrics as sk
 
 from desktop_tl.core.cancelled import Cancelled
 
-from desktop_tl.cli import main
 
 from helpers_data import truncate_file
+from helpers_training import train_with_cli
 from window_helpers import FAST_BACKBONE, make_tiny_dataset, save_screenshot
 
 TIMEOUT_MS = 120_000
@@ -36,33 +36,10 @@ def trained(tmp_path_factory):
     data = make_tiny_dataset(root / "data", per_class_train=4, per_class_val=2, classes=CLASSES)
     runs = {}
     for epochs in (1, 3):
-        folder = root / f"runs{epochs}"
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("DTL_RUNS_DIR", str(folder))
-            code = main(
-                [
-                    "train",
-                    "--data",
-                    str(data),
-                    "--backbone",
-                    FAST_BACKBONE,
-                    "--weights",
-                    "none",
-                    "--epochs",
-                    str(epochs),
-                    "--batch-size",
-                    "8",
-                    "--lr",
-                    "0.01",
-                    "--device",
-                    "cpu",
-                    "--precision",
-                    "fp32",
-                    "--quiet",
-                ]
-            )
-            assert code == 0
-        (runs[epochs],) = folder.iterdir()
+        options = ("--weights", "none", "--epochs", str(epochs), "--batch-size", "8", "--lr", "0.01")
+        runs[epochs] = train_with_cli(
+            root / f"runs{epochs}", data, FAST_BACKBONE, *options, "--precision", "fp32"
+        )
     run = runs[3]
     shutil.rmtree(run / "checkpoints" / "best")
     shutil.copytree(runs[1] / "checkpoints" / "best", run / "checkpoints" / "best")

@@ -12,8 +12,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from desktop_tl.cli import main
 
+from helpers_training import train_with_cli
 from window_helpers import FAST_BACKBONE, configure_fast_run, make_tiny_dataset, save_screenshot
 
 RUN_TIMEOUT_MS = 120_000
@@ -25,30 +25,8 @@ def shared_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gui_runs")
     data = make_tiny_dataset(root / "data", per_class_train=4, per_class_val=2)
     folder = root / "runs"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DTL_RUNS_DIR", str(folder))
-        code = main(
-            [
-                "train",
-                "--data",
-                str(data),
-                "--backbone",
-                FAST_BACKBONE,
-                "--weights",
-                "none",
-                "--epochs",
-                "2",
-                "--batch-size",
-                "4",
-                "--device",
-                "cpu",
-                "--precision",
-                "fp32",
-                "--quiet",
-            ]
-        )
-        assert code == 0
-    (cli_run,) = folder.iterdir()
+    fast = ("--weights", "none", "--epochs", "2", "--batch-size", "4", "--precision", "fp32")
+    cli_run = train_with_cli(folder, data, FAST_BACKBONE, *fast)
     return {"folder": folder, "data": data, "cli_run": cli_run}
 
 
