@@ -48,15 +48,14 @@ class ImageDialog(QDialog):
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
         self.image_label.setWordWrap(True)
 
+        self.stepper = ImageStepper(self, lambda step: self.show_index(self._index + step))
+        self.previous_button, self.next_button = self.stepper.previous_button, self.stepper.next_button
+        self.position_label = self.stepper.position_label
         self.toggle_button = QPushButton("Leave out of training", self)
         close_button = QPushButton("Close", self)
         self.toggle_button.clicked.connect(self._toggle)
         close_button.clicked.connect(self.close)
-        self.stepper = ImageStepper(
-            self, lambda step: self.show_index(self._index + step), [self.toggle_button, close_button]
-        )
-        self.previous_button, self.next_button = self.stepper.previous_button, self.stepper.next_button
-        self.position_label = self.stepper.position_label
+        self.stepper.add_buttons(self.toggle_button, close_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.caption)
         layout.addWidget(self.image_label, 1)

@@ -88,11 +88,12 @@ class ImagePreviewDialog(QDialog):
         self.image_label = self.view.image_label
         self.caption, self.path_label = preview_labels(self)
 
-        close_button = QPushButton("Close", self)
-        close_button.clicked.connect(self.close)
-        self.stepper = ImageStepper(self, lambda step: self.show_index(self._index + step), [close_button])
+        self.stepper = ImageStepper(self, lambda step: self.show_index(self._index + step))
         self.previous_button, self.next_button = self.stepper.previous_button, self.stepper.next_button
         self.position_label = self.stepper.position_label
+        close_button = QPushButton("Close", self)
+        close_button.clicked.connect(self.close)
+        self.stepper.add_buttons(close_button)
         layout = QVBoxLayout(self)
         layout.addWidget(self.caption)
         layout.addWidget(self.view, 1)

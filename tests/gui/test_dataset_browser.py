@@ -145,6 +145,18 @@ def test_leaving_images_out_changes_the_project_and_bringing_them_back_restores_
     assert RunConfig.load(project).data.exclude == chosen[1:]
 
 
+def focus_order(dialog) -> list[str]:
+    """The dialog's buttons in the order Tab reaches them."""
+    from PySide6.QtWidgets import QPushButton
+
+    names, widget = [], dialog.nextInFocusChain()
+    while widget is not dialog:
+        if isinstance(widget, QPushButton) and widget.isVisible():
+            names.append(widget.text())
+        widget = widget.nextInFocusChain()
+    return names
+
+
 def test_a_double_click_enlarges_and_arrows_step_through_the_shown_images(qtbot, window, damaged_dataset):
     panel, browser = open_browser(window, qtbot, damaged_dataset)
     grid = browser.grid
@@ -162,6 +174,9 @@ def test_a_double_click_enlarges_and_arrows_step_through_the_shown_images(qtbot,
     pixmap = preview.image_label.pixmap()
     assert pixmap.width() > 48  # a 48-pixel image shown larger
     save_screenshot(preview, "dataset_browser_enlarged")
+    # Tab goes along the row as it reads, so Space on the first button does not leave the
+    # image out.
+    assert focus_order(preview) == ["◀ Previous", "Next ▶", "Leave out of training", "Close"]
 
     qtbot.keyClick(preview, Qt.Key.Key_Right)
     assert preview.current_item() == browser.model.item(2)
