@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import platform
 import re
 import shutil
@@ -118,16 +119,9 @@ def save_checkpoint(
     Free space is checked first (the new checkpoint is written whole before the old one
     goes), and a failed write becomes one :class:`CheckpointError` naming the folder.
     """
-    folder = Path(folder)
     needed = tensor_bytes(model_state) + tensor_bytes(training_state) + CHECKPOINT_OVERHEAD
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        check_free_space(folder.parent, needed, f"save checkpoint {folder.name}")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    except OSError as exc:
-        raise CheckpointError(describe_os_error(exc, folder)) from None
-    try:
-        follow_umask(tmp, directory=True)
+
+    def write(tmp: Path) -> None:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
         try:
             save_file(tensors, str(tmp / MODEL_FILE))
@@ -141,6 +135,40 @@ def save_checkpoint(
             torch.save(training_state, tmp / STATE_FILE)
         if extra is not None:
             extra(tmp)
+
+    _write_atomically(Path(folder), needed, write)
+
+
+def copy_checkpoint(source: Path, folder: Path, leave_out: tuple[str, ...] = (STATE_FILE,)) -> None:
+    """Make ``folder`` a checkpoint holding ``source``'s files but ``leave_out``, as
+    atomically as :func:`save_checkpoint`: hard links where the disk has them (nothing is
+    written again; ``source`` is only ever replaced whole, never changed in place), copies
+    where it has not."""
+    source = Path(source)
+    files = [path for path in source.iterdir() if path.is_file() and path.name not in leave_out]
+
+    def link(tmp: Path) -> None:
+        for path in files:
+            try:
+                os.link(path, tmp / path.name)
+            except OSError:  # a disk without hard links (FAT, some network shares)
+                shutil.copyfile(path, tmp / path.name)
+
+    _write_atomically(Path(folder), sum(path.stat().st_size for path in files) + CHECKPOINT_OVERHEAD, link)
+
+
+def _write_atomically(folder: Path, needed: int, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` the files into a temporary folder beside ``folder``, then swap it
+    in by renames: at worst the previous one survives as ``<name>.old``."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(folder.parent, needed, f"save checkpoint {folder.name}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as exc:
+        raise CheckpointError(describe_os_error(exc, folder)) from None
+    try:
+        follow_umask(tmp, directory=True)
+        write(tmp)
         for written in tmp.iterdir():  # the safetensors writer makes its file 0600
             follow_umask(written)
         old = folder.with_name(folder.name + ".old")

@@ -9,9 +9,9 @@ from typing import Any
 
 from .checkpoints import (
     CheckpointError,
+    copy_checkpoint,
     find_run_checkpoint,
     load_checkpoint,
-    save_checkpoint,
     tidy_checkpoints,
 )
 from .run_folder import CHECKPOINTS, RunFolderError, read_summary, remove_temporary_files
@@ -84,8 +84,8 @@ def remove_interrupted_writes(run_dir: Path, log: Log) -> None:
 def restore_best(run_dir: Path, checkpoint, best: dict[str, Any], last_epoch: int, log: Log) -> None:
     """Rewrite checkpoints/best from last when a kill cut the save of the best epoch.
 
-    Best and last of one epoch hold the same model and metadata, and last is written
-    first; so when the best epoch is the last one saved, best can be made again.
+    Best and last of one epoch hold the same model, metadata and scores, and last is
+    written first; so when the best epoch is the last one saved, best can be made again.
     """
     folder = run_dir / CHECKPOINTS / "best"
     if best.get("epoch", -1) <= 0:
@@ -97,7 +97,7 @@ def restore_best(run_dir: Path, checkpoint, best: dict[str, Any], last_epoch: in
     if saved_epoch == best["epoch"]:
         return
     if best["epoch"] == last_epoch:
-        save_checkpoint(folder, checkpoint.model_state(), checkpoint.meta)
+        copy_checkpoint(checkpoint.path, folder)
         log(
             "info",
             f"checkpoints/best held epoch {saved_epoch}, not the best epoch "

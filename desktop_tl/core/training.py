@@ -29,6 +29,7 @@ from ..errors import UserError
 from . import distributed as dist_run
 from . import events as ev
 from .checkpoints import (
+    copy_checkpoint,
     find_run_checkpoint,
     save_checkpoint,
     tensor_bytes,
@@ -321,8 +322,8 @@ class Trainer:
             {**progress.to_state(), **loop.optimisation.state(), "processes": self.distributed.world_size},
             extra=keep_scores,
         )
-        if is_best:
-            save_checkpoint(self.run_dir / CHECKPOINTS / "best", model_state, meta, extra=keep_scores)
+        if is_best:  # the same model, metadata and scores as last, without its training state
+            copy_checkpoint(self.run_dir / CHECKPOINTS / "last", self.run_dir / CHECKPOINTS / "best")
         write_metrics(self.run_dir, progress.history)
         return report, is_best
 
