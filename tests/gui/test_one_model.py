@@ -17,7 +17,6 @@ from sklearn import metrics as sk
 
 from desktop_tl.core.cancelled import Cancelled
 
-
 from helpers_data import truncate_file
 from helpers_training import train_with_cli
 from window_helpers import FAST_BACKBONE, make_tiny_dataset, save_screenshot

@@ -12,7 +12,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-
 from helpers_training import train_with_cli
 from window_helpers import FAST_BACKBONE, configure_fast_run, make_tiny_dataset, save_screenshot
 
