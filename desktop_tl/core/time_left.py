@@ -18,12 +18,15 @@ The time left is the remaining plan (the rest of this epoch, its validation, the
 following epochs on the input they will use) costed with those rates. A training input
 still to come that has no measured rate under the current freeze state makes the answer
 None ("estimating…"): after a freeze change that leaves or moves the cache, the new
-speed is unknown until two steps on that input have run (the first one warms up), and any
-guess from another input's speed can be several times off. Validation, extraction and
-decoding, before they were ever timed, are costed at a training step's time per image on
-the same input or on images (a forward pass or a decode costs no more than a training step
-on them), and a first validation pass on an input at no more than that (it also warms the
-input up); the work between epochs counts as nothing until an epoch has ended.
+speed is unknown until three steps on that input have run (the first two warm up; only
+the first in an epoch of fewer than eight batches), and any guess from another input's
+speed can be several times off. Validation, extraction and decoding, before they were
+ever timed, are costed at a training step's time per image on the same input or on images
+(a forward pass or a decode costs no more than a training step on them), and a first
+validation pass on an input at no more than that (it also warms the input up); the work
+between epochs counts as nothing until an epoch has ended, and the work between two
+epochs during which a cache was made is not taken as typical (freeing what the cache
+replaced is not in the cache's log).
 """
 
 from __future__ import annotations
@@ -107,7 +110,10 @@ class TimeLeft:
         """The epoch's batches start (its caches are made)."""
         now = self.clock()
         cache_work = self._take_cache_work()
-        if self._validated_at is not None:  # checkpoints and the rest between two epochs
+        # Checkpoints and the rest between two epochs; but not when a cache was made or
+        # left meanwhile, once there is another: what the log times is taken out, yet
+        # freeing what it replaced (images kept decoded, the old features) is not.
+        if self._validated_at is not None and not (cache_work and self._between):
             self._between.add(max(0.0, now - self._validated_at - cache_work))
         self._validated_at = None
         self._mark = now
@@ -117,8 +123,11 @@ class TimeLeft:
         now = self.clock()
         key = (self.generation, plan.train_input)
         if key not in self._steps:
-            # The last epoch's worth of steps: an epoch's start-up counts once in it.
-            self._steps[key] = _Timings(keep=max(8, plan.batches_per_epoch))
+            # The last epoch's worth of steps: an epoch's start-up counts once in it. The
+            # second step on an input is still slower than the rest (measured: twice as
+            # slow over cached features); an epoch of a few batches cannot spare it.
+            warm_up = 2 if plan.batches_per_epoch >= 8 else 1
+            self._steps[key] = _Timings(keep=max(8, plan.batches_per_epoch), warm_up=warm_up)
         self._steps[key].add(max(0.0, now - self._mark - self._take_cache_work()))
         self._mark = now
         return self.seconds_left(plan)
@@ -190,7 +199,7 @@ class TimeLeft:
     def step_rate(self, on: Input) -> float | None:
         """Seconds per training step on this input under the current freeze state."""
         steps = self._steps.get((self.generation, on))
-        # The first step on an input is not a rate yet: it warms up what the input uses.
+        # The first steps on an input are not a rate yet: they warm up what it uses.
         return steps.typical if steps is not None and steps.recent else None
 
     def pass_time(self, on: Input, plan: Plan) -> float | None:
@@ -253,17 +262,21 @@ class TimeLeft:
 
 
 class _Timings:
-    """Recent timings of one phase. The first one is left out once there are others: it
-    carries one-off work (warming up a new stretch of the model, creating the checkpoint
-    files)."""
+    """Recent timings of one phase. The first ``warm_up`` are left out once there are
+    others: they carry one-off work (warming up a new stretch of the model, creating the
+    checkpoint files)."""
 
-    def __init__(self, keep: int = 3) -> None:
+    def __init__(self, keep: int = 3, warm_up: int = 1) -> None:
         self.first: float | None = None
+        self.warm_up = warm_up
+        self._warming = 0
         self.recent: deque[float] = deque(maxlen=keep)
 
     def add(self, seconds: float) -> None:
-        if self.first is None:
-            self.first = seconds
+        if self._warming < self.warm_up:
+            self._warming += 1
+            if self.first is None:
+                self.first = seconds
         else:
             self.recent.append(seconds)
 
