@@ -51,7 +51,6 @@ def score(
     keep_logits: bool = False,
 ) -> tuple[EvaluationReport | None, ItemScores | None]:
     """:func:`evaluate`, and with ``keep_logits`` the logits it was computed from."""
-    keep = keep_logits
     losses, preds, targets, probs, item_indices, kept = [], [], [], [], [], []
     with torch.inference_mode():
         for inputs, labels, indices in batches:
@@ -67,7 +66,7 @@ def score(
             probs.append(top.values.cpu())
             targets.append(labels.cpu())
             item_indices.append(indices)
-            if keep:
+            if keep_logits:
                 kept.append(logits.cpu())
     outputs = None
     if targets:
@@ -78,7 +77,7 @@ def score(
             "probs": torch.cat(probs),
             "indices": torch.cat(item_indices),
         }
-        if keep:
+        if keep_logits:
             outputs["logits"] = torch.cat(kept)
     if gather is not None:
         outputs = gather(outputs)

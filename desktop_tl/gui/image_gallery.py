@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from .explanation_view import ExplainedImage, preview_labels
-from .image_stepper import ImageStepper
 from .icons import semantic_colour
+from .image_stepper import ImageStepper
 from .thumbnail_tiles import Caption, ThumbnailGridView, ThumbnailTileDelegate, TileContent
 from .thumbnails import ThumbnailLoader
 

@@ -154,6 +154,23 @@ class Recording:
     def epochs(self) -> int:
         return self.scenario.epochs + self.size.more_epochs
 
+    def validation_ends(self) -> list[float]:
+        """When each epoch's validation ended, epoch by epoch."""
+        return [c["t"] for c in self.calls if c["call"] == "validation_ended"][-self.epochs :]
+
+    def between_epochs(self) -> list[float]:
+        """The seconds from each validation's end to the next epoch's first batch, less
+        the caches built meanwhile (as the estimator times them)."""
+        seconds, validated = [], None
+        for call in self.calls:
+            if call["call"] == "validation_ended":
+                validated = call["t"]
+            elif call["call"] == "training_started" and validated is not None:
+                seconds.append(
+                    call["t"] - validated - sum(entry.get("seconds", 0.0) for entry in call["log"])
+                )
+        return seconds
+
     def whole_epochs(self) -> list[float]:
         """How long each epoch that ran at one speed took, after the first one and after
         the change: from its first step to its validation's end (which leaves out a cache
@@ -163,7 +180,7 @@ class Recording:
             for c in self.calls
             if c["call"] == "batch_ended" and c["plan"]["batch"] == 0
         }
-        validated = [c["t"] for c in self.calls if c["call"] == "validation_ended"][-self.epochs :]
+        validated = self.validation_ends()
         change_at = self.scenario.change_at
         first = change_at[0] + 1 if change_at else 1
         return [validated[e] - first_step[e] for e in range(first, self.epochs)]

@@ -60,18 +60,6 @@ def describe(estimates: list[Estimate], end: float) -> str:
     )
 
 
-def between_epochs(recording: Recording) -> list[float]:
-    """The seconds from each validation's end to the next epoch's first batch, less the
-    caches built meanwhile (as the estimator times them)."""
-    seconds, validated = [], None
-    for call in recording.calls:
-        if call["call"] == "validation_ended":
-            validated = call["t"]
-        elif call["call"] == "training_started" and validated is not None:
-            seconds.append(call["t"] - validated - sum(entry.get("seconds", 0.0) for entry in call["log"]))
-    return seconds
-
-
 @dataclass
 class Checked:
     count: int  # estimates held to 25% and an allowance for noise
@@ -109,10 +97,10 @@ def check_against_the_run(
     scenario, end = recording.scenario, recording.end
     change_at, epochs = scenario.change_at, recording.epochs
     report = describe(estimates, end)
-    validated = [c["t"] for c in recording.calls if c["call"] == "validation_ended"][-epochs:]
+    validated = recording.validation_ends()
     settled_from = (change_at[0] + 1 if change_at else 1) + close_from - 1
     like = recording.whole_epochs()
-    between = between_epochs(recording)[1:]  # from the first epoch's end on
+    between = recording.between_epochs()[1:]  # from the first epoch's end on
     jitter = max(like) - min(like) + max(between) - min(between)
     report += f"\nlike epochs took {[round(d, 4) for d in like]} s, between epochs {[round(d, 4) for d in between]} s"
     checked = Checked(0, 0)
